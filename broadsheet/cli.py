@@ -1,0 +1,231 @@
+"""The command line: the only place that prints, reads the terminal or chooses an exit code.
+
+Exit codes: 0 success, 1 the site has errors (nothing was written), 2 wrong usage,
+130 interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__
+from .diagnostics import BuildFailed, Diagnostic
+from .pipeline import BuildOptions, BuildReport, build
+
+COMMANDS = ("build", "check", "new", "serve")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        command: Callable[[argparse.Namespace], int] = args.run
+        return command(args)
+    except BuildFailed as failure:
+        show_failure(failure, sys.stderr, "Check" if args.command == "check" else "Build")
+        return failure.exit_code
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["build", *argv]  # `broadsheet` and `python build.py` alone build the site
+    parser = argparse.ArgumentParser(
+        prog="broadsheet", description="Build a curated tech news digest from Markdown stories."
+    )
+    parser.add_argument("--version", action="version", version=f"broadsheet {__version__}")
+    site = argparse.ArgumentParser(add_help=False)
+    site.add_argument(
+        "--site",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="the site folder, holding site.yaml (default: the current folder)",
+    )
+    site.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only errors: no progress, warnings or summary",
+    )
+    content = argparse.ArgumentParser(add_help=False)
+    content.add_argument(
+        "--drafts", action="store_true", help="include stories marked 'published: false'"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    build_cmd = commands.add_parser(
+        "build", parents=[site, content], help="build the site into output/ (the default command)"
+    )
+    build_cmd.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="skip broken stories (reported as warnings) and build the rest",
+    )
+    build_cmd.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="build into DIR instead of site.yaml's output_dir",
+    )
+    build_cmd.set_defaults(run=run_build)
+
+    check_cmd = commands.add_parser(
+        "check",
+        parents=[site, content],
+        help="validate content, config and templates; write nothing",
+    )
+    check_cmd.set_defaults(run=run_check)
+
+    new_cmd = commands.add_parser("new", help="create a new site folder to start from")
+    new_cmd.add_argument("directory", type=Path, metavar="DIR")
+    new_cmd.set_defaults(run=run_new)
+
+    serve_cmd = commands.add_parser(
+        "serve", parents=[site, content], help="preview the site locally, rebuilding on every edit"
+    )
+    serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--open", action="store_true", help="open the site in a browser")
+    serve_cmd.set_defaults(run=run_serve)
+    return parser.parse_args(argv)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def run_build(args: argparse.Namespace) -> int:
+    options = BuildOptions(drafts=args.drafts, keep_going=args.keep_going, output_dir=args.output)
+    progress = None if args.quiet else ProgressLine(sys.stderr)
+    report = build(args.site, options, progress)
+    if progress:
+        progress.clear()
+    if not args.quiet:
+        show_warnings(report.warnings, sys.stderr)
+        print(summary(report, args.site), file=sys.stdout)
+    return EXIT_OK
+
+
+def run_check(args: argparse.Namespace) -> int:
+    report = build(args.site, BuildOptions(drafts=args.drafts), write=False)
+    if not args.quiet:
+        show_warnings(report.warnings, sys.stderr)
+        site = report.site
+        print(
+            f"No errors in {plural(len(site.articles), 'story', 'stories')}, "
+            f"{plural(report.pages, 'page')} checked."
+        )
+    return EXIT_OK
+
+
+def run_new(args: argparse.Namespace) -> int:
+    from .scaffold import ScaffoldError, create_site
+
+    try:
+        created = create_site(args.directory)
+    except ScaffoldError as exc:
+        print(f"broadsheet new: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Created a new site in {created}. Next:\n  cd {created}\n  broadsheet build")
+    return EXIT_OK
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    exit_code: int = serve(args)
+    return exit_code
+
+
+# -- showing results ----------------------------------------------------------------------
+
+
+def summary(report: BuildReport, site_dir: Path) -> str:
+    site = report.site
+    drafts = sum(1 for a in site.articles if a.is_draft)
+    draft_note = f" (including {plural(drafts, 'draft')})" if drafts else ""
+    output = report.config.output_dir
+    return (
+        f"Built {plural(len(site.articles), 'story', 'stories')}{draft_note}, "
+        f"{plural(len(site.topics), 'topic')} and {plural(len(site.issues), 'issue')} "
+        f"into {output}/: {plural(report.pages, 'page')}, {plural(report.files, 'file')} "
+        f"({report.unchanged} unchanged) in {report.seconds:.2f} s"
+    )
+
+
+def show_failure(failure: BuildFailed, stream: TextIO, label: str) -> None:
+    colour = use_colour(stream)
+    if stream.isatty():
+        stream.write("\r\033[K")  # clear a progress line the failure interrupted
+    for diagnostic in failure.diagnostics:
+        print(format_diagnostic(diagnostic, colour), file=stream)
+    errors = [d for d in failure.diagnostics if d.is_error]
+    files = len({d.path for d in errors})
+    print(
+        paint(
+            f"{label} failed: {plural(len(errors), 'error')} in {plural(files, 'file')}; "
+            "nothing was written, the previous output is unchanged.",
+            "31",
+            colour,
+        ),
+        file=stream,
+    )
+
+
+def show_warnings(warnings: list[Diagnostic], stream: TextIO) -> None:
+    colour = use_colour(stream)
+    for diagnostic in sorted(warnings):
+        print(format_diagnostic(diagnostic, colour), file=stream)
+
+
+def format_diagnostic(diagnostic: Diagnostic, colour: bool) -> str:
+    return paint(str(diagnostic), "31" if diagnostic.is_error else "33", colour)
+
+
+def use_colour(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def paint(text: str, code: str, colour: bool) -> str:
+    return f"\033[{code}m{text}\033[0m" if colour else text
+
+
+def plural(count: int, singular: str, many: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else (many or singular + 's')}"
+
+
+class ProgressLine:
+    """A single self-overwriting status line, only on a terminal, at most ten times a second."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.active = stream.isatty()
+        self.last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.active or (now - self.last < 0.1 and done != total):
+            return
+        self.last = now
+        width = 24
+        filled = width * done // max(total, 1)
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r\033[K{stage:<16} [{bar}] {done}/{total}")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.active:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

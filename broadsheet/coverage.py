@@ -1,0 +1,146 @@
+"""Related coverage: recognise one outlet page behind its AMP, CDN and tracking variants.
+
+Aggregated coverage lists the same story more than once: the canonical and AMP URLs of one
+page, a syndicated copy with another id, tracking parameters from an RSS feed. We fold those
+into one entry (the highest-quality copy) and keep the other links as "also at".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import replace
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from .model import Coverage, Related
+
+_TRACKING_PREFIXES = ("utm_", "mc_", "pk_", "hsa_", "oly_")
+_TRACKING = {
+    "fbclid",
+    "gclid",
+    "dclid",
+    "msclkid",
+    "yclid",
+    "igshid",
+    "feedtype",
+    "feedname",
+    "cmpid",
+    "cmp",
+    "ref",
+    "ref_src",
+    "ref_url",
+    "ncid",
+    "ocid",
+    "smid",
+    "smtyp",
+    "taid",
+    "partner",
+    "wt.mc_id",
+    "s_cid",
+    "icid",
+    "sr_share",
+    "share",
+    "amp",
+    "outputtype",
+    "amp_js_v",
+    "usqp",
+    "_ga",
+    "_gl",
+    "cid",
+    "rss",
+    "at_medium",
+    "at_campaign",
+}
+_HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
+_AMP_CACHE = re.compile(r"^/(?:c|v|i)/(s/)?(.+)$")
+_AMP_PATH = re.compile(r"(^|/)(?:platform/)?amp(?=/|$)", re.IGNORECASE)
+_WORDS = re.compile(r"\w+")
+
+
+def canonical_url(url: str) -> str:
+    """A comparison key for a URL: host without www/m/amp, path without AMP parts, no tracking.
+
+    Not a URL to link to: the scheme is dropped (http and https copies are the same page).
+    """
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower().rstrip(".")
+    path = parts.path
+    if host.endswith(".cdn.ampproject.org"):
+        inner = _AMP_CACHE.match(path)
+        if inner:
+            scheme = "https://" if inner.group(1) else "http://"
+            query = f"?{parts.query}" if parts.query else ""
+            return canonical_url(scheme + inner.group(2) + query)
+    for prefix in _HOST_PREFIXES:
+        if host.startswith(prefix) and host.count(".") >= 2:
+            host = host[len(prefix) :]
+            break
+    path = _AMP_PATH.sub(r"\1", path).replace("//", "/")
+    path = re.sub(r"\.amp(\.html?)$", r"\1", path, flags=re.IGNORECASE).rstrip("/")
+    query = urlencode(
+        sorted(
+            (key, value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+            if not _is_tracking(key)
+        )
+    )
+    return host + (path or "") + (f"?{query}" if query else "")
+
+
+def _is_tracking(key: str) -> bool:
+    key = key.lower()
+    return key in _TRACKING or key.startswith(_TRACKING_PREFIXES)
+
+
+def title_key(outlet: str, title: str) -> str:
+    """(outlet, title) as one comparison key, ignoring case, punctuation and spacing."""
+    words = " ".join(_WORDS.findall(title.casefold()))
+    return f"{outlet.casefold()}\x00{words}"
+
+
+def related_keys(item: Related) -> set[str]:
+    keys = {canonical_url(u) for u in (item.url, item.amp_url, item.cdn_amp_url) if u}
+    outlet = item.provider.domain or item.provider.name
+    if outlet and item.title:
+        keys.add(title_key(outlet, item.title))
+    return keys
+
+
+def fold_coverage(items: Iterable[Related], own_urls: set[str]) -> tuple[Related, ...]:
+    """Deduplicate related items, keeping the curator's order of first appearance.
+
+    Items sharing a canonical URL or an (outlet, title) are one story; the highest-quality
+    copy is kept and the others' distinct links become its `also`. Items that point at the
+    story itself (`own_urls`, canonical) are dropped.
+    """
+    groups: list[list[Related]] = []
+    group_of: dict[str, int] = {}
+    for item in items:
+        keys = related_keys(item)
+        if keys & own_urls:
+            continue
+        found = sorted({group_of[k] for k in keys if k in group_of})
+        if not found:
+            groups.append([item])
+            index = len(groups) - 1
+        else:
+            index = found[0]
+            groups[index].append(item)
+            for other in found[1:]:  # this item bridges two groups: merge them
+                groups[index].extend(groups[other])
+                groups[other] = []
+                group_of.update({k: index for k, v in group_of.items() if v == other})
+        group_of.update({k: index for k in keys})
+    return tuple(_keep_best(group) for group in groups if group)
+
+
+def _keep_best(group: list[Related]) -> Related:
+    best = max(group, key=lambda item: (item.quality, -group.index(item)))
+    seen = {canonical_url(best.url)}
+    also = []
+    for item in group:
+        key = canonical_url(item.url)
+        if key not in seen:
+            seen.add(key)
+            also.append(Coverage(outlet=item.provider.name or item.provider.domain, url=item.url))
+    return replace(best, also=tuple(also))

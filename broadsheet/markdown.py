@@ -1,0 +1,125 @@
+"""Story bodies: Markdown in, safe HTML out.
+
+Bodies are third-party text, so raw HTML is shown as text, only http(s), mailto and relative
+links survive, and the result goes through nh3 (the ammonia sanitiser) with a tag allow-list
+as a second, independent layer. Body headings are moved one level down because the page's
+own `<h1>` is the story title.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
+
+SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):", re.IGNORECASE)
+_INVISIBLE = re.compile(r"[\x00-\x20\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+
+_TAGS = {
+    "p",
+    "br",
+    "hr",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "em",
+    "strong",
+    "del",
+    "s",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "a",
+    "img",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+}
+_ATTRIBUTES = {
+    "a": {"href", "title", "rel"},
+    "img": {"src", "alt", "title", "loading", "decoding", "referrerpolicy"},
+    "ol": {"start"},
+    "th": {"style"},
+    "td": {"style"},
+    "code": {"class"},
+}
+
+
+def is_safe_link(url: str) -> bool:
+    """True for relative links and http(s)/mailto; browsers ignore the whitespace we strip."""
+    match = _SCHEME.match(_INVISIBLE.sub("", url))
+    return match is None or match.group(1).lower() in SAFE_SCHEMES
+
+
+def _shift_headings(state: StateCore) -> None:
+    """`#` in a body becomes `<h2>`: the page title is the only `<h1>`."""
+    for token in state.tokens:
+        if token.type in ("heading_open", "heading_close"):
+            level = min(int(token.tag[1]) + 1, 6)
+            token.tag = f"h{level}"
+
+
+def _render_link_open(
+    renderer: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    token = tokens[idx]
+    href = str(token.attrGet("href") or "")
+    if _SCHEME.match(href):
+        token.attrSet("rel", "noopener")
+    return renderer.renderToken(tokens, idx, options, env)
+
+
+def _render_image(
+    renderer: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    token = tokens[idx]
+    token.attrSet("loading", "lazy")
+    token.attrSet("decoding", "async")
+    token.attrSet("referrerpolicy", "no-referrer")
+    return renderer.image(tokens, idx, options, env)
+
+
+@lru_cache(maxsize=1)
+def _parser() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    md.validateLink = is_safe_link  # type: ignore[method-assign]
+    md.core.ruler.push("shift_headings", _shift_headings)
+    md.add_render_rule("link_open", _render_link_open)
+    md.add_render_rule("image", _render_image)
+    return md
+
+
+def sanitise_html(html: str) -> str:
+    """The allow-list sanitiser every rendered body passes through."""
+    return nh3.clean(
+        html,
+        tags=_TAGS,
+        attributes=_ATTRIBUTES,
+        url_schemes=set(SAFE_SCHEMES),
+        link_rel=None,
+        strip_comments=True,
+        filter_style_properties={"text-align"},
+    )
+
+
+def render_markdown(text: str) -> str:
+    """Markdown body -> sanitised HTML fragment ('' for an empty body)."""
+    if not text.strip():
+        return ""
+    return sanitise_html(_parser().render(text))

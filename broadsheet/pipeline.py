@@ -1,0 +1,206 @@
+"""build(): load -> validate -> assemble -> render -> write, read top to bottom.
+
+Every story is read and checked before anything renders, and every page renders into a
+staging folder before `output/` is replaced, so any error leaves the previous site intact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+import jinja2
+
+from .assemble import assemble_site
+from .config import Config, load_config
+from .diagnostics import BuildFailed, Diagnostic, Diagnostics
+from .frontmatter import parse_front_matter
+from .model import Article, Site
+from .output import OutputError, OutputWriter
+from .routes import Page, plan_pages
+from .sitemap import render_robots, render_sitemap
+from .sources import Source, find_story_files, read_sources
+from .templates import StaticFiles, make_environment, template_diagnostic
+from .urls import ROBOTS, SITEMAP, UrlBuilder, make_slug, output_file, static_route
+from .validate import check_unique_slugs, validate_story
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    drafts: bool = False
+    keep_going: bool = False
+    output_dir: Path | None = None  # overrides site.yaml's output_dir
+    base_url: str | None = None  # overrides site.yaml's base_url (the dev server's own URL)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    config: Config
+    site: Site
+    pages: int
+    files: int
+    unchanged: int
+    seconds: float
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+class Sink(Protocol):
+    def write(self, name: str, data: bytes) -> None: ...
+
+
+class DiscardingSink:
+    """For `check`: render everything, keep nothing."""
+
+    def __init__(self) -> None:
+        self.written: set[str] = set()
+        self.unchanged = 0
+
+    def write(self, name: str, data: bytes) -> None:
+        self.written.add(name)
+
+
+def build(
+    root: Path,
+    options: BuildOptions = BuildOptions(),
+    progress: Progress | None = None,
+    *,
+    write: bool = True,
+) -> BuildReport:
+    """Build the site in `root`; raise BuildFailed (nothing written) on any error."""
+    started = time.perf_counter()
+    config = configure(load_config(root), options)
+    diagnostics = Diagnostics()
+    articles = load_articles(config, diagnostics, progress)
+    warnings = diagnostics.warnings
+    if diagnostics.errors:
+        if not options.keep_going:
+            raise BuildFailed(diagnostics.items)
+        warnings = [d.as_warning() for d in diagnostics.items]
+    site = assemble_site(articles, config, include_drafts=options.drafts)
+    url_builder = UrlBuilder(config.base_url)
+    pages = plan_pages(site, config, url_builder)
+    sink = OutputWriter(config.root / config.output_dir) if write else DiscardingSink()
+    try:
+        if isinstance(sink, OutputWriter):
+            with sink:
+                render_site(site, pages, config, url_builder, sink, progress)
+        else:
+            render_site(site, pages, config, url_builder, sink, progress)
+    except OutputError as exc:
+        raise BuildFailed(
+            [Diagnostic(str(config.output_dir), 0, "output_dir", str(exc))],
+            "the output folder could not be written",
+        ) from None
+    return BuildReport(
+        config,
+        site,
+        len(pages),
+        len(sink.written),
+        sink.unchanged,
+        time.perf_counter() - started,
+        warnings,
+    )
+
+
+def configure(config: Config, options: BuildOptions) -> Config:
+    """Apply command-line overrides to the site's config."""
+    if options.output_dir is not None:
+        config = replace(config, output_dir=options.output_dir)
+    if options.base_url is not None:
+        config = replace(config, base_url=options.base_url.rstrip("/") + "/")
+    return config
+
+
+# -- load and validate --------------------------------------------------------------------
+
+
+def load_articles(
+    config: Config, diagnostics: Diagnostics, progress: Progress | None = None
+) -> list[Article]:
+    """Read and validate every story; problems go to `diagnostics`, good stories come back."""
+    paths = find_story_files(config.root / config.content_dir)
+    articles = []
+    for done, item in enumerate(read_sources(paths, config.root), start=1):
+        if progress:
+            progress("Reading stories", done, len(paths))
+        if isinstance(item, Diagnostic):
+            diagnostics.extend([item])
+            continue
+        article = load_article(item, config, diagnostics)
+        if article is not None:
+            articles.append(article)
+    collisions = check_unique_slugs(articles)
+    diagnostics.extend(collisions)
+    clashing = {(d.path, d.field) for d in collisions}
+    return [a for a in articles if (a.source, "slug") not in clashing]
+
+
+def load_article(source: Source, config: Config, diagnostics: Diagnostics) -> Article | None:
+    front = parse_front_matter(source.text, source.shown)
+    if isinstance(front, list):
+        diagnostics.extend(front)
+        return None
+    default_slug = make_slug(source.path.stem, "story")
+    return validate_story(front, source.shown, default_slug, config, diagnostics)
+
+
+# -- render and write ---------------------------------------------------------------------
+
+
+def render_site(
+    site: Site,
+    pages: list[Page],
+    config: Config,
+    url_builder: UrlBuilder,
+    sink: Sink,
+    progress: Progress | None = None,
+) -> None:
+    """Render every page, the sitemap, robots.txt and static files into `sink`."""
+    static = StaticFiles(config.static_dirs)
+    env = make_environment(config, url_builder, static)
+    problems: list[Diagnostic] = []
+    for done, page in enumerate(pages, start=1):
+        if progress:
+            progress("Rendering pages", done, len(pages))
+        try:
+            html = render_page(env, page, site, config)
+        except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            problems.append(template_diagnostic(exc, config, page.route))
+            continue
+        sink.write(output_file(page.route), html)
+    if problems:
+        raise BuildFailed(summarise_template_errors(problems))
+    sink.write(SITEMAP, render_sitemap(pages, url_builder))
+    sink.write(ROBOTS, render_robots(url_builder))
+    for name, path in static.files.items():
+        sink.write(static_route(name), path.read_bytes())
+
+
+def render_page(env: jinja2.Environment, page: Page, site: Site, config: Config) -> bytes:
+    template = env.get_template(page.template)
+    html = template.render(site=site, config=config, page=page.info, **page.context)
+    return html.encode("utf-8")
+
+
+def summarise_template_errors(problems: list[Diagnostic]) -> list[Diagnostic]:
+    """One diagnostic per template bug, not one per page it broke."""
+
+    def key(d: Diagnostic) -> tuple[str, int, str]:
+        return (d.path, d.line, d.message.split(": ", 1)[-1])
+
+    counts = Counter(key(d) for d in problems)
+    first: dict[tuple[str, int, str], Diagnostic] = {}
+    for d in problems:
+        first.setdefault(key(d), d)
+    return [
+        replace(
+            d, message=d.message + (f" (and {counts[k] - 1} more pages)" if counts[k] > 1 else "")
+        )
+        for k, d in first.items()
+    ]

@@ -1,0 +1,283 @@
+"""Typed readers for YAML nodes: each turns one node into one Python value or a diagnostic.
+
+Front matter and site.yaml are both read through these, so every field of every file gets
+the same rules: scalars are read by the field's schema (the text `no` is a string where a
+string is expected), text is cleaned of control characters, URLs must be http(s), and every
+problem is reported with the line of the node and the dotted path of the field.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from datetime import date, datetime, tzinfo
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import yaml
+
+from .diagnostics import Diagnostics
+from .frontmatter import kind_of
+
+_NULL_TAG = "tag:yaml.org,2002:null"
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+_TRUE = {"true", "yes", "on"}
+_FALSE = {"false", "no", "off"}
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*"
+    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?",
+    re.IGNORECASE,
+)
+MAX_URL_LENGTH = 4096
+MIN_YEAR, MAX_YEAR = 1900, 2200
+_DATE_HINT = "a date and time like 2020-01-24T18:24:00Z"
+
+# Characters that must never reach a page or feed: C0/C1 controls (tab and newline are
+# handled as whitespace), lone surrogates (unencodable) and the XML-illegal noncharacters.
+_UNWANTED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str, *, single_line: bool = True) -> str:
+    """Remove control and illegal characters; fold whitespace for one-line fields."""
+    text = _UNWANTED.sub("", unicodedata.normalize("NFC", text.replace("\r\n", "\n")))
+    if single_line:
+        return _WHITESPACE.sub(" ", text).strip()
+    return text.replace("\r", "\n")
+
+
+def is_null(node: yaml.Node | None) -> bool:
+    return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG)
+
+
+class NodeReader:
+    """Reads the nodes of one YAML document, reporting into `diagnostics` with file lines."""
+
+    def __init__(self, path: str, first_line: int, diagnostics: Diagnostics) -> None:
+        self.path = path
+        self.first_line = first_line
+        self.diagnostics = diagnostics
+        self._keys: dict[int, yaml.Node] = {}  # value node id -> its key node, for key lines
+
+    def line(self, node: yaml.Node) -> int:
+        return self.first_line + node.start_mark.line
+
+    def error(self, node: yaml.Node | None, field: str, message: str) -> None:
+        line = self.line(node) if node is not None else max(self.first_line - 1, 1)
+        self.diagnostics.error(self.path, line, field, message)
+
+    def warning(self, node: yaml.Node | None, field: str, message: str) -> None:
+        line = self.line(node) if node is not None else max(self.first_line - 1, 1)
+        self.diagnostics.warning(self.path, line, field, message)
+
+    # -- containers ---------------------------------------------------------------------
+
+    def fields(self, node: yaml.Node | None, field: str) -> dict[str, yaml.Node] | None:
+        """A mapping's values by key (keys were checked for duplicates when composed)."""
+        if is_null(node):
+            return None
+        assert node is not None
+        if not isinstance(node, yaml.MappingNode):
+            self.error(node, field, f"expected a mapping of fields, got {kind_of(node)}")
+            return None
+        self._keys.update((id(v), k) for k, v in node.value)
+        return {str(k.value): v for k, v in node.value}
+
+    def items(self, node: yaml.Node | None, field: str, what: str) -> Iterator[yaml.Node]:
+        """The items of a list (a missing or null list is empty)."""
+        if is_null(node):
+            return iter(())
+        assert node is not None
+        if not isinstance(node, yaml.SequenceNode):
+            self.error(node, field, f"expected a list of {what}, got {kind_of(node)}")
+            return iter(())
+        return iter(node.value)
+
+    def unknown(
+        self,
+        fields: dict[str, yaml.Node],
+        known: set[str],
+        prefix: str,
+        ignored: frozenset[str] = frozenset(),
+    ) -> None:
+        """Warn about fields we do not know (likely typos); their values are never used."""
+        import difflib
+
+        for name in sorted(set(fields) - known - ignored):
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            where = f"{prefix}.{name}" if prefix else name
+            key = self._keys.get(id(fields[name]), fields[name])
+            self.warning(key, where, f"unknown field, ignored{hint}")
+
+    # -- scalars ------------------------------------------------------------------------
+
+    def scalar(self, node: yaml.Node | None, field: str, expected: str) -> str | None:
+        """The raw text of a scalar node, whatever YAML would have resolved it to."""
+        if is_null(node):
+            return None
+        assert node is not None
+        if not isinstance(node, yaml.ScalarNode):
+            self.error(node, field, f"expected {expected}, got {kind_of(node)}")
+            return None
+        return str(node.value)
+
+    def text(
+        self,
+        node: yaml.Node | None,
+        field: str,
+        *,
+        required: bool = False,
+        single_line: bool = True,
+        max_length: int = 100_000,
+    ) -> str | None:
+        raw = self.scalar(node, field, "text")
+        if raw is None:
+            if required and (node is None or is_null(node)):
+                self.error(node, field, "is required" if node is None else "must not be empty")
+            return None
+        value = clean_text(raw, single_line=single_line)
+        if required and not value:
+            self.error(node, field, "must not be empty")
+            return None
+        if len(value) > max_length:
+            self.error(node, field, f"is too long ({len(value)} characters, at most {max_length})")
+            return None
+        return value
+
+    def integer(
+        self, node: yaml.Node | None, field: str, *, minimum: int, maximum: int
+    ) -> int | None:
+        raw = self.scalar(node, field, "a whole number")
+        if raw is None:
+            return None
+        if not _INTEGER.fullmatch(raw.strip()):
+            self.error(node, field, f"expected a whole number, got {raw!r}")
+            return None
+        value = int(raw.strip())
+        if not minimum <= value <= maximum:
+            self.error(node, field, f"expected a number from {minimum} to {maximum}, got {value}")
+            return None
+        return value
+
+    def boolean(self, node: yaml.Node | None, field: str) -> bool | None:
+        raw = self.scalar(node, field, "true or false")
+        if raw is None:
+            return None
+        word = raw.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        self.error(node, field, f"expected true or false, got {raw!r}")
+        return None
+
+    def timestamp(
+        self, node: yaml.Node | None, field: str, timezone: tzinfo, *, required: bool = False
+    ) -> datetime | None:
+        """An aware datetime; naive values are taken in the site's timezone."""
+        raw = self.scalar(node, field, _DATE_HINT)
+        if raw is None:
+            if required:
+                self.error(node, field, "is required" if node is None else "must not be empty")
+            return None
+        parsed = parse_datetime(raw.strip())
+        if parsed is None:
+            self.error(node, field, f"expected {_DATE_HINT}, got {raw!r}")
+            return None
+        if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+            self.error(
+                node, field, f"year {parsed.year} is out of range ({MIN_YEAR} to {MAX_YEAR})"
+            )
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone)
+        return parsed
+
+    def calendar_date(self, node: yaml.Node | None, field: str) -> date | None:
+        raw = self.scalar(node, field, "a date like 2020-01-20")
+        if raw is None:
+            return None
+        try:
+            value = date.fromisoformat(raw.strip())
+        except ValueError:
+            self.error(node, field, f"expected a date like 2020-01-20, got {raw!r}")
+            return None
+        if not MIN_YEAR <= value.year <= MAX_YEAR:
+            self.error(node, field, f"year {value.year} is out of range")
+            return None
+        return value
+
+    def url(self, node: yaml.Node | None, field: str, *, required: bool = False) -> str | None:
+        raw = self.scalar(node, field, "an http(s) URL")
+        if raw is None:
+            if required:
+                self.error(node, field, "is required" if node is None else "must not be empty")
+            return None
+        value = raw.strip()
+        problem = url_problem(value)
+        if problem:
+            self.error(node, field, f"expected an http(s) URL, got {shorten(raw)!r}{problem}")
+            return None
+        return normalise_url(value)
+
+    def hostname(self, node: yaml.Node | None, field: str) -> str | None:
+        raw = self.text(node, field)
+        if raw is None:
+            return None
+        value = raw.lower().rstrip(".")
+        if not _HOSTNAME.fullmatch(value):
+            self.error(
+                node, field, f"expected a domain name like example.com, got {shorten(raw)!r}"
+            )
+            return None
+        return value
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def url_problem(value: str) -> str:
+    """Why `value` is not an acceptable absolute http(s) URL ('' when it is)."""
+    if not value:
+        return " (it is empty)"
+    if len(value) > MAX_URL_LENGTH:
+        return f" (longer than {MAX_URL_LENGTH} characters)"
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cs", "Cf") for ch in value):
+        return " (it contains spaces or control characters)"
+    if any(ch in value for ch in '<>"`\\'):
+        return " (it contains characters that are not allowed in URLs)"
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return " (it is malformed)"
+    if parts.scheme.lower() not in ("http", "https"):
+        return " (only http and https links are allowed)"
+    if not host:
+        return " (it has no host)"
+    return ""
+
+
+def normalise_url(value: str) -> str:
+    """Lower-case the scheme and host; everything else is kept exactly as written."""
+    parts = urlsplit(value)
+    netloc = parts.netloc
+    if "@" not in netloc:
+        netloc = netloc.lower()
+    return parts._replace(scheme=parts.scheme.lower(), netloc=netloc).geturl()
+
+
+def parse_datetime(text: str) -> datetime | None:
+    """ISO 8601 (with `Z`, `T` or space, optional offset) or RFC 2822 as feeds write it."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None

@@ -1,0 +1,205 @@
+"""Site -> [Page]: the site map, one line per page kind.
+
+A Page is the route it is served at, the template that renders it and what that template
+receives. Reading `plan_pages` tells you every page a build writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from . import urls
+from .config import Config
+from .model import Article, Issue, Site, Topic
+from .urls import UrlBuilder
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    """What every template gets as `page`: the head of the document, mostly."""
+
+    route: str
+    kind: str  # home | story | topic | topics | issue | issues | not_found
+    title: str  # for <title> and og:title, without the site name
+    description: str = ""
+    og_type: str = "website"
+    in_sitemap: bool = True
+    updated: datetime | None = None  # newest content date shown, for sitemap <lastmod>
+    json_ld: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Pager:
+    """One page of a paginated list."""
+
+    number: int
+    items: tuple[Article, ...]
+    routes: tuple[str, ...]  # the route of every page of the list, page 1 first
+
+    @property
+    def total(self) -> int:
+        return len(self.routes)
+
+    @property
+    def previous(self) -> str | None:
+        return self.routes[self.number - 2] if self.number > 1 else None
+
+    @property
+    def next(self) -> str | None:
+        return self.routes[self.number] if self.number < self.total else None
+
+
+@dataclass(frozen=True)
+class Page:
+    info: PageInfo
+    template: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def route(self) -> str:
+        return self.info.route
+
+
+def plan_pages(site: Site, config: Config, url_builder: UrlBuilder) -> list[Page]:
+    """Every page of the site, in a stable order."""
+    issues = {issue.number: issue for issue in site.issues}
+    return [
+        home_page(site, config),
+        *(
+            story_page(article, issues.get(article.issue or 0), config, url_builder)
+            for article in site.articles
+        ),
+        topic_index_page(site),
+        *(page for topic in site.topics for page in topic_pages(topic, config.topic_page_size)),
+        *(issue_page(site, issue, config) for issue in site.issues),
+        issue_archive_page(site),
+        not_found_page(),
+    ]
+
+
+def home_page(site: Site, config: Config) -> Page:
+    latest = site.issues[0] if site.issues else None
+    top = latest.articles[: config.home_stories] if latest else ()
+    return Page(
+        PageInfo(urls.HOME, "home", config.title, config.description, updated=site.updated),
+        "home.html",
+        {
+            "issue": latest,
+            "top_stories": top,
+            "recent_issues": site.issues[1 : config.home_recent_issues + 1],
+            "latest_stories": site.articles[: config.home_stories],
+        },
+    )
+
+
+def story_page(
+    article: Article, issue: Issue | None, config: Config, url_builder: UrlBuilder
+) -> Page:
+    info = PageInfo(
+        urls.story_route(article.slug),
+        "story",
+        article.title,
+        article.excerpt,
+        og_type="article",
+        in_sitemap=not article.is_draft,
+        updated=article.published,
+        json_ld=news_article_json_ld(article, config, url_builder),
+    )
+    return Page(info, "story.html", {"article": article, "issue": issue})
+
+
+def topic_index_page(site: Site) -> Page:
+    return Page(
+        PageInfo(
+            urls.TOPIC_INDEX,
+            "topics",
+            "Topics",
+            f"Every topic covered, {len(site.topics)} in all.",
+            updated=site.updated,
+        ),
+        "topics.html",
+        {"topics": site.topics},
+    )
+
+
+def topic_pages(topic: Topic, page_size: int) -> list[Page]:
+    chunks = [topic.articles[i : i + page_size] for i in range(0, len(topic.articles), page_size)]
+    routes = tuple(urls.topic_route(topic.slug, n) for n in range(1, len(chunks) + 1))
+    pages = []
+    for number, chunk in enumerate(chunks, start=1):
+        title = topic.name if number == 1 else f"{topic.name} (page {number})"
+        description = f"Stories about {topic.name}, newest first."
+        pager = Pager(number, chunk, routes)
+        info = PageInfo(routes[number - 1], "topic", title, description, updated=chunk[0].published)
+        pages.append(Page(info, "topic.html", {"topic": topic, "pager": pager}))
+    return pages
+
+
+def issue_page(site: Site, issue: Issue, config: Config) -> Page:
+    title = f"{config.issues.title} {issue.number}"
+    description = f"{issue.lead.title} and {len(issue.articles) - 1} more stories."
+    if len(issue.articles) == 1:
+        description = issue.lead.title
+    return Page(
+        PageInfo(
+            urls.issue_route(issue.number), "issue", title, description, updated=issue.updated
+        ),
+        "issue.html",
+        {"issue": issue, "previous": site.issue_before(issue), "next": site.issue_after(issue)},
+    )
+
+
+def issue_archive_page(site: Site) -> Page:
+    return Page(
+        PageInfo(
+            urls.ISSUE_ARCHIVE,
+            "issues",
+            "All issues",
+            f"Every digest issue, {len(site.issues)} in all.",
+            updated=site.updated,
+        ),
+        "issues.html",
+        {"issues": site.issues},
+    )
+
+
+def not_found_page() -> Page:
+    return Page(
+        PageInfo(urls.NOT_FOUND, "not_found", "Page not found", in_sitemap=False), "404.html"
+    )
+
+
+def news_article_json_ld(
+    article: Article, config: Config, url_builder: UrlBuilder
+) -> dict[str, Any]:
+    """schema.org NewsArticle for a story page: our summary, based on the outlet's story."""
+    page_url = url_builder.absolute(article)
+    data: dict[str, Any] = {
+        "@context": "https://schema.org",
+        "@type": "NewsArticle",
+        "headline": shorten_words(article.title, 110),
+        "url": page_url,
+        "mainEntityOfPage": page_url,
+        "datePublished": article.published.isoformat(timespec="seconds"),
+        "dateModified": article.published.isoformat(timespec="seconds"),
+        "isBasedOn": article.url,
+        "publisher": {"@type": "Organization", "name": config.publisher, "url": config.base_url},
+    }
+    if article.excerpt:
+        data["description"] = article.excerpt
+    if article.provider.name:
+        data["sourceOrganization"] = {"@type": "Organization", "name": article.provider.name}
+    if article.topics:
+        data["keywords"] = [t.name for t in article.topics]
+    return data
+
+
+def shorten_words(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + "…"

@@ -1,0 +1,427 @@
+"""The dev server: build, serve, watch, rebuild, and tell open browsers to reload.
+
+Every build goes into a fresh folder and the server switches to it only once it is complete,
+so a page is never served from a half-written build. A failed build keeps the last good one
+on screen with an overlay of the diagnostics. The reload script and the overlay are added to
+pages as they are served; nothing of the dev server is ever written into a build.
+"""
+
+from __future__ import annotations
+
+import html
+import http.server
+import ipaddress
+import mimetypes
+import posixpath
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import webbrowser
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
+
+import watchfiles
+
+from .config import CONFIG_FILE, load_config
+from .diagnostics import BuildFailed, Diagnostic
+from .pipeline import BuildOptions, build
+
+PREFIX = "/__broadsheet/"
+KEEPALIVE_SECONDS = 15.0
+LIVE_SCRIPT = b"""\
+(() => {
+  const source = new EventSource("/__broadsheet/events");
+  source.addEventListener("reload", () => location.reload());
+})();
+"""
+mimetypes.add_type("application/json", ".json")
+mimetypes.add_type("application/xml", ".xml")
+mimetypes.add_type("application/atom+xml", ".atom")
+mimetypes.add_type("image/webp", ".webp")
+mimetypes.add_type("image/svg+xml", ".svg")
+mimetypes.add_type("text/javascript", ".js")
+
+
+@dataclass
+class BuildState:
+    """What the server shows: the last good build and the problems of the latest attempt."""
+
+    folder: Path | None = None
+    problems: list[Diagnostic] = field(default_factory=list)
+    generation: int = 0
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def publish(self, folder: Path | None, problems: list[Diagnostic]) -> None:
+        with self.changed:
+            if folder is not None:
+                self.folder = folder
+            self.problems = problems
+            self.generation += 1
+            self.changed.notify_all()
+
+    def wait_for_change(self, seen: int, timeout: float) -> int:
+        with self.changed:
+            self.changed.wait_for(lambda: self.generation != seen, timeout=timeout)
+            return self.generation
+
+
+class DevServer:
+    """A preview of one site: `start()` builds and serves; `stop()` cleans up everything."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        drafts: bool = False,
+        log: TextIO | None = None,
+    ) -> None:
+        self.root = root.resolve()
+        self.host = host
+        self.drafts = drafts
+        self.log = log or sys.stderr
+        self.state = BuildState()
+        self.workspace = Path(tempfile.mkdtemp(prefix="broadsheet-serve-"))
+        self.builds = 0
+        self.stop_event = threading.Event()
+        self.watching = threading.Event()
+        self.httpd = PreviewHTTPServer((host, port), PreviewHandler, self)
+        self.base_path = urlsplit(load_config(self.root).base_url).path or "/"
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.base_path}"
+
+    def start(self) -> None:
+        self.rebuild()
+        for target in (self.httpd.serve_forever, self.watch):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.watching.wait(timeout=10)  # edits made from now on are seen
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        with self.state.changed:
+            self.state.changed.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        shutil.rmtree(self.workspace, ignore_errors=True)
+
+    # -- building ---------------------------------------------------------------------
+
+    def rebuild(self) -> bool:
+        """Build into a new folder; switch to it only if the build succeeded."""
+        self.builds += 1
+        folder = self.workspace / f"build-{self.builds}"
+        options = BuildOptions(drafts=self.drafts, output_dir=folder, base_url=self.url)
+        try:
+            report = build(self.root, options)
+        except BuildFailed as failure:
+            for diagnostic in failure.diagnostics:
+                print(diagnostic, file=self.log)
+            print(f"Build failed: still showing the last good build at {self.url}", file=self.log)
+            self.state.publish(None, [d for d in failure.diagnostics if d.is_error])
+            return False
+        previous = self.state.folder
+        for warning in report.warnings:
+            print(warning, file=self.log)
+        self.state.publish(folder, [])
+        print(
+            f"Rebuilt {len(report.site.articles)} stories in {report.seconds:.2f} s", file=self.log
+        )
+        if previous is not None:
+            threading.Timer(30.0, shutil.rmtree, (previous,), {"ignore_errors": True}).start()
+        return True
+
+    def watched_paths(self) -> list[Path]:
+        config = load_config(self.root)
+        paths = [self.root]
+        theme = config.theme_dir
+        if not theme.is_relative_to(self.root):
+            paths.append(theme)
+        return paths
+
+    def watch(self) -> None:
+        """Rebuild after each burst of changes (watchfiles groups a burst into one set)."""
+        watch_filter = SiteFilter(self.root)
+        for changes in watchfiles.watch(
+            *self.watched_paths(),
+            watch_filter=watch_filter,
+            debounce=1600,
+            step=50,
+            stop_event=self.stop_event,
+            raise_interrupt=False,
+            rust_timeout=250,
+            yield_on_timeout=True,
+        ):
+            self.watching.set()  # the first (empty) yield means the watcher is running
+            if not changes:
+                continue
+            names = sorted({Path(p).name for _, p in changes})
+            print(
+                f"Changed: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}", file=self.log
+            )
+            self.rebuild()
+
+
+class SiteFilter(watchfiles.DefaultFilter):
+    """Ignore build output, caches and editors' temporary files."""
+
+    def __init__(self, root: Path) -> None:
+        try:
+            output = (root / load_config(root).output_dir).resolve()
+        except BuildFailed:
+            output = root / "output"
+        super().__init__(ignore_paths=[output, root / ".cache"])
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        name = Path(path).name
+        if name.startswith(".") and name != CONFIG_FILE:
+            return False
+        return bool(super().__call__(change, path))
+
+
+class PreviewHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[PreviewHandler], dev: DevServer
+    ) -> None:
+        self.dev = dev
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.address_family = family
+        super().__init__(address, handler)
+
+
+class PreviewHandler(http.server.BaseHTTPRequestHandler):
+    """Serves the current build: clean URLs, 404 page, no caching, no path escapes."""
+
+    server: PreviewHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the terminal is for builds and diagnostics, not for every request
+
+    def do_HEAD(self) -> None:
+        self.respond(head=True)
+
+    def do_GET(self) -> None:
+        self.respond(head=False)
+
+    def respond(self, head: bool) -> None:
+        try:
+            if not self.host_allowed():
+                self.send_text(403, "Forbidden: unknown Host header", head)
+                return
+            path = urlsplit(self.path).path
+            if path.startswith(PREFIX):
+                self.serve_internal(path[len(PREFIX) :], head)
+            else:
+                self.serve_site(path, head)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            pass  # the browser went away mid-response: nothing to do
+
+    def host_allowed(self) -> bool:
+        """Only our own names: a page on another domain cannot rebind DNS to this server."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        dev = self.server.dev
+        allowed = {
+            f"localhost:{dev.port}",
+            f"127.0.0.1:{dev.port}",
+            f"[::1]:{dev.port}",
+            f"{dev.host.lower()}:{dev.port}",
+            f"[{dev.host.lower()}]:{dev.port}",
+        }
+        if dev.port == 80:
+            allowed |= {"localhost", "127.0.0.1", "[::1]", dev.host.lower()}
+        if host in allowed:
+            return True
+        return is_exposed(dev.host) and host.rsplit(":", 1)[0].strip("[]") == dev.host
+
+    # -- the site -----------------------------------------------------------------------
+
+    def serve_site(self, path: str, head: bool) -> None:
+        dev = self.server.dev
+        folder = dev.state.folder
+        if folder is None:  # no good build yet: a page that shows why and reloads when fixed
+            page = b"<!doctype html><title>Build failed</title><body></body>"
+            self.send_bytes(503, "text/html; charset=utf-8", inject(page, dev.state.problems), head)
+            return
+        if not path.startswith(dev.base_path):
+            if path in ("/", dev.base_path.rstrip("/")):
+                self.redirect(dev.base_path)
+            else:
+                self.send_not_found(folder, head)
+            return
+        target = resolve(folder, path[len(dev.base_path) :])
+        if target is None:
+            self.send_not_found(folder, head)
+            return
+        if target.is_dir():
+            if not path.endswith("/"):
+                self.redirect(path + "/")
+                return
+            target = target / "index.html"
+            if not target.is_file():
+                self.send_not_found(folder, head)
+                return
+        self.send_file(target, 200, head)
+
+    def send_not_found(self, folder: Path, head: bool) -> None:
+        page = folder / "404.html"
+        if page.is_file():
+            self.send_file(page, 404, head)
+        else:
+            self.send_text(404, "Not found", head)
+
+    def send_file(self, path: Path, status: int, head: bool) -> None:
+        data = path.read_bytes()
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if kind == "text/html":
+            data = inject(data, self.server.dev.state.problems)
+        if kind.startswith("text/") or kind.endswith(("xml", "json", "javascript")):
+            kind += "; charset=utf-8"
+        self.send_bytes(status, kind, data, head)
+
+    def redirect(self, location: str) -> None:
+        self.send_response(301)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def send_text(self, status: int, text: str, head: bool) -> None:
+        self.send_bytes(status, "text/plain; charset=utf-8", text.encode() + b"\n", head)
+
+    def send_bytes(self, status: int, kind: str, data: bytes, head: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if not head:
+            self.wfile.write(data)
+
+    # -- reload events ------------------------------------------------------------------
+
+    def serve_internal(self, name: str, head: bool) -> None:
+        if name == "live.js":
+            self.send_bytes(200, "text/javascript; charset=utf-8", LIVE_SCRIPT, head)
+        elif name == "events" and not head:
+            self.stream_events()
+        else:
+            self.send_text(404, "Not found", head)
+
+    def stream_events(self) -> None:
+        """Server-Sent Events: one `reload` event after each finished build."""
+        state = self.server.dev.state
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        self.wfile.write(b"retry: 500\n\n")
+        self.wfile.flush()
+        seen = state.generation
+        while not self.server.dev.stop_event.is_set():
+            now = state.wait_for_change(seen, KEEPALIVE_SECONDS)
+            if self.server.dev.stop_event.is_set():
+                return
+            message = (
+                b": keepalive\n\n" if now == seen else f"event: reload\ndata: {now}\n\n".encode()
+            )
+            seen = now
+            self.wfile.write(message)
+            self.wfile.flush()
+
+
+def resolve(folder: Path, relative: str) -> Path | None:
+    """The file for a URL path inside `folder`, or None for anything that could escape it."""
+    decoded = unquote(relative)
+    if "\\" in decoded or "\x00" in decoded or decoded.startswith("/"):
+        return None
+    parts = [p for p in decoded.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts) or posixpath.isabs(decoded):
+        return None
+    target = folder.joinpath(*parts)
+    try:
+        real = target.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return real if real.is_relative_to(folder.resolve()) else None
+
+
+def inject(page: bytes, problems: list[Diagnostic]) -> bytes:
+    """Add the reload script, and the diagnostics overlay when the latest build failed."""
+    snippet = f'<script src="{PREFIX}live.js"></script>'
+    if problems:
+        snippet += overlay(problems)
+    marker = page.rfind(b"</body>")
+    if marker == -1:
+        return page + snippet.encode()
+    return page[:marker] + snippet.encode() + page[marker:]
+
+
+def overlay(problems: list[Diagnostic]) -> str:
+    items = "".join(f"<li>{html.escape(str(p))}</li>" for p in problems[:100])
+    more = f"<p>… and {len(problems) - 100} more</p>" if len(problems) > 100 else ""
+    return (
+        '<div id="broadsheet-overlay" role="alert" style="position:fixed;inset:auto 0 0 0;'
+        "max-height:60vh;overflow:auto;z-index:2147483647;background:#2b0b0b;color:#ffe9e9;"
+        "font:14px/1.5 ui-monospace,Menlo,Consolas,monospace;padding:1rem 1.25rem;"
+        'border-top:4px solid #ff6b6b"><strong style="font-size:15px">The last edit broke '
+        'the build; this is the last good version.</strong><ul style="margin:.5rem 0 0;'
+        f'padding-left:1.25rem">{items}</ul>{more}</div>'
+    )
+
+
+def is_exposed(host: str) -> bool:
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() != "localhost"
+
+
+def serve(args: Any) -> int:
+    """The `serve` command: returns an exit code; Ctrl-C stops it cleanly with 0."""
+    try:
+        dev = DevServer(args.site, host=args.host, port=args.port, drafts=args.drafts)
+    except OSError as exc:
+        print(
+            f"broadsheet serve: cannot listen on {args.host}:{args.port}: "
+            f"{exc.strerror or exc}. Is another server running? Try --port 0 for a free "
+            "port.",
+            file=sys.stderr,
+        )
+        return 1
+    print(dev.url, flush=True)
+    if is_exposed(args.host):
+        print(f"Warning: serving on {args.host}, reachable from other machines.", file=sys.stderr)
+    try:
+        dev.start()
+        if args.open:
+            webbrowser.open(dev.url)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nStopped.", file=sys.stderr)
+    finally:
+        dev.stop()
+    return 0

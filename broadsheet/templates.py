@@ -1,0 +1,142 @@
+"""The Jinja environment: theme lookup, autoescape, the filters themes use, errors -> diagnostics.
+
+Autoescape is on for every template (Jinja's default is off), undefined names fail loudly
+instead of rendering as empty strings, and a template error becomes a Diagnostic that names
+the template file and line, like a content error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import traceback
+from collections.abc import Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from markupsafe import Markup
+
+from .config import Config
+from .diagnostics import Diagnostic, display_path
+from .urls import UrlBuilder, static_route
+
+
+class StaticFiles:
+    """The theme's static files, overridden by the site's, with content-hash cache busters."""
+
+    def __init__(self, folders: list[Path]) -> None:
+        self.files: dict[str, Path] = {}
+        for folder in folders:
+            if folder.is_dir():
+                for path in sorted(folder.rglob("*")):
+                    relative = path.relative_to(folder)
+                    if path.is_file() and not any(p.startswith(".") for p in relative.parts):
+                        self.files[relative.as_posix()] = path
+        self._versions: dict[str, str] = {}
+
+    def version(self, name: str) -> str:
+        if name not in self._versions:
+            digest = hashlib.sha256(self.files[name].read_bytes()).hexdigest()
+            self._versions[name] = digest[:10]
+        return self._versions[name]
+
+
+def make_environment(config: Config, urls: UrlBuilder, static: StaticFiles) -> jinja2.Environment:
+    folders = [str(d) for d in config.template_dirs if d.is_dir()]
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    tz = config.tz
+
+    def asset(name: str) -> str:
+        if name not in static.files:
+            raise jinja2.TemplateRuntimeError(f"asset({name!r}): no such file in static/")
+        return f"{urls.href(static_route(name))}?v={static.version(name)}"
+
+    env.globals.update(href=urls.href, absolute_url=urls.absolute, asset=asset)
+    env.filters.update(
+        local=lambda value: to_local(value, tz),
+        isodate=lambda value: iso_datetime(value, tz),
+        longdate=lambda value: long_date(to_local(value, tz)),
+        shortdate=lambda value: short_date(to_local(value, tz)),
+        clock=lambda value: to_local(value, tz).strftime("%H:%M"),
+        daterange=date_range,
+        plural=plural,
+        json_ld=json_ld,
+        hue=hue,
+    )
+    return env
+
+
+def to_local(value: datetime | date, tz: ZoneInfo) -> datetime | date:
+    return value.astimezone(tz) if isinstance(value, datetime) else value
+
+
+def iso_datetime(value: datetime | date, tz: ZoneInfo) -> str:
+    """For `<time datetime>`: full ISO 8601 with offset, or a plain date."""
+    if isinstance(value, datetime):
+        return value.astimezone(tz).isoformat(timespec="seconds")
+    return value.isoformat()
+
+
+def long_date(value: datetime | date) -> str:
+    return f"{value.day} {value:%B %Y}"
+
+
+def short_date(value: datetime | date) -> str:
+    return f"{value.day} {value:%b %Y}"
+
+
+def date_range(start: date, end: date) -> str:
+    """`20–26 January 2020`, `27 January – 2 February 2020`, `30 Dec 2019 – 5 Jan 2020`."""
+    if start == end:
+        return long_date(start)
+    if start.year != end.year:
+        return f"{long_date(start)} – {long_date(end)}"
+    if start.month != end.month:
+        return f"{start.day} {start:%B} – {long_date(end)}"
+    return f"{start.day}–{long_date(end)}"
+
+
+def plural(count: int, singular: str, many: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else (many or singular + 's')}"
+
+
+def hue(text: str) -> int:
+    """A stable colour angle (0-359) for a placeholder, from any text such as an image URL."""
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:6], 16) % 360
+
+
+def json_ld(data: Mapping[str, Any]) -> Markup:
+    """JSON for a `<script type="application/ld+json">`; `<`, `>`, `&` cannot end the script."""
+    import json
+
+    text = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def template_diagnostic(exc: Exception, config: Config, page_route: str) -> Diagnostic:
+    """Where in which template an error happened, as a diagnostic."""
+    filename, line = getattr(exc, "filename", None), getattr(exc, "lineno", None)
+    if not filename:
+        template_frames = [
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if f.filename.endswith((".html", ".xml", ".txt", ".j2"))
+        ]
+        if template_frames:
+            filename, line = template_frames[-1].filename, template_frames[-1].lineno
+    shown = display_path(Path(filename), config.root) if filename else "templates"
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return Diagnostic(
+        shown, line or 0, "", f"template error while rendering /{page_route}: {message}"
+    )

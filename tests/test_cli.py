@@ -1,0 +1,120 @@
+"""The command line as a user meets it: commands, messages and exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from broadsheet.cli import main
+from broadsheet.scaffold import create_site
+
+from .conftest import REPO, story
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "build.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_build_py_alone_builds_the_site_in_the_current_folder(make_site) -> None:
+    site = make_site({"content/a.md": story()})
+    result = run(cwd=site.root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Built 1 story, 0 topics and 1 issue into output/:")
+    assert "Traceback" not in result.stderr
+    assert (site.output / "stories/a/index.html").is_file()
+
+
+def test_quiet_prints_nothing_on_success(make_site, capsys) -> None:
+    site = make_site({"content/a.md": story(extra="unknown_field: 1")})
+    assert main(["build", "--site", str(site.root), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_warnings_are_shown_but_do_not_fail(make_site, capsys) -> None:
+    site = make_site({"content/a.md": story(extra="titel: typo")})
+    assert main(["--site", str(site.root), "-q"]) == 0  # no command: build
+    assert capsys.readouterr().err == ""
+    assert main(["build", "--site", str(site.root)]) == 0
+    err = capsys.readouterr().err
+    assert "content/a.md:5: warning: titel: unknown field, ignored; did you mean 'title'?" in err
+
+
+def test_build_fails_with_exit_code_1_and_every_diagnostic(make_site, capsys) -> None:
+    site = make_site(
+        {"content/a.md": story(url="ftp://x.example.com"), "content/b.md": "no front matter\n"}
+    )
+    assert main(["build", "--site", str(site.root)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "content/a.md:4: webUrl: expected an http(s) URL, got 'ftp://x.example.com' (only http "
+        "and https links are allowed)",
+        "content/b.md:1: missing front matter: a story must start with a '---' line, then YAML "
+        "fields, then another '---' line",
+        "Build failed: 2 errors in 2 files; nothing was written, the previous output is unchanged.",
+    ]
+
+
+def test_keep_going_exits_0_with_warnings(make_site, capsys) -> None:
+    site = make_site({"content/a.md": story(), "content/b.md": "no front matter\n"})
+    assert main(["build", "--site", str(site.root), "--keep-going"]) == 0
+    captured = capsys.readouterr()
+    assert "content/b.md:1: warning: missing front matter" in captured.err
+    assert captured.out.startswith("Built 1 story")
+
+
+def test_check_validates_without_writing(make_site, capsys) -> None:
+    site = make_site({"content/a.md": story()})
+    assert main(["check", "--site", str(site.root)]) == 0
+    assert "No errors in 1 story" in capsys.readouterr().out
+    assert not site.output.exists()
+    site.write("content/b.md", story(url="javascript:alert(1)"))
+    assert main(["check", "--site", str(site.root)]) == 1
+    assert "Check failed: 1 error in 1 file" in capsys.readouterr().err
+    assert not site.output.exists()
+
+
+def test_not_a_site_folder_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["build", "--site", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no site.yaml here" in err and "broadsheet new" in err
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    result = run("build", "--no-such-option", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+def test_new_creates_a_site_that_builds(tmp_path: Path, capsys) -> None:
+    target = tmp_path / "digest"
+    assert main(["new", str(target)]) == 0
+    assert main(["build", "--site", str(target), "-q"]) == 0
+    assert (target / "output/stories/welcome/index.html").is_file()
+    assert (target / "output/issues/1/index.html").is_file()
+    assert main(["new", str(target)]) == 1
+    assert "already exists and is not empty" in capsys.readouterr().err
+
+
+def test_new_site_issue_epoch_is_this_weeks_monday(tmp_path: Path) -> None:
+    create_site(tmp_path / "s", today=date(2026, 11, 27))
+    assert "epoch: 2026-11-23" in (tmp_path / "s" / "site.yaml").read_text()
+
+
+def test_the_sample_site_builds_with_the_console_script_module(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "broadsheet", "check", "--site", str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("No errors in 34 stories")

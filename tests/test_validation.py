@@ -1,0 +1,234 @@
+"""Content validation: every problem in every file, one pass, with file, line and field."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from broadsheet.diagnostics import Severity
+
+from .conftest import REPO, story
+
+INVALID = Path(__file__).parent / "invalid"
+CASES = sorted(INVALID.glob("*.md"))
+
+
+def expected_lines(case: Path) -> list[str]:
+    return case.with_suffix(".expected").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_invalid_story_gives_its_expected_diagnostics(make_site, case: Path) -> None:
+    site = make_site()
+    shutil.copy(case, site.root / "content" / case.name)
+    errors = [str(d) for d in site.fail() if d.is_error]
+    assert errors == expected_lines(case)
+
+
+def test_every_error_in_every_file_is_reported_in_one_pass(make_site) -> None:
+    site = make_site({"content/good.md": story()})
+    for case in CASES:
+        shutil.copy(case, site.root / "content" / case.name)
+    errors = {str(d) for d in site.fail() if d.is_error}
+    wanted = {line for case in CASES for line in expected_lines(case)}
+    assert errors == wanted
+    assert not site.output.exists()
+
+
+def test_cli_shows_diagnostics_without_traceback(make_site) -> None:
+    site = make_site()
+    for case in CASES:
+        shutil.copy(case, site.root / "content" / case.name)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "build.py"), "--site", str(site.root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert (
+        "content/bad_urls.md:14: related[3].webUrl: expected an http(s) URL, got "
+        "' JaVaScRiPt:alert(1)'"
+    ) in result.stderr
+    assert "Build failed:" in result.stderr
+
+
+def test_unreadable_file_is_a_diagnostic(make_site) -> None:
+    site = make_site({"content/good.md": story()})
+    (site.root / "content" / "gone.md").symlink_to(site.root / "nowhere.md")
+    assert any(m.startswith("content/gone.md: cannot be read") for m in site.messages())
+
+
+def test_yaml_1_1_words_stay_strings_where_text_is_expected(make_site) -> None:
+    site = make_site(
+        {
+            "content/no.md": story(
+                extra="provider:\n  name: yes\n  domain: "
+                "no.example.com\ntopics:\n  - on\n  - null\n"
+                "category: off"
+            )
+        }
+    )
+    (site.root / "content" / "no.md").write_text(
+        (site.root / "content" / "no.md").read_text().replace('title: "A story"', "title: no")
+    )
+    site.write(
+        "content/n.md",
+        story(title="x", url="https://news.example.com/n").replace('title: "x"', "title: 2020"),
+    )
+    errors = [d for d in site.fail() if d.is_error]
+    # `- null` in topics is an empty topic: the only error; everything else is text.
+    assert [str(e) for e in errors] == ["content/no.md:10: topics[1]: must not be empty"]
+    site.write(
+        "content/no.md", site.root.joinpath("content/no.md").read_text().replace("  - null\n", "")
+    )
+    report = site.build()
+    article = report.site.article("no")
+    assert article is not None
+    assert article.title == "no"
+    assert article.provider.name == "yes"
+    assert [t.name for t in article.topics] == ["on"]
+    assert article.category == "off"
+    assert report.site.article("n").title == "2020"
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("2020-01-24T18:24:00Z", datetime(2020, 1, 24, 18, 24, tzinfo=UTC)),
+        (
+            "2020-01-24 18:24:00+01:00",
+            datetime(2020, 1, 24, 18, 24, tzinfo=timezone(timedelta(hours=1))),
+        ),
+        ("Fri, 24 Jan 2020 18:24:00 +0000", datetime(2020, 1, 24, 18, 24, tzinfo=UTC)),
+        (
+            "2020-01-24T18:24:00.123456Z",
+            datetime(2020, 1, 24, 18, 24, 0, 123456, tzinfo=UTC),
+        ),
+    ],
+)
+def test_date_formats_accepted(make_site, written: str, expected: datetime) -> None:
+    site = make_site({"content/a.md": story(when=f'"{written}"')})
+    article = site.build().site.article("a")
+    assert article is not None and article.published == expected
+
+
+def test_naive_dates_are_taken_in_the_site_timezone(make_site) -> None:
+    site_yaml = (
+        "title: T\nbase_url: https://example.org/\ntimezone: America/New_York\n"
+        "issues:\n  epoch: 2020-01-06\n"
+    )
+    site = make_site(
+        {
+            "content/a.md": story(when="2020-01-24 18:24"),
+            "content/b.md": story(when="2020-07-01", url="https://x.example.com/b"),
+        },
+        site_yaml=site_yaml,
+    )
+    report = site.build()
+    a, b = report.site.article("a"), report.site.article("b")
+    assert a.published.isoformat() == "2020-01-24T18:24:00-05:00"
+    assert b.published.isoformat() == "2020-07-01T00:00:00-04:00"  # summer time
+
+
+def test_unknown_fields_are_warnings_with_a_suggestion_and_secured_is_silent(make_site) -> None:
+    site = make_site({"content/a.md": story(extra="topcs:\n  - AI\nsecured: 'c2VjcmV0'")})
+    report = site.build()
+    warnings = [str(w) for w in report.warnings]
+    assert warnings == [
+        "content/a.md:5: warning: topcs: unknown field, ignored; did you mean 'topics'?"
+    ]
+    assert all(w.severity is Severity.WARNING for w in report.warnings)
+
+
+def test_slug_collisions_name_both_files(make_site) -> None:
+    site = make_site(
+        {
+            "content/2020/launch.md": story(url="https://a.example.com/1"),
+            "content/2021/launch.md": story(url="https://a.example.com/2"),
+            "content/other.md": story(url="https://a.example.com/3", extra="slug: launch"),
+        }
+    )
+    messages = site.messages()
+    assert messages == [
+        "content/2021/launch.md:1: slug: 'launch' is already the slug of content/2020/launch.md;"
+        " rename one file or give one story a different 'slug:'",
+        "content/other.md:1: slug: 'launch' is already the slug of content/2020/launch.md;"
+        " rename one file or give one story a different 'slug:'",
+    ]
+
+
+def test_keep_going_skips_broken_stories_and_reports_them_as_warnings(make_site) -> None:
+    site = make_site(
+        {"content/good.md": story(), "content/broken.md": story(url="javascript:alert(1)")}
+    )
+    report = site.build(keep_going=True)
+    assert [a.slug for a in report.site.articles] == ["good"]
+    assert [str(w) for w in report.warnings] == [
+        "content/broken.md:4: warning: webUrl: expected an http(s) URL, got "
+        "'javascript:alert(1)' (only http and https links are allowed)"
+    ]
+    assert (site.output / "stories/good/index.html").is_file()
+    assert not (site.output / "stories/broken").exists()
+
+
+def test_control_characters_are_removed_from_text(make_site) -> None:
+    site = make_site(
+        {
+            "content/a.md": story().replace(
+                '"A story"', '"Bell\\x07 and\\x00 null\\u0085 next\\u2028"'
+            )
+        }
+    )
+    article = site.build().site.article("a")
+    assert article.title == "Bell and null next"
+
+
+def test_relative_image_paths_must_stay_inside_the_site(make_site) -> None:
+    site = make_site(
+        {
+            "content/news/a.md": story(
+                extra="images:\n  - url: ../img/a.jpg\n    width: 10\n"
+                "    height: 10\n  - url: ../../../b.jpg"
+            ),
+        }
+    )
+    assert site.messages() == [
+        "content/news/a.md:9: images[1].url: expected an http(s) URL or a path inside the site "
+        "folder, got '../../../b.jpg'"
+    ]
+
+
+def test_config_errors_are_reported_with_lines(make_site) -> None:
+    site = make_site(
+        site_yaml="title: ''\nbase_url: ftp://example.org\ntimezone: Mars/Base\n"
+        "issues:\n  period: fortnightly\n  epoch: someday\n"
+        "output_dir: .\n"
+    )
+    assert site.messages() == [
+        "site.yaml:1: title: must not be empty",
+        "site.yaml:2: base_url: expected an http(s) URL like https://example.org/, got "
+        "'ftp://example.org' (only http and https links are allowed)",
+        "site.yaml:3: timezone: unknown timezone 'Mars/Base'; use an IANA name like UTC or "
+        "Europe/London",
+        "site.yaml:5: issues.period: expected one of daily, weekly, monthly, got 'fortnightly'",
+        "site.yaml:6: issues.epoch: expected a date like 2020-01-20, got 'someday'",
+    ]
+
+
+def test_output_dir_may_not_be_the_site_itself(make_site) -> None:
+    site = make_site(
+        {"content/a.md": story()},
+        site_yaml="title: T\nbase_url: https://example.org/\noutput_dir: .\n",
+    )
+    assert site.messages() == [
+        "site.yaml:3: output_dir: . would replace site on every build; choose a folder of its "
+        "own, like 'output'"
+    ]
+    assert (site.root / "content" / "a.md").exists()
