@@ -60,6 +60,17 @@ def compose_mapping(
         root = yaml.compose(yaml_text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         return [_yaml_error(exc, path, first_line)]
+    except yaml.reader.ReaderError as exc:
+        line = first_line + yaml_text[: exc.position].count("\n")
+        return [
+            Diagnostic(
+                path,
+                line,
+                "",
+                f"invalid YAML: the control character "
+                f"#x{exc.character:04x} is not allowed; remove it",
+            )
+        ]
     except yaml.YAMLError as exc:
         return [Diagnostic(path, first_line, "", f"invalid YAML: {exc}")]
     except RecursionError:
@@ -108,7 +119,9 @@ def _yaml_error(exc: yaml.MarkedYAMLError, path: str, first_line: int) -> Diagno
     where the string began: for scanner errors the context mark is that line.
     """
     problem_mark, context_mark = exc.problem_mark, exc.context_mark
-    scanning = bool(exc.context and exc.context.startswith("while scanning"))
+    scanning = bool(
+        exc.context and exc.context.startswith(("while scanning", "while parsing a flow"))
+    )
     mark = context_mark if (scanning and context_mark) else (problem_mark or context_mark)
     line = first_line + mark.line if mark else first_line
     column = f" (column {mark.column + 1})" if mark else ""

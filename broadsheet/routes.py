@@ -140,9 +140,10 @@ def topic_pages(topic: Topic, page_size: int) -> list[Page]:
 
 def issue_page(site: Site, issue: Issue, config: Config) -> Page:
     title = f"{config.issues.title} {issue.number}"
-    description = f"{issue.lead.title} and {len(issue.articles) - 1} more stories."
-    if len(issue.articles) == 1:
-        description = issue.lead.title
+    others = len(issue.articles) - 1
+    description = issue.lead.title
+    if others:
+        description += f" and {others} more {'story' if others == 1 else 'stories'}."
     return Page(
         PageInfo(
             urls.issue_route(issue.number), "issue", title, description, updated=issue.updated

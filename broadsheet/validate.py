@@ -23,38 +23,13 @@ from .periods import issue_number
 from .readers import NodeReader, clean_text, is_null, shorten
 from .urls import make_slug
 
-STORY_FIELDS = {
-    "title",
-    "excerpt",
-    "publishedDateTime",
-    "webUrl",
-    "ampWebUrl",
-    "cdnAmpWebUrl",
-    "category",
-    "type",
-    "quality",
-    "heat",
-    "published",
-    "provider",
-    "topics",
-    "images",
-    "related",
-    "slug",
-    "editor_pick",
-    "issue",
-}
 RELATED_FIELDS = {
-    "title",
-    "excerpt",
-    "publishedDateTime",
-    "webUrl",
-    "ampWebUrl",
-    "cdnAmpWebUrl",
-    "type",
-    "provider",
-    "quality",
-    "images",
-}
+    "title", "excerpt", "publishedDateTime", "webUrl", "ampWebUrl", "cdnAmpWebUrl", "type",
+    "provider", "quality", "images",
+}  # fmt: skip
+STORY_FIELDS = RELATED_FIELDS | {
+    "category", "heat", "published", "topics", "related", "slug", "editor_pick", "issue",
+}  # fmt: skip
 IMAGE_FIELDS = {"url", "width", "height", "title"}
 PROVIDER_FIELDS = {"name", "domain"}
 # Fields of the real format that Broadsheet knowingly ignores: never read, never output.
