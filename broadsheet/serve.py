@@ -141,9 +141,9 @@ class DevServer:
         for warning in report.warnings:
             print(warning, file=self.log)
         self.state.publish(folder, [])
-        print(
-            f"Rebuilt {len(report.site.articles)} stories in {report.seconds:.2f} s", file=self.log
-        )
+        count = len(report.site.articles)
+        noun = "story" if count == 1 else "stories"
+        print(f"Built {count} {noun} in {report.seconds:.2f} s", file=self.log)
         if previous is not None:
             threading.Timer(30.0, shutil.rmtree, (previous,), {"ignore_errors": True}).start()
         return True
