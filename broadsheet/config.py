@@ -6,7 +6,9 @@ Paths are resolved against the site folder once, here, and nowhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ BUILTIN_THEMES = Path(__file__).resolve().parent / "themes"
 SOURCE_THEMES = Path(__file__).resolve().parent.parent / "themes"
 
 TOP_FIELDS = {
+    "feeds",
     "title",
     "description",
     "base_url",
@@ -40,6 +43,20 @@ TOP_FIELDS = {
 ISSUE_FIELDS = {"period", "epoch", "title"}
 TOPIC_FIELDS = {"page_size"}
 HOME_FIELDS = {"stories", "recent_issues"}
+FEED_FIELDS = {"entries", "site", "topics", "digest", "rss", "atom", "json"}
+DEFAULT_FEED_FILES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
+_FEED_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    """Which feeds are published and what their files are called in each feed's folder."""
+
+    entries: int = 50
+    site: bool = True
+    topics: bool = True
+    digest: bool = True
+    formats: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FEED_FILES))
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,7 @@ class Config:
     topic_page_size: int = 20
     home_stories: int = 12
     home_recent_issues: int = 8
+    feeds: FeedSettings = FeedSettings()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -151,6 +169,7 @@ def _read_config(reader: NodeReader, node: Any, root: Path) -> Config | None:
         if value:
             settings[name] = Path(value)
     settings["issues"] = _issues(reader, fields.get("issues"))
+    settings["feeds"] = _feeds(reader, fields.get("feeds"))
     topics = reader.fields(fields.get("topics"), "topics") or {}
     reader.unknown(topics, TOPIC_FIELDS, "topics")
     page_size = reader.integer(topics.get("page_size"), "topics.page_size", minimum=1, maximum=1000)
@@ -201,6 +220,36 @@ def _timezone(reader: NodeReader, node: Any) -> str | None:
         )
         return None
     return name
+
+
+def _feeds(reader: NodeReader, node: Any) -> FeedSettings:
+    """`feeds:` in site.yaml; a format set to false is not published."""
+    fields = reader.fields(node, "feeds") or {}
+    reader.unknown(fields, FEED_FIELDS, "feeds")
+    entries = reader.integer(fields.get("entries"), "feeds.entries", minimum=1, maximum=10_000)
+    kinds = {}
+    for kind in ("site", "topics", "digest"):
+        value = reader.boolean(fields.get(kind), f"feeds.{kind}")
+        kinds[kind] = True if value is None else value
+    formats: dict[str, str] = {}
+    for fmt, default in DEFAULT_FEED_FILES.items():
+        node_value = fields.get(fmt)
+        raw = reader.scalar(node_value, f"feeds.{fmt}", "a file name or false")
+        if raw is None:
+            formats[fmt] = default
+        elif raw.strip().lower() in ("false", "no", "off"):
+            continue
+        elif not _FEED_FILE.fullmatch(raw.strip()) or raw.strip() in formats.values():
+            reader.error(
+                node_value,
+                f"feeds.{fmt}",
+                "expected false or a file name like "
+                f"{default!r} (letters, digits, '.', '-', '_'), different from the "
+                f"other formats', got {shorten(raw)!r}",
+            )
+        else:
+            formats[fmt] = raw.strip()
+    return FeedSettings(entries=entries or 50, formats=formats, **kinds)
 
 
 def _issues(reader: NodeReader, node: Any) -> IssueSettings:

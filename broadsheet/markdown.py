@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from urllib.parse import urljoin
 
 import nh3
 from markdown_it import MarkdownIt
@@ -105,8 +106,16 @@ def _parser() -> MarkdownIt:
     return md
 
 
-def sanitise_html(html: str) -> str:
-    """The allow-list sanitiser every rendered body passes through."""
+def sanitise_html(html: str, base_url: str | None = None) -> str:
+    """The allow-list sanitiser every rendered body passes through.
+
+    With `base_url`, relative links and images are made absolute against it: feeds are read
+    away from the page, where a relative link would lead nowhere.
+    """
+
+    def absolute(tag: str, attribute: str, value: str) -> str:
+        return urljoin(base_url or "", value) if attribute in ("href", "src") else value
+
     return nh3.clean(
         html,
         tags=_TAGS,
@@ -115,6 +124,7 @@ def sanitise_html(html: str) -> str:
         link_rel=None,
         strip_comments=True,
         filter_style_properties={"text-align"},
+        attribute_filter=absolute if base_url else None,
     )
 
 

@@ -15,11 +15,13 @@ from typing import Protocol
 
 import jinja2
 
+from . import urls
 from .assemble import assemble_site
 from .config import Config, load_config
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
+from .feeds import OPML, Enclosure, Feed, plan_feeds, render_feeds, render_opml
 from .frontmatter import parse_front_matter
-from .model import Article, Site
+from .model import Article, Issue, Site
 from .output import OutputError, OutputWriter
 from .routes import Page, plan_pages
 from .sitemap import render_robots, render_sitemap
@@ -29,6 +31,7 @@ from .urls import ROBOTS, SITEMAP, UrlBuilder, make_slug, output_file, static_ro
 from .validate import check_unique_slugs, validate_story
 
 Progress = Callable[[str, int, int], None]
+FEED_ISSUE_TEMPLATE = "feed-issue.html"
 
 
 @dataclass(frozen=True)
@@ -84,14 +87,15 @@ def build(
         warnings = [d.as_warning() for d in diagnostics.items]
     site = assemble_site(articles, config, include_drafts=options.drafts)
     url_builder = UrlBuilder(config.base_url)
-    pages = plan_pages(site, config, url_builder)
+    feeds = plan_feeds(site, config)
+    pages = plan_pages(site, config, url_builder, feeds)
     sink = OutputWriter(config.root / config.output_dir) if write else DiscardingSink()
     try:
         if isinstance(sink, OutputWriter):
             with sink:
-                render_site(site, pages, config, url_builder, sink, progress)
+                render_site(site, pages, feeds, config, url_builder, sink, progress)
         else:
-            render_site(site, pages, config, url_builder, sink, progress)
+            render_site(site, pages, feeds, config, url_builder, sink, progress)
     except OutputError as exc:
         raise BuildFailed(
             [Diagnostic(str(config.output_dir), 0, "output_dir", str(exc))],
@@ -156,12 +160,13 @@ def load_article(source: Source, config: Config, diagnostics: Diagnostics) -> Ar
 def render_site(
     site: Site,
     pages: list[Page],
+    feeds: list[Feed],
     config: Config,
     url_builder: UrlBuilder,
     sink: Sink,
     progress: Progress | None = None,
 ) -> None:
-    """Render every page, the sitemap, robots.txt and static files into `sink`."""
+    """Render every page, the feeds, the sitemap, robots.txt and static files into `sink`."""
     static = StaticFiles(config.static_dirs)
     env = make_environment(config, url_builder, static)
     problems: list[Diagnostic] = []
@@ -176,10 +181,39 @@ def render_site(
         sink.write(output_file(page.route), html)
     if problems:
         raise BuildFailed(summarise_template_errors(problems))
+    write_feeds(feeds, env, site, config, url_builder, sink)
     sink.write(SITEMAP, render_sitemap(pages, url_builder))
     sink.write(ROBOTS, render_robots(url_builder))
     for name, path in static.files.items():
         sink.write(static_route(name), path.read_bytes())
+
+
+def write_feeds(
+    feeds: list[Feed],
+    env: jinja2.Environment,
+    site: Site,
+    config: Config,
+    url_builder: UrlBuilder,
+    sink: Sink,
+) -> None:
+    """Every feed in every format, and the OPML list of them."""
+    if not feeds:
+        return
+    template = env.get_template(FEED_ISSUE_TEMPLATE)
+
+    def issue_html(issue: Issue) -> str:
+        return template.render(site=site, config=config, issue=issue).strip()
+
+    try:
+        for route, data in render_feeds(feeds, config, url_builder, issue_html, no_enclosure):
+            sink.write(route, data)
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise BuildFailed([template_diagnostic(exc, config, urls.ISSUE_ARCHIVE)]) from None
+    sink.write(OPML, render_opml(feeds, config, url_builder))
+
+
+def no_enclosure(article: Article) -> Enclosure | None:
+    return None
 
 
 def render_page(env: jinja2.Environment, page: Page, site: Site, config: Config) -> bytes:

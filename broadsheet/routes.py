@@ -7,12 +7,13 @@ receives. Reading `plan_pages` tells you every page a build writes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from . import urls
 from .config import Config
+from .feeds import OPML, Feed, FeedLink, feed_links
 from .model import Article, Issue, Site, Topic
 from .urls import UrlBuilder
 
@@ -27,6 +28,7 @@ class PageInfo:
     description: str = ""
     og_type: str = "website"
     in_sitemap: bool = True
+    feeds: tuple[FeedLink, ...] = ()  # for <link rel="alternate"> autodiscovery
     updated: datetime | None = None  # newest content date shown, for sitemap <lastmod>
     json_ld: Mapping[str, Any] | None = None
 
@@ -63,10 +65,12 @@ class Page:
         return self.info.route
 
 
-def plan_pages(site: Site, config: Config, url_builder: UrlBuilder) -> list[Page]:
+def plan_pages(
+    site: Site, config: Config, url_builder: UrlBuilder, feeds: list[Feed]
+) -> list[Page]:
     """Every page of the site, in a stable order."""
     issues = {issue.number: issue for issue in site.issues}
-    return [
+    pages = [
         home_page(site, config),
         *(
             story_page(article, issues.get(article.issue or 0), config, url_builder)
@@ -76,8 +80,10 @@ def plan_pages(site: Site, config: Config, url_builder: UrlBuilder) -> list[Page
         *(page for topic in site.topics for page in topic_pages(topic, config.topic_page_size)),
         *(issue_page(site, issue, config) for issue in site.issues),
         issue_archive_page(site),
+        feeds_page(site, feeds, config),
         not_found_page(),
     ]
+    return [with_feed_links(page, feeds, config) for page in pages]
 
 
 def home_page(site: Site, config: Config) -> Page:
@@ -165,6 +171,37 @@ def issue_archive_page(site: Site) -> Page:
         "issues.html",
         {"issues": site.issues},
     )
+
+
+def feeds_page(site: Site, feeds: list[Feed], config: Config) -> Page:
+    listing = [(feed, feed_links(feed, config)) for feed in feeds]
+    return Page(
+        PageInfo(
+            urls.FEEDS,
+            "feeds",
+            "Feeds",
+            f"Subscribe to {config.title} in your feed "
+            "reader: the whole site, each digest issue or any topic.",
+            updated=site.updated,
+        ),
+        "feeds.html",
+        {"feeds": listing, "opml": OPML if feeds else None},
+    )
+
+
+def with_feed_links(page: Page, feeds: list[Feed], config: Config) -> Page:
+    """The feeds a page advertises: its topic's or the digest's first, then the site's."""
+    by_folder = {feed.folder: feed for feed in feeds}
+    kind = page.info.kind
+    if kind == "topic":
+        folders = [urls.topic_route(page.context["topic"].slug), urls.HOME]
+    elif kind in ("issue", "issues"):
+        folders = [urls.ISSUE_ARCHIVE, urls.HOME]
+    else:
+        folders = [urls.HOME, urls.ISSUE_ARCHIVE]
+    chosen = [by_folder[f] for f in folders if f in by_folder]
+    links = tuple(link for feed in chosen for link in feed_links(feed, config))
+    return replace(page, info=replace(page.info, feeds=links))
 
 
 def not_found_page() -> Page:

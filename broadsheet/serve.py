@@ -45,6 +45,7 @@ mimetypes.add_type("application/atom+xml", ".atom")
 mimetypes.add_type("image/webp", ".webp")
 mimetypes.add_type("image/svg+xml", ".svg")
 mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/x-opml", ".opml")
 
 
 @dataclass
@@ -207,6 +208,14 @@ class PreviewHTTPServer(http.server.ThreadingHTTPServer):
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that hangs up mid-response is normal; anything else is worth a line."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        print(f"broadsheet serve: error while answering {client_address[0]}: {error!r}",
+              file=self.dev.log)
 
 
 class PreviewHandler(http.server.BaseHTTPRequestHandler):

@@ -40,6 +40,7 @@ def make_slug(text: str, kind: str) -> str:
 HOME = ""
 TOPIC_INDEX = "topics/"
 ISSUE_ARCHIVE = "issues/"
+FEEDS = "feeds/"
 NOT_FOUND = "404.html"
 SITEMAP = "sitemap.xml"
 ROBOTS = "robots.txt"

@@ -32,6 +32,7 @@ PAGES = [
     "topics/policing/page/2/",
     "issues/",
     "issues/2/",
+    "feeds/",
     "404.html",
 ]
 
