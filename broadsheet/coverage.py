@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import replace
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .model import Coverage, Related
@@ -57,6 +58,7 @@ _AMP_PATH = re.compile(r"(^|/)(?:platform/)?amp(?=/|$)", re.IGNORECASE)
 _WORDS = re.compile(r"\w+")
 
 
+@lru_cache(maxsize=65536)
 def canonical_url(url: str) -> str:
     """A comparison key for a URL: host without www/m/amp, path without AMP parts, no tracking.
 

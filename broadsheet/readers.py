@@ -37,6 +37,7 @@ _DATE_HINT = "a date and time like 2020-01-24T18:24:00Z"
 # handled as whitespace), lone surrogates (unencodable) and the XML-illegal noncharacters.
 _UNWANTED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _WHITESPACE = re.compile(r"\s+")
+_ASCII_INVISIBLE = re.compile(r"[\x00-\x20\x7f]")
 
 
 def clean_text(text: str, *, single_line: bool = True) -> str:
@@ -245,7 +246,9 @@ def url_problem(value: str) -> str:
         return " (it is empty)"
     if len(value) > MAX_URL_LENGTH:
         return f" (longer than {MAX_URL_LENGTH} characters)"
-    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cs", "Cf") for ch in value):
+    if _ASCII_INVISIBLE.search(value) or (not value.isascii() and any(
+        ch.isspace() or unicodedata.category(ch) in ("Cc", "Cs", "Cf") for ch in value
+    )):
         return " (it contains spaces or control characters)"
     if any(ch in value for ch in '<>"`\\'):
         return " (it contains characters that are not allowed in URLs)"
