@@ -22,6 +22,7 @@ from .diagnostics import BuildFailed, Diagnostic, Diagnostics
 from .feeds import OPML, Enclosure, Feed, plan_feeds, render_feeds, render_opml
 from .frontmatter import parse_front_matter
 from .model import Article, Issue, Site
+from .newsletter import email_routes, render_email_html, render_email_text
 from .output import OutputError, OutputWriter
 from .routes import Page, plan_pages
 from .sitemap import render_robots, render_sitemap
@@ -182,6 +183,7 @@ def render_site(
     if problems:
         raise BuildFailed(summarise_template_errors(problems))
     write_feeds(feeds, env, site, config, url_builder, sink)
+    write_emails(env, site, config, sink)
     sink.write(SITEMAP, render_sitemap(pages, url_builder))
     sink.write(ROBOTS, render_robots(url_builder))
     for name, path in static.files.items():
@@ -210,6 +212,19 @@ def write_feeds(
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
         raise BuildFailed([template_diagnostic(exc, config, urls.ISSUE_ARCHIVE)]) from None
     sink.write(OPML, render_opml(feeds, config, url_builder))
+
+
+def write_emails(env: jinja2.Environment, site: Site, config: Config, sink: Sink) -> None:
+    """The email edition of every issue: an HTML part and a plain-text part."""
+    for issue in site.issues:
+        html_route, text_route = email_routes(issue)
+        try:
+            html = render_email_html(env, site, config, issue)
+            text = render_email_text(env, site, config, issue)
+        except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise BuildFailed([template_diagnostic(exc, config, html_route)]) from None
+        sink.write(html_route, html)
+        sink.write(text_route, text)
 
 
 def no_enclosure(article: Article) -> Enclosure | None:

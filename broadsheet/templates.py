@@ -47,7 +47,9 @@ def make_environment(config: Config, urls: UrlBuilder, static: StaticFiles) -> j
     folders = [str(d) for d in config.template_dirs if d.is_dir()]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folders),
-        autoescape=True,
+        # Plain-text templates (the email's text part) are text; everything else is escaped.
+        autoescape=jinja2.select_autoescape(disabled_extensions=("txt",), default=True,
+                                            default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

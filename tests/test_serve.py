@@ -74,6 +74,10 @@ def test_serves_pages_with_clean_urls_and_content_types(running) -> None:
     assert status == 301 and headers["location"] == "/topics/ai/"
     assert get(dev, "/sitemap.xml")[1]["content-type"].startswith("application/xml")
     assert get(dev, "/robots.txt")[1]["content-type"].startswith("text/plain")
+    assert get(dev, "/issues/3/email.txt")[1]["content-type"] == "text/plain; charset=utf-8"
+    assert get(dev, "/issues/3/email.html")[0] == 200
+    assert get(dev, "/feed.json")[1]["content-type"].startswith("application/json")
+    assert get(dev, "/atom.xml")[1]["content-type"].startswith("application/xml")
     css = next(p for p in (dev.state.folder / "static").iterdir() if p.suffix == ".css")
     assert get(dev, f"/static/{css.name}")[1]["content-type"].startswith("text/css")
 
