@@ -26,6 +26,7 @@ SOURCE_THEMES = Path(__file__).resolve().parent.parent / "themes"
 
 TOP_FIELDS = {
     "feeds",
+    "search",
     "title",
     "description",
     "base_url",
@@ -86,6 +87,7 @@ class Config:
     home_stories: int = 12
     home_recent_issues: int = 8
     feeds: FeedSettings = FeedSettings()
+    search: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -170,6 +172,7 @@ def _read_config(reader: NodeReader, node: Any, root: Path) -> Config | None:
             settings[name] = Path(value)
     settings["issues"] = _issues(reader, fields.get("issues"))
     settings["feeds"] = _feeds(reader, fields.get("feeds"))
+    settings["search"] = bool(reader.boolean(fields.get("search"), "search"))
     topics = reader.fields(fields.get("topics"), "topics") or {}
     reader.unknown(topics, TOPIC_FIELDS, "topics")
     page_size = reader.integer(topics.get("page_size"), "topics.page_size", minimum=1, maximum=1000)

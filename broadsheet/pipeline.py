@@ -25,6 +25,7 @@ from .model import Article, Issue, Site
 from .newsletter import email_routes, render_email_html, render_email_text
 from .output import OutputError, OutputWriter
 from .routes import Page, plan_pages
+from .search import index_site
 from .sitemap import render_robots, render_sitemap
 from .sources import Source, find_story_files, read_sources
 from .templates import StaticFiles, make_environment, template_diagnostic
@@ -95,6 +96,8 @@ def build(
         if isinstance(sink, OutputWriter):
             with sink:
                 render_site(site, pages, feeds, config, url_builder, sink, progress)
+                if config.search:
+                    index_site(sink.staging)
         else:
             render_site(site, pages, feeds, config, url_builder, sink, progress)
     except OutputError as exc:

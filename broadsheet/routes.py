@@ -81,6 +81,7 @@ def plan_pages(
         *(issue_page(site, issue, config) for issue in site.issues),
         issue_archive_page(site),
         feeds_page(site, feeds, config),
+        *([search_page(site, config)] if config.search else []),
         not_found_page(),
     ]
     return [with_feed_links(page, feeds, config) for page in pages]
@@ -186,6 +187,15 @@ def feeds_page(site: Site, feeds: list[Feed], config: Config) -> Page:
         ),
         "feeds.html",
         {"feeds": listing, "opml": OPML if feeds else None},
+    )
+
+
+def search_page(site: Site, config: Config) -> Page:
+    return Page(
+        PageInfo(urls.SEARCH, "search", "Search", f"Search every story, topic and issue of "
+                 f"{config.title}.", updated=site.updated),
+        "search.html",
+        {"topics": site.topics},
     )
 
 

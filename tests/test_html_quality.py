@@ -33,6 +33,7 @@ PAGES = [
     "issues/",
     "issues/2/",
     "feeds/",
+    "search/",
     "404.html",
 ]
 
