@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 from functools import lru_cache
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .model import Coverage, Related
 
@@ -58,35 +58,38 @@ _AMP_PATH = re.compile(r"(^|/)(?:platform/)?amp(?=/|$)", re.IGNORECASE)
 _WORDS = re.compile(r"\w+")
 
 
-@lru_cache(maxsize=65536)
-def canonical_url(url: str) -> str:
-    """A comparison key for a URL: host without www/m/amp, path without AMP parts, no tracking.
-
-    Not a URL to link to: the scheme is dropped (http and https copies are the same page).
-    """
+def clean_url(url: str) -> str:
+    """The page's own URL: out of the Google AMP cache, without AMP path parts, tracking
+    parameters or fragment. Scheme, host and the order of other parameters are kept."""
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower().rstrip(".")
-    path = parts.path
     if host.endswith(".cdn.ampproject.org"):
-        inner = _AMP_CACHE.match(path)
+        inner = _AMP_CACHE.match(parts.path)
         if inner:
             scheme = "https://" if inner.group(1) else "http://"
             query = f"?{parts.query}" if parts.query else ""
-            return canonical_url(scheme + inner.group(2) + query)
+            return clean_url(scheme + inner.group(2) + query)
+    path = _AMP_PATH.sub(r"\1", parts.path).replace("//", "/") or "/"
+    path = re.sub(r"\.amp(\.html?)$", r"\1", path, flags=re.IGNORECASE)
+    query = urlencode(
+        [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+         if not _is_tracking(key)]
+    )
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, query, ""))
+
+
+@lru_cache(maxsize=65536)
+def canonical_url(url: str) -> str:
+    """A comparison key for a URL: its clean_url without scheme, www/m/amp host prefixes,
+    trailing slash or parameter order. Not a URL to link to."""
+    parts = urlsplit(clean_url(url))
+    host = (parts.hostname or "").rstrip(".")
     for prefix in _HOST_PREFIXES:
         if host.startswith(prefix) and host.count(".") >= 2:
             host = host[len(prefix) :]
             break
-    path = _AMP_PATH.sub(r"\1", path).replace("//", "/")
-    path = re.sub(r"\.amp(\.html?)$", r"\1", path, flags=re.IGNORECASE).rstrip("/")
-    query = urlencode(
-        sorted(
-            (key, value)
-            for key, value in parse_qsl(parts.query, keep_blank_values=True)
-            if not _is_tracking(key)
-        )
-    )
-    return host + (path or "") + (f"?{query}" if query else "")
+    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    return host + parts.path.rstrip("/") + (f"?{query}" if query else "")
 
 
 def _is_tracking(key: str) -> bool:
