@@ -18,7 +18,7 @@ from . import __version__
 from .diagnostics import BuildFailed, Diagnostic
 from .pipeline import BuildOptions, BuildReport, build
 
-COMMANDS = ("build", "check", "new", "serve")
+COMMANDS = ("build", "check", "new", "serve", "import")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -60,6 +60,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     content.add_argument(
         "--drafts", action="store_true", help="include stories marked 'published: false'"
     )
+    content.add_argument(
+        "--offline",
+        action="store_true",
+        help="download no images: use only what the image cache holds (placeholders for the rest)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     build_cmd = commands.add_parser(
@@ -84,6 +89,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="validate content, config and templates; write nothing",
     )
     check_cmd.set_defaults(run=run_check)
+    for command in (build_cmd, check_cmd):
+        command.add_argument(
+            "--refetch",
+            action="store_true",
+            help="download again the images that failed before (failures are cached)",
+        )
 
     new_cmd = commands.add_parser("new", help="create a new site folder to start from")
     new_cmd.add_argument("directory", type=Path, metavar="DIR")
@@ -96,6 +107,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--open", action="store_true", help="open the site in a browser")
     serve_cmd.set_defaults(run=run_serve)
+
+    import_cmd = commands.add_parser(
+        "import", parents=[site], help="add the new items of outlets' feeds as draft stories")
+    import_cmd.add_argument("sources", nargs="+", metavar="SOURCE",
+                            help="an RSS, Atom or JSON Feed URL or file, or an OPML file")
+    import_cmd.add_argument("--dry-run", action="store_true",
+                            help="print what would be created, folded and skipped; write nothing")
+    import_cmd.set_defaults(run=run_import)
     return parser.parse_args(argv)
 
 
@@ -103,7 +122,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    options = BuildOptions(drafts=args.drafts, keep_going=args.keep_going, output_dir=args.output)
+    options = BuildOptions(
+        drafts=args.drafts,
+        keep_going=args.keep_going,
+        output_dir=args.output,
+        offline=args.offline,
+        refetch=args.refetch,
+    )
     progress = None if args.quiet else ProgressLine(sys.stderr)
     report = build(args.site, options, progress)
     if progress:
@@ -115,7 +140,8 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    report = build(args.site, BuildOptions(drafts=args.drafts), write=False)
+    options = BuildOptions(drafts=args.drafts, offline=args.offline, refetch=args.refetch)
+    report = build(args.site, options, write=False)
     if not args.quiet:
         show_warnings(report.warnings, sys.stderr)
         site = report.site
@@ -136,6 +162,30 @@ def run_new(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(f"Created a new site in {created}. Next:\n  cd {created}\n  broadsheet build")
     return EXIT_OK
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .importer import import_sources
+
+    config = load_config(args.site)
+    progress = None if args.quiet else ProgressLine(sys.stderr)
+    report = import_sources(config, args.sources, dry_run=args.dry_run, progress=progress)
+    if progress:
+        progress.clear()
+    colour = use_colour(sys.stderr)
+    for failure in report.failed:
+        print(paint(f"error: {failure}", "31", colour), file=sys.stderr)
+    if not args.quiet:
+        for warning in report.warnings:
+            print(paint(f"warning: {warning}", "33", colour), file=sys.stderr)
+        for action in report.actions:
+            print(action)
+        verb = "Would import" if args.dry_run else "Imported"
+        print(f"{verb} from {plural(report.sources, 'feed')}: {report.count('create')} created, "
+              f"{report.count('fold')} folded, {report.count('skip')} skipped, "
+              f"{len(report.failed)} failed.")
+    return EXIT_FAILED if report.failed else EXIT_OK
 
 
 def run_serve(args: argparse.Namespace) -> int:

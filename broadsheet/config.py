@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import yaml
+
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
+from .fetch import FetchRules
 from .frontmatter import compose_mapping
-from .readers import NodeReader, shorten, url_problem
+from .readers import NodeReader, is_null, shorten, url_problem
 
 CONFIG_FILE = "site.yaml"
 PERIODS = ("daily", "weekly", "monthly")
@@ -26,6 +29,7 @@ SOURCE_THEMES = Path(__file__).resolve().parent.parent / "themes"
 
 TOP_FIELDS = {
     "feeds",
+    "import",
     "search",
     "title",
     "description",
@@ -40,13 +44,29 @@ TOP_FIELDS = {
     "topics",
     "home",
     "footer",
+    "images",
 }
 ISSUE_FIELDS = {"period", "epoch", "title"}
 TOPIC_FIELDS = {"page_size"}
 HOME_FIELDS = {"stories", "recent_issues"}
+IMPORT_FIELDS = {"inbox", "topics", "fold_threshold", "fold_window_hours", "timeout",
+                 "max_bytes", "allow_private_hosts"}
 FEED_FIELDS = {"entries", "site", "topics", "digest", "rss", "atom", "json"}
 DEFAULT_FEED_FILES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
 _FEED_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+IMAGE_FIELDS = {
+    "widths",
+    "card_aspect",
+    "quality",
+    "fetch",
+    "cache_dir",
+    "timeout",
+    "max_bytes",
+    "max_pixels",
+    "allow_private_hosts",
+}
+_ASPECT = re.compile(r"\s*([0-9]{1,3})\s*:\s*([0-9]{1,3})\s*")
+_SECONDS = re.compile(r"\s*[0-9]{1,4}(\.[0-9]{1,3})?\s*")
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,41 @@ class FeedSettings:
     topics: bool = True
     digest: bool = True
     formats: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FEED_FILES))
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """How story images become thumbnails and how remote ones are downloaded (`images:`)."""
+
+    widths: tuple[int, ...] = (320, 640, 1280)  # srcset widths, never wider than the source
+    card_aspect: tuple[int, int] = (16, 9)  # the centred crop of cards and lists
+    quality: int = 80  # JPEG and WebP
+    fetch: bool = True  # false (or --offline): use only what the cache holds
+    refetch: bool = False  # --refetch only: try failed downloads again
+    cache_dir: Path = Path(".cache")
+    timeout: float = 10.0  # seconds, to connect and for each read
+    max_bytes: int = 20_000_000  # per source image
+    max_pixels: int = 60_000_000  # larger images are refused as decompression bombs
+    allow_private_hosts: bool = False  # fetch from loopback/private/link-local addresses
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """`broadsheet import` (`import:`): where new stories go, topics, folding, network rules."""
+
+    inbox: Path = Path("inbox")  # inside content_dir
+    topics: Mapping[str, str] = field(default_factory=dict)  # feed category -> topic
+    fold_threshold: int = 80  # title similarity (0-100, rapidfuzz token_sort_ratio) to fold
+    fold_window_hours: int = 72  # ... when published at most this far apart
+    timeout: float = 10.0
+    max_bytes: int = 10_000_000
+    allow_private_hosts: bool = False
+
+    @property
+    def fetch_rules(self) -> FetchRules:
+        return FetchRules(timeout=self.timeout, max_bytes=self.max_bytes,
+                          allow_private_hosts=self.allow_private_hosts,
+                          private_setting="import.allow_private_hosts")
 
 
 @dataclass(frozen=True)
@@ -87,6 +142,8 @@ class Config:
     home_stories: int = 12
     home_recent_issues: int = 8
     feeds: FeedSettings = FeedSettings()
+    images: ImageSettings = ImageSettings()
+    importing: ImportSettings = ImportSettings()
     search: bool = False
 
     @property
@@ -172,6 +229,8 @@ def _read_config(reader: NodeReader, node: Any, root: Path) -> Config | None:
             settings[name] = Path(value)
     settings["issues"] = _issues(reader, fields.get("issues"))
     settings["feeds"] = _feeds(reader, fields.get("feeds"))
+    settings["images"] = _images(reader, fields.get("images"))
+    settings["importing"] = _import(reader, fields.get("import"))
     settings["search"] = bool(reader.boolean(fields.get("search"), "search"))
     topics = reader.fields(fields.get("topics"), "topics") or {}
     reader.unknown(topics, TOPIC_FIELDS, "topics")
@@ -255,6 +314,103 @@ def _feeds(reader: NodeReader, node: Any) -> FeedSettings:
     return FeedSettings(entries=entries or 50, formats=formats, **kinds)
 
 
+def _images(reader: NodeReader, node: Any) -> ImageSettings:
+    """`images:` in site.yaml; every key is optional."""
+    fields = reader.fields(node, "images") or {}
+    reader.unknown(fields, IMAGE_FIELDS, "images")
+    settings: dict[str, Any] = {}
+    widths = [
+        reader.integer(item, f"images.widths[{i}]", minimum=16, maximum=8192)
+        for i, item in enumerate(reader.items(fields.get("widths"), "images.widths", "widths"))
+    ]
+    if widths and all(widths):
+        settings["widths"] = tuple(sorted({w for w in widths if w}))
+    elif "widths" in fields and not widths and not is_null(fields["widths"]):
+        reader.error(fields["widths"], "images.widths", "give at least one width, like [640]")
+    aspect = _card_aspect(reader, fields.get("card_aspect"))
+    if aspect:
+        settings["card_aspect"] = aspect
+    for name in ("fetch", "allow_private_hosts"):
+        flag = reader.boolean(fields.get(name), f"images.{name}")
+        if flag is not None:
+            settings[name] = flag
+    limits = {"quality": (30, 95), "max_bytes": (10_000, 500_000_000)}
+    limits["max_pixels"] = (10_000, 150_000_000)
+    for name, (low, high) in limits.items():
+        number = reader.integer(fields.get(name), f"images.{name}", minimum=low, maximum=high)
+        if number:
+            settings[name] = number
+    timeout = _seconds(reader, fields.get("timeout"), "images.timeout")
+    if timeout:
+        settings["timeout"] = timeout
+    cache_dir = reader.text(fields.get("cache_dir"), "images.cache_dir")
+    if cache_dir:
+        settings["cache_dir"] = Path(cache_dir)
+    return ImageSettings(**settings)
+
+
+def _import(reader: NodeReader, node: Any) -> ImportSettings:
+    """`import:` in site.yaml; every key is optional."""
+    fields = reader.fields(node, "import") or {}
+    reader.unknown(fields, IMPORT_FIELDS, "import")
+    settings: dict[str, Any] = {}
+    inbox = reader.text(fields.get("inbox"), "import.inbox")
+    if inbox:
+        relative = Path(inbox)
+        if relative.is_absolute() or ".." in relative.parts:
+            reader.error(fields.get("inbox"), "import.inbox",
+                         f"expected a folder inside content_dir, got {shorten(inbox)!r}")
+        else:
+            settings["inbox"] = relative
+    table = reader.fields(fields.get("topics"), "import.topics") or {}
+    topics = {}
+    for category, value in table.items():
+        topic = reader.text(value, f"import.topics.{category}", max_length=100)
+        if topic:
+            topics[category] = topic
+    settings["topics"] = topics
+    for name, (low, high) in {"fold_threshold": (50, 100), "fold_window_hours": (1, 24 * 365),
+                              "max_bytes": (10_000, 500_000_000)}.items():
+        number = reader.integer(fields.get(name), f"import.{name}", minimum=low, maximum=high)
+        if number:
+            settings[name] = number
+    timeout = _seconds(reader, fields.get("timeout"), "import.timeout")
+    if timeout:
+        settings["timeout"] = timeout
+    flag = reader.boolean(fields.get("allow_private_hosts"), "import.allow_private_hosts")
+    if flag is not None:
+        settings["allow_private_hosts"] = flag
+    return ImportSettings(**settings)
+
+
+def _card_aspect(reader: NodeReader, node: Any) -> tuple[int, int] | None:
+    raw = reader.scalar(node, "images.card_aspect", "an aspect ratio like 16:9")
+    if raw is None:
+        return None
+    match = _ASPECT.fullmatch(raw)
+    if match is None or not all(int(n) for n in match.groups()):
+        reader.error(
+            node, "images.card_aspect", f"expected an aspect like 16:9, got {shorten(raw)!r}"
+        )
+        return None
+    width, height = int(match[1]), int(match[2])
+    if max(width / height, height / width) > 5:
+        reader.error(node, "images.card_aspect", f"{width}:{height} is too narrow for a card")
+        return None
+    return width, height
+
+
+def _seconds(reader: NodeReader, node: Any, field_name: str) -> float | None:
+    raw = reader.scalar(node, field_name, "a number of seconds")
+    if raw is None:
+        return None
+    value = float(raw) if _SECONDS.fullmatch(raw) else 0.0
+    if not 0.05 <= value <= 300:
+        reader.error(node, field_name, f"expected seconds from 0.05 to 300, got {shorten(raw)!r}")
+        return None
+    return value
+
+
 def _issues(reader: NodeReader, node: Any) -> IssueSettings:
     fields = reader.fields(node, "issues") or {}
     reader.unknown(fields, ISSUE_FIELDS, "issues")
@@ -291,7 +447,32 @@ def _check_paths(reader: NodeReader, fields: dict[str, Any], config: Config) -> 
                 "build; choose a folder of its own, like 'output'",
             )
             return
+    _check_cache_dir(reader, fields, config, output, protected)
     if not content.is_dir():
         reader.error(
             fields.get("content_dir"), "content_dir", f"folder {config.content_dir} does not exist"
+        )
+
+
+def _check_cache_dir(
+    reader: NodeReader, fields: dict[str, Any], config: Config, output: Path, protected: list[Path]
+) -> None:
+    """The image cache must outlive builds (not in the output) and keep out of the site's own
+    folders (Broadsheet writes and prunes files in it)."""
+    cache = (config.root / config.images.cache_dir).resolve()
+    node = fields.get("images")
+    pairs = node.value if isinstance(node, yaml.MappingNode) else []
+    node = next((value for key, value in pairs if key.value == "cache_dir"), node)
+    if cache == output or output in cache.parents:
+        reader.error(
+            node,
+            "images.cache_dir",
+            "must not be inside the output folder, which is replaced on every build; "
+            "the default is '.cache'",
+        )
+    elif cache in protected:
+        reader.error(
+            node,
+            "images.cache_dir",
+            f"must be a folder of its own, not {cache.name or cache}; the default is '.cache'",
         )

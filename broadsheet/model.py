@@ -26,6 +26,9 @@ class Image:
     width: int | None
     height: int | None
     title: str
+    source: str = ""  # the story file that gives it: local paths are relative to it
+    field: str = ""  # where in that file, for diagnostics: "related[2].images[0]"
+    line: int = 0
 
     @property
     def aspect_ratio(self) -> float | None:

@@ -27,6 +27,7 @@ class OutputWriter:
         self.retired = output_dir.parent / f".{output_dir.name}.old"
         self.written: set[str] = set()
         self.unchanged = 0
+        self._folders: set[Path] = set()  # made in staging already
 
     def __enter__(self) -> OutputWriter:
         try:
@@ -59,6 +60,23 @@ class OutputWriter:
                 pass  # another filesystem or no hard links: write a copy
         target.write_bytes(data)
 
+    def write_file(self, name: str, source: Path) -> None:
+        """Put an existing file into the output without reading it: a hard link to `source`.
+
+        For files named by a hash of their content (thumbnails), where the same name means
+        the same bytes: a name the previous output had is linked from there (unchanged)."""
+        target = self._target(name)
+        previous = os.path.join(self.output, name)
+        unchanged = os.path.isfile(previous)
+        self.unchanged += unchanged
+        for origin in (previous, source) if unchanged else (source,):
+            try:
+                os.link(origin, target)
+                return
+            except OSError:
+                continue
+        shutil.copyfile(source, target)  # no hard links here: a copy
+
     def _target(self, name: str) -> Path:
         relative = PurePosixPath(name)
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
@@ -67,7 +85,9 @@ class OutputWriter:
             raise OutputError(f"two pages would be written to {name}")
         self.written.add(name)
         target = self.staging.joinpath(*relative.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.parent)
         return target
 
     def commit(self) -> None:

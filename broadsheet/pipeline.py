@@ -19,11 +19,13 @@ from . import urls
 from .assemble import assemble_site
 from .config import Config, load_config
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
-from .feeds import OPML, Enclosure, Feed, plan_feeds, render_feeds, render_opml
+from .feeds import OPML, Feed, plan_feeds, render_feeds, render_opml
 from .frontmatter import parse_front_matter
+from .images import render_images
 from .model import Article, Issue, Site
 from .newsletter import email_routes, render_email_html, render_email_text
 from .output import OutputError, OutputWriter
+from .pictures import ImageStats, PictureBook
 from .routes import Page, plan_pages
 from .search import index_site
 from .sitemap import render_robots, render_sitemap
@@ -42,6 +44,8 @@ class BuildOptions:
     keep_going: bool = False
     output_dir: Path | None = None  # overrides site.yaml's output_dir
     base_url: str | None = None  # overrides site.yaml's base_url (the dev server's own URL)
+    offline: bool = False  # use only cached images (images.fetch: false)
+    refetch: bool = False  # download again the images that failed before
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,13 @@ class BuildReport:
     unchanged: int
     seconds: float
     warnings: list[Diagnostic] = field(default_factory=list)
+    images: ImageStats = field(default_factory=ImageStats)
 
 
 class Sink(Protocol):
     def write(self, name: str, data: bytes) -> None: ...
+
+    def write_file(self, name: str, source: Path) -> None: ...
 
 
 class DiscardingSink:
@@ -67,6 +74,9 @@ class DiscardingSink:
         self.unchanged = 0
 
     def write(self, name: str, data: bytes) -> None:
+        self.written.add(name)
+
+    def write_file(self, name: str, source: Path) -> None:
         self.written.add(name)
 
 
@@ -95,11 +105,11 @@ def build(
     try:
         if isinstance(sink, OutputWriter):
             with sink:
-                render_site(site, pages, feeds, config, url_builder, sink, progress)
+                pictures = render_site(site, pages, feeds, config, url_builder, sink, progress)
                 if config.search:
                     index_site(sink.staging)
         else:
-            render_site(site, pages, feeds, config, url_builder, sink, progress)
+            pictures = render_site(site, pages, feeds, config, url_builder, sink, progress)
     except OutputError as exc:
         raise BuildFailed(
             [Diagnostic(str(config.output_dir), 0, "output_dir", str(exc))],
@@ -112,7 +122,8 @@ def build(
         len(sink.written),
         sink.unchanged,
         time.perf_counter() - started,
-        warnings,
+        warnings + pictures.warnings,
+        pictures.stats,
     )
 
 
@@ -122,6 +133,10 @@ def configure(config: Config, options: BuildOptions) -> Config:
         config = replace(config, output_dir=options.output_dir)
     if options.base_url is not None:
         config = replace(config, base_url=options.base_url.rstrip("/") + "/")
+    if options.offline or options.refetch:
+        fetch = config.images.fetch and not options.offline
+        images = replace(config.images, fetch=fetch, refetch=options.refetch)
+        config = replace(config, images=images)
     return config
 
 
@@ -169,10 +184,12 @@ def render_site(
     url_builder: UrlBuilder,
     sink: Sink,
     progress: Progress | None = None,
-) -> None:
-    """Render every page, the feeds, the sitemap, robots.txt and static files into `sink`."""
+) -> PictureBook:
+    """Render the thumbnails, every page, the feeds, the sitemap, robots.txt and static files
+    into `sink`; the pictures tell what the image stage did."""
     static = StaticFiles(config.static_dirs)
-    env = make_environment(config, url_builder, static)
+    pictures = render_images(site, config, url_builder, sink, progress)
+    env = make_environment(config, url_builder, static, pictures)
     problems: list[Diagnostic] = []
     for done, page in enumerate(pages, start=1):
         if progress:
@@ -185,12 +202,13 @@ def render_site(
         sink.write(output_file(page.route), html)
     if problems:
         raise BuildFailed(summarise_template_errors(problems))
-    write_feeds(feeds, env, site, config, url_builder, sink)
+    write_feeds(feeds, env, site, config, url_builder, sink, pictures)
     write_emails(env, site, config, sink)
     sink.write(SITEMAP, render_sitemap(pages, url_builder))
     sink.write(ROBOTS, render_robots(url_builder))
     for name, path in static.files.items():
         sink.write(static_route(name), path.read_bytes())
+    return pictures
 
 
 def write_feeds(
@@ -200,6 +218,7 @@ def write_feeds(
     config: Config,
     url_builder: UrlBuilder,
     sink: Sink,
+    pictures: PictureBook,
 ) -> None:
     """Every feed in every format, and the OPML list of them."""
     if not feeds:
@@ -210,7 +229,9 @@ def write_feeds(
         return template.render(site=site, config=config, issue=issue).strip()
 
     try:
-        for route, data in render_feeds(feeds, config, url_builder, issue_html, no_enclosure):
+        for route, data in render_feeds(
+            feeds, config, url_builder, issue_html, pictures.enclosure_for
+        ):
             sink.write(route, data)
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
         raise BuildFailed([template_diagnostic(exc, config, urls.ISSUE_ARCHIVE)]) from None
@@ -228,10 +249,6 @@ def write_emails(env: jinja2.Environment, site: Site, config: Config, sink: Sink
             raise BuildFailed([template_diagnostic(exc, config, html_route)]) from None
         sink.write(html_route, html)
         sink.write(text_route, text)
-
-
-def no_enclosure(article: Article) -> Enclosure | None:
-    return None
 
 
 def render_page(env: jinja2.Environment, page: Page, site: Site, config: Config) -> bytes:

@@ -81,11 +81,13 @@ class DevServer:
         host: str = "127.0.0.1",
         port: int = 8000,
         drafts: bool = False,
+        offline: bool = False,
         log: TextIO | None = None,
     ) -> None:
         self.root = root.resolve()
         self.host = host
         self.drafts = drafts
+        self.offline = offline
         self.log = log or sys.stderr
         self.state = BuildState()
         self.workspace = Path(tempfile.mkdtemp(prefix="broadsheet-serve-"))
@@ -129,7 +131,9 @@ class DevServer:
         """Build into a new folder; switch to it only if the build succeeded."""
         self.builds += 1
         folder = self.workspace / f"build-{self.builds}"
-        options = BuildOptions(drafts=self.drafts, output_dir=folder, base_url=self.url)
+        options = BuildOptions(
+            drafts=self.drafts, output_dir=folder, base_url=self.url, offline=self.offline
+        )
         try:
             report = build(self.root, options)
         except BuildFailed as failure:
@@ -185,10 +189,12 @@ class SiteFilter(watchfiles.DefaultFilter):
 
     def __init__(self, root: Path) -> None:
         try:
-            output = (root / load_config(root).output_dir).resolve()
+            config = load_config(root)
+            output = (root / config.output_dir).resolve()
+            cache = (root / config.images.cache_dir).resolve()
         except BuildFailed:
-            output = root / "output"
-        super().__init__(ignore_paths=[output, root / ".cache"])
+            output, cache = root / "output", root / ".cache"
+        super().__init__(ignore_paths=[output, root / ".cache", cache])
 
     def __call__(self, change: watchfiles.Change, path: str) -> bool:
         name = Path(path).name
@@ -411,7 +417,9 @@ def is_exposed(host: str) -> bool:
 def serve(args: Any) -> int:
     """The `serve` command: returns an exit code; Ctrl-C stops it cleanly with 0."""
     try:
-        dev = DevServer(args.site, host=args.host, port=args.port, drafts=args.drafts)
+        dev = DevServer(
+            args.site, host=args.host, port=args.port, drafts=args.drafts, offline=args.offline
+        )
     except OSError as exc:
         print(
             f"broadsheet serve: cannot listen on {args.host}:{args.port}: "

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -21,6 +21,9 @@ from markupsafe import Markup
 from .config import Config
 from .diagnostics import Diagnostic, display_path
 from .urls import UrlBuilder, static_route
+
+if TYPE_CHECKING:
+    from .pictures import PictureBook
 
 
 class StaticFiles:
@@ -43,7 +46,10 @@ class StaticFiles:
         return self._versions[name]
 
 
-def make_environment(config: Config, urls: UrlBuilder, static: StaticFiles) -> jinja2.Environment:
+def make_environment(
+    config: Config, urls: UrlBuilder, static: StaticFiles, pictures: PictureBook | None = None
+) -> jinja2.Environment:
+    """`pictures`: the image stage's results for `picture()` (without: placeholders only)."""
     folders = [str(d) for d in config.template_dirs if d.is_dir()]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folders),
@@ -63,7 +69,17 @@ def make_environment(config: Config, urls: UrlBuilder, static: StaticFiles) -> j
             raise jinja2.TemplateRuntimeError(f"asset({name!r}): no such file in static/")
         return f"{urls.href(static_route(name))}?v={static.version(name)}"
 
-    env.globals.update(href=urls.href, absolute_url=urls.absolute, asset=asset)
+    if pictures is None:
+        from .pictures import PictureBook
+
+        pictures = PictureBook(config.images, urls)
+    env.globals.update(
+        href=urls.href,
+        absolute_url=urls.absolute,
+        asset=asset,
+        picture=pictures.picture,
+        largest_jpeg=pictures.enclosure_for,
+    )
     env.filters.update(
         local=lambda value: to_local(value, tz),
         isodate=lambda value: iso_datetime(value, tz),

@@ -197,7 +197,8 @@ def read_image(reader: NodeReader, node: yaml.Node, field: str, path: str) -> Im
             f"{width}x{height} is not a plausible image size (more than {MAX_IMAGE_ASPECT}:1)",
         )
         return None
-    return Image(url=url, width=width, height=height, title=title)
+    line = reader.line(fields["url"])
+    return Image(url, width, height, title, source=path, field=field, line=line)
 
 
 def require(

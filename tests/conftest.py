@@ -69,6 +69,8 @@ class MiniSite:
         (self.root / name).unlink()
 
     def build(self, **options: object) -> BuildReport:
+        """Build offline unless `offline=False`: tests reach no network but 127.0.0.1."""
+        options.setdefault("offline", True)
         return build(self.root, BuildOptions(**options))  # type: ignore[arg-type]
 
     def fail(self, **options: object) -> list[Diagnostic]:

@@ -111,7 +111,7 @@ def test_new_site_issue_epoch_is_this_weeks_monday(tmp_path: Path) -> None:
 
 def test_the_sample_site_builds_with_the_console_script_module(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "broadsheet", "check", "--site", str(REPO)],
+        [sys.executable, "-m", "broadsheet", "check", "--offline", "--site", str(REPO)],
         capture_output=True,
         text=True,
         timeout=120,

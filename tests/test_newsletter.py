@@ -69,6 +69,24 @@ def test_a_thirty_story_issue_stays_under_the_clipping_size(make_site) -> None:
     assert html.stat().st_size < CLIP_BYTES
 
 
+def test_the_lead_picture_is_an_absolute_jpeg_with_a_width(make_site) -> None:
+    from PIL import Image
+
+    site = make_site({"content/a.md": story(extra="images:\n  - url: a.jpg\n    width: 1600\n"
+                                                  "    height: 900\n    title: The picture")})
+    Image.new("RGB", (1600, 900), (200, 40, 40)).save(site.root / "content" / "a.jpg")
+    site.build()
+    tree = parse_html((site.output / "issues/3/email.html").read_bytes())
+    images = list(tree.iter("img"))
+    assert len(images) == 1
+    assert images[0].get("src").startswith("https://example.org/thumbs/")
+    assert images[0].get("src").endswith(".jpg")
+    assert (images[0].get("width"), images[0].get("height")) == ("544", "306")
+    assert images[0].get("alt") == "The picture"
+    name = images[0].get("src").rsplit("/", 1)[1]
+    assert (site.output / "thumbs" / name).is_file()
+
+
 def test_hostile_text_is_escaped_in_the_html_and_literal_in_the_text(make_site) -> None:
     site = make_site({"content/a.md": story(title="<script>alert(1)</script> & co")})
     site.build()

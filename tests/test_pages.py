@@ -16,7 +16,8 @@ SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 
 
 def html_files(output: Path) -> list[Path]:
-    return sorted(output.rglob("*.html"))
+    """The site's pages (the email edition is not a page: it has no navigation or <main>)."""
+    return sorted(p for p in output.rglob("*.html") if p.name != "email.html")
 
 
 def page_url(output: Path, path: Path, base: str) -> str:

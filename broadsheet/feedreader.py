@@ -1,0 +1,272 @@
+"""Outlets' feeds -> plain items: RSS and Atom through feedparser, JSON Feed and OPML ourselves.
+
+Everything here is third-party text. Titles and excerpts come out as plain text (markup
+stripped, entities decoded, control characters removed); only absolute http(s) links and
+image URLs survive; OPML is parsed with defusedxml so an entity bomb is an error, not a hang.
+"""
+
+from __future__ import annotations
+
+import calendar
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import defusedxml.ElementTree as SafeXML
+import feedparser
+import nh3
+
+from .coverage import clean_url
+from .readers import clean_text, parse_datetime, url_problem
+
+EXCERPT_LENGTH = 300
+MAX_IMAGE_SIDE = 20_000
+
+
+class NotAFeed(Exception):
+    """The document is neither RSS, Atom, JSON Feed nor OPML."""
+
+
+@dataclass(frozen=True)
+class ItemImage:
+    url: str
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One story an outlet's feed offers, cleaned and ready to become a story file."""
+
+    title: str
+    url: str  # cleaned: no tracking parameters, no AMP
+    published: datetime | None  # UTC
+    excerpt: str
+    categories: tuple[str, ...]
+    images: tuple[ItemImage, ...]
+    amp_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    title: str
+    link: str
+    updated: datetime | None
+    items: tuple[FeedItem, ...]
+    skipped: tuple[str, ...] = field(default=())  # why items were left out
+
+
+def parse_document(data: bytes, source: str) -> ParsedFeed | list[str]:
+    """A feed, or the feed URLs an OPML file lists. Raises NotAFeed for anything else."""
+    head = data.lstrip()[:200].lower()
+    if head.startswith(b"{"):
+        return parse_json_feed(data, source)
+    if b"<opml" in head or (b"<?xml" in head and b"<opml" in data[:2000].lower()):
+        return parse_opml(data, source)
+    return parse_xml_feed(data, source)
+
+
+# -- RSS and Atom -------------------------------------------------------------------------
+
+def parse_xml_feed(data: bytes, source: str) -> ParsedFeed:
+    parsed = feedparser.parse(data, sanitize_html=True, resolve_relative_uris=True)
+    if not parsed.get("version") or (parsed.bozo and not parsed.entries):
+        reason = parsed.get("bozo_exception") or "no RSS or Atom elements"
+        raise NotAFeed(f"not a feed ({reason})")
+    feed = parsed.feed
+    link = _http_url(feed.get("link", "")) or source
+    items, skipped = [], []
+    for entry in parsed.entries:
+        item = _feedparser_item(entry, link)
+        if isinstance(item, str):
+            skipped.append(item)
+        else:
+            items.append(item)
+    return ParsedFeed(plain_text(feed.get("title", "")), link,
+                      _struct_time(feed.get("updated_parsed") or feed.get("published_parsed")),
+                      tuple(items), tuple(skipped))
+
+
+def _feedparser_item(entry: Any, base: str) -> FeedItem | str:
+    title = plain_text(entry.get("title", ""))
+    link = _http_url(urljoin(base, entry.get("link", "")))
+    if not link:
+        return f"{title or 'an untitled item'}: no http(s) link ({entry.get('link', '')!r})"
+    if not title:
+        return f"{link}: no title"
+    body = entry.get("summary") or ""
+    if not body and entry.get("content"):
+        body = entry.content[0].get("value", "")
+    images = _media_images(entry) or _first_img(body, link)
+    return FeedItem(
+        title=title,
+        url=clean_url(link),
+        published=_struct_time(entry.get("published_parsed") or entry.get("updated_parsed")),
+        excerpt=excerpt(body),
+        categories=tuple(plain_text(t.get("term") or t.get("label") or "")
+                         for t in entry.get("tags", []) if t.get("term") or t.get("label")),
+        images=images,
+    )
+
+
+def _media_images(entry: Any) -> tuple[ItemImage, ...]:
+    """media:content, then media:thumbnail, then image enclosures; each with its size."""
+    candidates: list[dict[str, Any]] = []
+    for media in entry.get("media_content", []):
+        if media.get("medium", "image") == "image" and media.get("type", "image/").startswith(
+                "image/"):
+            candidates.append(media)
+    candidates += list(entry.get("media_thumbnail", []))
+    candidates += [{"url": e.get("href"), **e} for e in entry.get("enclosures", [])
+                   if str(e.get("type", "")).startswith("image/")]
+    images: list[ItemImage] = []
+    for media in candidates:
+        image = _image(media.get("url"), media.get("width"), media.get("height"))
+        if image and image.url not in {i.url for i in images}:
+            images.append(image)
+    return tuple(images[:1])
+
+
+class _FirstImage(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: dict[str, str | None] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img" and self.found is None:
+            self.found = dict(attrs)
+
+
+def _first_img(body: str, base: str) -> tuple[ItemImage, ...]:
+    finder = _FirstImage()
+    finder.feed(body)
+    if not finder.found or not finder.found.get("src"):
+        return ()
+    found = finder.found
+    image = _image(urljoin(base, found.get("src") or ""), found.get("width"), found.get("height"))
+    return (image,) if image else ()
+
+
+# -- JSON Feed ----------------------------------------------------------------------------
+
+def parse_json_feed(data: bytes, source: str) -> ParsedFeed:
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NotAFeed(f"not a feed (invalid JSON: {exc})") from None
+    if not isinstance(document, dict) or not str(document.get("version", "")).startswith(
+            "https://jsonfeed.org/version/"):
+        raise NotAFeed("not a feed (JSON without a JSON Feed version)")
+    link = _http_url(str(document.get("home_page_url") or "")) or source
+    items, skipped = [], []
+    for raw in document.get("items") or []:
+        if not isinstance(raw, dict):
+            skipped.append("an item that is not an object")
+            continue
+        item = _json_item(raw, link)
+        if isinstance(item, str):
+            skipped.append(item)
+        else:
+            items.append(item)
+    return ParsedFeed(plain_text(str(document.get("title") or "")), link, None, tuple(items),
+                      tuple(skipped))
+
+
+def _json_item(raw: dict[str, Any], base: str) -> FeedItem | str:
+    title = plain_text(str(raw.get("title") or ""))
+    link = _http_url(urljoin(base, str(raw.get("url") or raw.get("external_url") or "")))
+    if not link:
+        return f"{title or 'an untitled item'}: no http(s) link"
+    if not title:
+        return f"{link}: no title"
+    when = parse_datetime(str(raw.get("date_published") or raw.get("date_modified") or ""))
+    body = str(raw.get("summary") or raw.get("content_html") or raw.get("content_text") or "")
+    image = _image(raw.get("image") or raw.get("banner_image"), None, None)
+    images = (image,) if image else _first_img(str(raw.get("content_html") or ""), link)
+    return FeedItem(
+        title=title,
+        url=clean_url(link),
+        published=when.astimezone(UTC) if when and when.tzinfo else
+        (when.replace(tzinfo=UTC) if when else None),
+        excerpt=excerpt(body),
+        categories=tuple(plain_text(str(t)) for t in raw.get("tags") or [] if str(t).strip()),
+        images=images,
+    )
+
+
+# -- OPML ---------------------------------------------------------------------------------
+
+def parse_opml(data: bytes, source: str) -> list[str]:
+    """The xmlUrl of every outline, in document order, resolved against the OPML's location."""
+    try:
+        root = SafeXML.fromstring(data)
+    except Exception as exc:  # defusedxml raises several types, all meaning "refused"
+        raise NotAFeed(f"not a valid OPML file ({type(exc).__name__}: {exc})") from None
+    if root.tag.lower() != "opml":
+        raise NotAFeed("not a feed or OPML file")
+    urls = []
+    for outline in root.iter("outline"):
+        url = outline.get("xmlUrl") or outline.get("xmlurl")
+        if url:
+            resolved = urljoin(source, url.strip()) if "://" in source else url.strip()
+            if resolved not in urls:
+                urls.append(resolved)
+    return urls
+
+
+# -- text and values ----------------------------------------------------------------------
+
+_SPACE = re.compile(r"\s+")
+
+
+def plain_text(value: str) -> str:
+    """Markup stripped, entities decoded, controls removed, whitespace folded."""
+    stripped = nh3.clean(value, tags=set(), clean_content_tags={"script", "style"})
+    return clean_text(html.unescape(stripped))
+
+
+def excerpt(body: str, limit: int = EXCERPT_LENGTH) -> str:
+    """The start of an item's text, cut at a word boundary."""
+    text = plain_text(body)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:-–—")
+    return cut + " ..."
+
+
+def _http_url(value: str) -> str | None:
+    value = (value or "").strip()
+    return value if value and not url_problem(value) else None
+
+
+def _image(url: Any, width: Any, height: Any) -> ItemImage | None:
+    link = _http_url(str(url or ""))
+    if not link:
+        return None
+    sizes = [_size(width), _size(height)]
+    if None in sizes:
+        return ItemImage(link)
+    return ItemImage(link, sizes[0], sizes[1])
+
+
+def _size(value: Any) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return None
+    return number if 1 <= number <= MAX_IMAGE_SIDE else None
+
+
+def _struct_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower().removeprefix("www.")

@@ -1,0 +1,283 @@
+"""Download a remote image or feed safely: its URL comes from untrusted content.
+
+Only http and https. Every address the host name resolves to must be public (not loopback,
+private, link-local, multicast or reserved) unless the site allows private hosts, and the
+connection goes to the address that was checked, so a second DNS answer cannot point it
+elsewhere (SSRF, DNS rebinding). At most `max_redirects` redirects, each checked the same
+way; connect and read timeouts and an overall deadline; a size cap; only the expected content
+types (images, or feeds for `broadsheet import`), never compressed bodies.
+The standard library's http.client is used directly so that every one of these rules is
+visible here.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import quote, urljoin, urlsplit
+
+from . import __version__
+
+MAX_REDIRECTS = 3
+DEADLINE_FACTOR = 3  # the whole download may take this many read timeouts
+CHUNK = 64 * 1024
+REDIRECTS = {301, 302, 303, 307, 308}
+USER_AGENT = f"Broadsheet/{__version__} (static site generator for news digests)"
+ACCEPT = "image/webp,image/jpeg,image/png,image/gif,image/*;q=0.8"
+
+
+T = TypeVar("T")
+
+
+class FetchFailed(Exception):
+    """Why an image could not be downloaded, in words for the warning."""
+
+
+@dataclass(frozen=True)
+class FetchRules:
+    timeout: float = 10.0  # seconds, for connecting and for each read
+    max_bytes: int = 20_000_000
+    allow_private_hosts: bool = False
+    max_redirects: int = MAX_REDIRECTS
+    private_setting: str = "images.allow_private_hosts"  # named in the refusal message
+
+
+@dataclass(frozen=True)
+class Fetched:
+    data: bytes
+    content_type: str
+    url: str  # after redirects
+
+
+@dataclass(frozen=True)
+class Target:
+    """A URL that passed the checks, with the address to connect to."""
+
+    scheme: str
+    host: str  # IDNA-encoded
+    port: int
+    address: str
+    path: str  # path and query, percent-encoded
+
+
+def fetch_image(url: str, rules: FetchRules) -> Fetched:
+    """The image at `url`, or FetchFailed with the reason."""
+
+    def take(response: http.client.HTTPResponse, current: str, deadline: float) -> Fetched:
+        if response.status != 200:
+            raise FetchFailed(f"HTTP {response.status} {response.reason}".strip())
+        content_type = image_content_type(response)
+        return Fetched(read_body(response, rules, deadline), content_type, current)
+
+    return _fetch(url, rules, {"Accept": ACCEPT}, take)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A fetched feed or page; `not_modified` when the server answered 304 to our validators."""
+
+    data: bytes
+    content_type: str
+    url: str
+    not_modified: bool = False
+    validators: dict[str, str] = field(default_factory=dict)  # etag, last_modified
+
+
+def fetch_document(url: str, rules: FetchRules, *, accept: str, content_types: tuple[str, ...],
+                   validators: dict[str, str] | None = None) -> Document:
+    """A document of one of `content_types`, with a conditional GET when `validators` (the
+    ETag and Last-Modified of the last download) are given."""
+    headers = {"Accept": accept}
+    if validators and validators.get("etag"):
+        headers["If-None-Match"] = validators["etag"]
+    if validators and validators.get("last_modified"):
+        headers["If-Modified-Since"] = validators["last_modified"]
+
+    def take(response: http.client.HTTPResponse, current: str, deadline: float) -> Document:
+        if response.status == 304 and validators:
+            return Document(b"", "", current, not_modified=True, validators=dict(validators))
+        if response.status != 200:
+            raise FetchFailed(f"HTTP {response.status} {response.reason}".strip())
+        media = identity_content_type(response)
+        if media not in content_types:
+            raise FetchFailed(f"not a feed (Content-Type {media or 'missing'})")
+        found = {"etag": response.getheader("ETag") or "",
+                 "last_modified": response.getheader("Last-Modified") or ""}
+        return Document(read_body(response, rules, deadline), media, current,
+                        validators={k: v for k, v in found.items() if v})
+
+    return _fetch(url, rules, headers, take)
+
+
+def _fetch(url: str, rules: FetchRules, headers: dict[str, str],
+           take: Callable[[http.client.HTTPResponse, str, float], T]) -> T:
+    """GET `url` following checked redirects; `take` turns the final response into a value."""
+    deadline = time.monotonic() + rules.timeout * DEADLINE_FACTOR
+    current = url
+    for _ in range(rules.max_redirects + 1):
+        target = check_target(current, rules)
+        connection = connect(target, rules)
+        try:
+            response = send(connection, target, headers)
+            if response.status in REDIRECTS:
+                current = redirect_location(current, response)
+                continue
+            return take(response, current, deadline)
+        except TimeoutError:
+            raise FetchFailed(f"timed out (no answer within {rules.timeout:g} s)") from None
+        except ssl.SSLError as exc:
+            raise FetchFailed(f"TLS error ({exc.reason or exc})") from None
+        except http.client.HTTPException as exc:
+            raise FetchFailed(f"bad HTTP response ({type(exc).__name__})") from None
+        except OSError as exc:
+            raise FetchFailed(f"network error ({exc.strerror or exc})") from None
+        finally:
+            connection.close()
+    raise FetchFailed(f"more than {rules.max_redirects} redirects")
+
+
+def check_target(url: str, rules: FetchRules) -> Target:
+    """Refuse anything but http(s) to a public address; resolve the host once."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise FetchFailed("malformed URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise FetchFailed(f"{scheme or 'a relative'} URL refused (only http and https)")
+    if parts.username is not None or parts.password is not None:
+        raise FetchFailed("URLs with a user name or password are not fetched")
+    if not parts.hostname:
+        raise FetchFailed("the URL has no host")
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise FetchFailed(f"invalid host name {parts.hostname!r}") from None
+    port = port or (443 if scheme == "https" else 80)
+    address = resolve(host, port, rules)
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    if parts.query:
+        path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
+    return Target(scheme, host, port, address, path)
+
+
+def resolve(host: str, port: int, rules: FetchRules) -> str:
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchFailed(f"cannot resolve {host} ({getattr(exc, 'strerror', exc)})") from None
+    addresses = list(dict.fromkeys(str(answer[4][0]) for answer in answers))
+    if not addresses:
+        raise FetchFailed(f"cannot resolve {host}")
+    if not rules.allow_private_hosts:
+        for address in addresses:
+            if not is_public(address):
+                raise FetchFailed(
+                    f"{host} is a private, loopback or link-local address ({address}); "
+                    f"refused ({rules.private_setting}: true allows it)"
+                )
+    return addresses[0]
+
+
+def is_public(address: str) -> bool:
+    """Whether an address is on the public internet (also for IPv6 forms of IPv4)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None and not is_public(str(embedded)):
+            return False
+    return ip.is_global and not ip.is_multicast
+
+
+class PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the checked address, whatever the host name resolves to now."""
+
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.address = target.address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """Like PinnedHTTPConnection, with the certificate checked against the host name."""
+
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(
+            target.host, target.port, timeout=timeout, context=ssl.create_default_context()
+        )
+        self.address = target.address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def connect(target: Target, rules: FetchRules) -> http.client.HTTPConnection:
+    if target.scheme == "https":
+        return PinnedHTTPSConnection(target, rules.timeout)
+    return PinnedHTTPConnection(target, rules.timeout)
+
+
+def send(connection: http.client.HTTPConnection, target: Target, headers: dict[str, str]
+         ) -> http.client.HTTPResponse:
+    connection.request("GET", target.path,
+                       headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity",
+                                **headers})
+    return connection.getresponse()
+
+
+def redirect_location(current: str, response: http.client.HTTPResponse) -> str:
+    location = response.getheader("Location")
+    if not location:
+        raise FetchFailed(f"HTTP {response.status} redirect without a Location")
+    return urljoin(current, location.strip())
+
+
+def image_content_type(response: http.client.HTTPResponse) -> str:
+    media = identity_content_type(response)
+    if media == "image/svg+xml":
+        raise FetchFailed("SVG images are not supported (Content-Type image/svg+xml)")
+    if not media.startswith("image/"):
+        raise FetchFailed(f"not an image (Content-Type {media or 'missing'})")
+    return media
+
+
+def identity_content_type(response: http.client.HTTPResponse) -> str:
+    """The media type, refusing compressed bodies (we asked for identity: no zip bombs)."""
+    encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        raise FetchFailed(f"compressed response (Content-Encoding {encoding}) refused")
+    return (response.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+
+def read_body(response: http.client.HTTPResponse, rules: FetchRules, deadline: float) -> bytes:
+    declared = response.getheader("Content-Length", "").strip()
+    expected = int(declared) if declared.isdigit() else None
+    if expected is not None and expected > rules.max_bytes:
+        raise FetchFailed(f"too large ({expected:,} bytes; the limit is {rules.max_bytes:,})")
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise FetchFailed(
+                f"too slow (not finished within {rules.timeout * DEADLINE_FACTOR:g} s)"
+            )
+        chunk = response.read(CHUNK)
+        if not chunk:
+            break
+        received += len(chunk)
+        if received > rules.max_bytes:
+            raise FetchFailed(f"too large (over the {rules.max_bytes:,}-byte limit)")
+        chunks.append(chunk)
+    if expected is not None and received < expected:
+        raise FetchFailed(f"the download was cut short ({received:,} of {expected:,} bytes)")
+    return b"".join(chunks)

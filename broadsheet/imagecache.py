@@ -1,0 +1,231 @@
+"""The persistent image cache (`<cache_dir>/images/`): downloads, thumbnails, what each source is.
+
+`output/` is replaced by every build, so anything costly to redo (a download, a decode, an
+encode) lives here and is hard-linked into the staging folder. Files are named by content
+hashes and written through a temporary file and a rename, so two builds sharing the cache
+never see half a file. Entries no build has used for `PRUNE_AFTER_DAYS` days are deleted.
+
+    images/remote/<sha256 of URL>.json   a download: {"url", "digest", "type"} or {"url", "problem"}
+    images/originals/<sha256>            downloaded bytes, by content
+    images/thumbs/<name>                 finished thumbnails; the name is the output name
+    images/index.json                    per source digest: size, colour, preview (or problem);
+                                         the digest of each local image by its size and mtime
+                                         (like git's index, so an unchanged file is not read);
+                                         and the day each entry was last used, for pruning
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from .imaging import SourceInfo, write_atomically
+from .thumbnails import PIPELINE_VERSION
+
+CACHE_FOLDER = "images"
+PRUNE_AFTER_DAYS = 30
+INDEX_VERSION = f"1/{PIPELINE_VERSION}"
+RACY_NS = 2_000_000_000  # a file changed this close to being hashed is hashed again
+
+
+@dataclass(frozen=True)
+class RemoteRecord:
+    """What the last download of a URL gave: the bytes' digest, or the reason it failed."""
+
+    url: str
+    digest: str = ""
+    type: str = ""
+    problem: str = ""
+
+
+class ImageCache:
+    """One site's image cache; folders are created on first write."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.folder = cache_dir / CACHE_FOLDER
+        self.remote_dir = self.folder / "remote"
+        self.originals_dir = self.folder / "originals"
+        self.thumbs_dir = self.folder / "thumbs"
+        self.index_path = self.folder / "index.json"
+        self._index = self._load_index()
+        self._dirty = False
+        self._files_seen: set[str] = set()
+
+    # -- downloads --------------------------------------------------------------------
+
+    def remote(self, url: str) -> RemoteRecord | None:
+        try:
+            data = json.loads(self._record_path(url).read_text(encoding="utf-8"))
+            record = RemoteRecord(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+        if record.url != url or (record.digest and not self.original(record.digest).is_file()):
+            return None
+        return record
+
+    def save_remote(self, record: RemoteRecord, data: bytes | None = None) -> None:
+        """Keep a download's bytes (by digest) and what happened, for every later build."""
+        self._ensure(self.remote_dir, self.originals_dir)
+        if data is not None:
+            target = self.original(record.digest)
+            if not target.is_file():
+                write_atomically(target, data)
+        text = json.dumps(asdict(record), sort_keys=True)
+        write_atomically(self._record_path(record.url), text.encode("utf-8"))
+
+    def original(self, digest: str) -> Path:
+        return self.originals_dir / digest
+
+    def _record_path(self, url: str) -> Path:
+        return self.remote_dir / f"{url_key(url)}.json"
+
+    # -- thumbnails and source facts --------------------------------------------------
+
+    def thumb(self, name: str) -> Path:
+        return self.thumbs_dir / name
+
+    def thumb_names(self) -> set[str]:
+        """The names of every finished thumbnail, from one listing of the folder."""
+        try:
+            return {e.name for e in os.scandir(self.thumbs_dir) if not e.name.startswith(".")}
+        except OSError:
+            return set()
+
+    def prepare_thumbs(self) -> Path:
+        self._ensure(self.thumbs_dir)
+        return self.thumbs_dir
+
+    def source(self, digest: str) -> SourceInfo | str | None:
+        """What we learnt decoding a source: its facts, a problem (str), or None if unknown."""
+        entry = self._index["sources"].get(digest)
+        if not isinstance(entry, dict):
+            return None
+        if "problem" in entry:
+            return str(entry["problem"])
+        try:
+            return SourceInfo(**entry)
+        except TypeError:
+            return None
+
+    def remember(self, digest: str, outcome: SourceInfo | str) -> None:
+        entry = {"problem": outcome} if isinstance(outcome, str) else asdict(outcome)
+        if self._index["sources"].get(digest) != entry:
+            self._index["sources"][digest] = entry
+            self._dirty = True
+
+    def forget(self, digest: str) -> None:
+        if self._index["sources"].pop(digest, None) is not None:
+            self._dirty = True
+
+    def known_digest(self, path: str, stat: os.stat_result) -> str | None:
+        """The digest recorded for a local file, if it cannot have changed since."""
+        self._files_seen.add(path)
+        entry = self._index["files"].get(path)
+        if not isinstance(entry, list) or len(entry) != 5:
+            return None
+        size, mtime, inode, digest, recorded = entry
+        unchanged = (size, mtime, inode) == (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        return str(digest) if unchanged and recorded - mtime > RACY_NS else None
+
+    def remember_digest(self, path: str, stat: os.stat_result, digest: str) -> None:
+        entry = [stat.st_size, stat.st_mtime_ns, stat.st_ino, digest, time.time_ns()]
+        self._index["files"][path] = entry
+        self._dirty = True
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def finish(
+        self, thumbs: set[str], digests: set[str], urls: set[str], today: date | None = None
+    ) -> int:
+        """Note what this build used, delete what nothing used for a while, save the index.
+
+        Returns how many files were deleted."""
+        today = today or date.today()
+        used = {f"thumbs/{n}" for n in thumbs}
+        used |= {f"originals/{d}" for d in digests} | {f"sources/{d}" for d in digests}
+        used |= {f"remote/{url_key(u)}.json" for u in urls}
+        entries = self._entries()
+        deleted = 0
+        stamps: dict[str, str] = self._index["used"]
+        for key in sorted(entries | set(stamps) | used):
+            if key in used:
+                self._stamp(key, today)
+                continue
+            last = _day(stamps.get(key)) or self._stamp(key, today)
+            if today - last > timedelta(days=PRUNE_AFTER_DAYS):
+                deleted += self._delete(key)
+        for path in set(self._index["files"]) - self._files_seen:
+            del self._index["files"][path]
+            self._dirty = True
+        if self._dirty:
+            self._save_index()
+        return deleted
+
+    def _entries(self) -> set[str]:
+        found = {f"sources/{d}" for d in self._index["sources"]}
+        for folder in (self.thumbs_dir, self.originals_dir, self.remote_dir):
+            try:
+                names = [e.name for e in os.scandir(folder) if not e.name.startswith(".")]
+            except OSError:
+                continue
+            found |= {f"{folder.name}/{name}" for name in names}
+        return found
+
+    def _stamp(self, key: str, today: date) -> date:
+        if self._index["used"].get(key) != today.isoformat():
+            self._index["used"][key] = today.isoformat()
+            self._dirty = True
+        return today
+
+    def _delete(self, key: str) -> int:
+        kind, _, name = key.partition("/")
+        self._index["used"].pop(key, None)
+        self._dirty = True
+        if kind == "sources":
+            self._index["sources"].pop(name, None)
+            return 0
+        try:
+            (self.folder / kind / name).unlink()
+        except OSError:
+            return 0
+        return 1
+
+    def _load_index(self) -> dict[str, Any]:
+        try:
+            index = json.loads(self.index_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            index = None
+        if not isinstance(index, dict) or index.get("version") != INDEX_VERSION:
+            index = {"version": INDEX_VERSION}
+        for part in ("sources", "files", "used"):
+            if not isinstance(index.get(part), dict):
+                index[part] = {}
+        return index
+
+    def _save_index(self) -> None:
+        self._ensure(self.folder)
+        text = json.dumps(self._index, sort_keys=True, separators=(",", ":"))
+        write_atomically(self.index_path, text.encode("utf-8"))
+        self._dirty = False
+
+    @staticmethod
+    def _ensure(*folders: Path) -> None:
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def url_key(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:40]
+
+
+def _day(text: object) -> date | None:
+    try:
+        return date.fromisoformat(str(text))
+    except ValueError:
+        return None

@@ -1,0 +1,454 @@
+"""The image stage: story images -> thumbnails in the output, and the pictures pages show.
+
+It runs after the site is assembled and before pages render: find each source (a file in the
+site, or a download in the cache), download what is missing, have worker processes make the
+missing thumbnails into the cache, then link every file the pages need into the output
+through the write sink. A source that cannot be had is one warning and a placeholder, never
+a failed build; and a rebuild where nothing changed does no Pillow work at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from .config import Config, ImageSettings
+from .diagnostics import Diagnostic, Severity
+from .fetch import FetchFailed, FetchRules, fetch_image
+from .imagecache import ImageCache, RemoteRecord
+from .imaging import ImageJob, JobResult, SourceInfo, make_thumbnails
+from .model import Image, Site
+from .pictures import (
+    ImageStats,
+    PictureBook,
+    SourceView,
+    placeholder_file,
+    placeholder_shape,
+)
+from .thumbnails import (
+    THUMBS_FOLDER,
+    ImageUse,
+    ThumbSpec,
+    crop_operation,
+    plan_images,
+    thumb_specs,
+)
+from .urls import UrlBuilder
+
+Progress = Callable[[str, int, int], None]
+FETCH_THREADS = 8
+OFFLINE = "not downloaded yet, and fetching is off (--offline or images.fetch: false)"
+PER_HOST = 2  # downloads at once from one host
+
+
+class FileSink(Protocol):
+    def write(self, name: str, data: bytes) -> None: ...
+
+    def write_file(self, name: str, source: Path) -> None: ...
+
+
+@dataclass
+class Source:
+    """One distinct source (a URL or a file in the site) and every use of it."""
+
+    key: str
+    uses: list[ImageUse] = field(default_factory=list)
+    path: Path | None = None  # where its bytes are
+    digest: str = ""
+    info: SourceInfo | None = None
+    problem: str = ""
+    remembered: bool = False  # the problem is a cached failure of a download
+    offline: bool = False  # not downloaded because fetching is off
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        return tuple(sorted({op for use in self.uses for op in use.operations}))
+
+    def specs(self, settings: ImageSettings) -> list[ThumbSpec]:
+        """Every file the pages need of this source (known once it has been decoded)."""
+        if self.info is None or self.problem:
+            return []
+        size, jpeg = (self.info.width, self.info.height), self.info.jpeg
+        widths, quality = settings.widths, settings.quality
+        return [
+            spec
+            for operation in self.operations
+            for spec in thumb_specs(self.digest, size, operation, widths, quality, jpeg)
+        ]
+
+
+@dataclass
+class Outcome:
+    """What the stage did, gathered as it goes."""
+
+    warnings: list[Diagnostic] = field(default_factory=list)
+    fetched: int = 0
+    decoded: int = 0
+    made: int = 0
+
+
+def render_images(
+    site: Site, config: Config, urls: UrlBuilder, sink: FileSink, progress: Progress | None = None
+) -> PictureBook:
+    """Every picture the site shows, made or reused, linked into `sink`."""
+    uses = plan_images(site, crop_operation(config.images.card_aspect))
+    return process_images(uses, config, urls, sink, progress)
+
+
+def process_images(
+    uses: list[ImageUse],
+    config: Config,
+    urls: UrlBuilder,
+    sink: FileSink,
+    progress: Progress | None = None,
+) -> PictureBook:
+    """The stage for any list of uses (the benchmark passes its own): locate, download,
+    decode and make what the cache lacks, publish, warn, tidy the cache."""
+    settings = config.images
+    cache = ImageCache(config.root / settings.cache_dir)
+    outcome = Outcome()
+    sources = group_sources(uses, config)
+    locate_sources(sources, config, cache, outcome, progress)
+    describe_sources(sources, settings, cache, outcome, progress)
+    files = publish(sources, settings, cache, sink)
+    placeholders = write_placeholders(sources, sink)
+    cache.finish(
+        set(files),
+        {s.digest for s in sources if s.digest},
+        {s.key for s in sources if not s.key.startswith("file:")},
+    )
+    outcome.warnings.extend(
+        warn(s) for s in sources if s.problem and not s.remembered and not s.offline
+    )
+    outcome.warnings.extend(summarise_placeholders(sources, settings))
+    stats = ImageStats(
+        sources=len(sources),
+        fetched=outcome.fetched,
+        failed=sum(1 for s in sources if s.problem),
+        decoded=outcome.decoded,
+        made=outcome.made,
+        files=len(files),
+    )
+    return PictureBook(settings, urls, views(sources), files, placeholders, stats, outcome.warnings)
+
+
+# -- where each source is -----------------------------------------------------------------
+
+
+def group_sources(uses: list[ImageUse], config: Config) -> list[Source]:
+    """One Source per distinct URL or file, in first-use order."""
+    found: dict[str, Source] = {}
+    for use in uses:
+        key = source_key(use.image, config)
+        found.setdefault(key, Source(key)).uses.append(use)
+    return list(found.values())
+
+
+def source_key(image: Image, config: Config) -> str:
+    if is_remote(image.url):
+        return image.url
+    story_dir = Path(image.source).parent
+    return "file:" + (story_dir / image.url).as_posix()
+
+
+def is_remote(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))
+
+
+def locate_sources(
+    sources: list[Source],
+    config: Config,
+    cache: ImageCache,
+    outcome: Outcome,
+    progress: Progress | None,
+) -> None:
+    """Give each source its bytes' path and digest, downloading what is missing."""
+    settings = config.images
+    missing: list[Source] = []
+    for source in sources:
+        if source.key.startswith("file:"):
+            read_local(source, config, cache)
+        elif not locate_remote(source, settings, cache):
+            missing.append(source)
+    if missing and settings.fetch:
+        download(missing, settings, cache, progress)
+        outcome.fetched = sum(1 for source in missing if source.digest)
+        if settings.refetch:  # a new download of known bytes is decoded again too
+            for source in missing:
+                if source.digest and isinstance(cache.source(source.digest), str):
+                    cache.forget(source.digest)
+    elif missing:
+        for source in missing:
+            source.problem, source.offline = OFFLINE, True
+
+
+def read_local(source: Source, config: Config, cache: ImageCache) -> None:
+    """A file next to the story or under content/, which must really be inside the site."""
+    image = source.uses[0].image
+    root = config.root
+    candidates = [
+        root / Path(image.source).parent / image.url,
+        root / config.content_dir / image.url,
+    ]
+    for candidate in candidates:
+        real = os.path.realpath(candidate)  # symlinks resolved: where the bytes really are
+        if not os.path.exists(real):
+            continue
+        if not Path(real).is_relative_to(root):
+            source.problem = "the path leads outside the site folder (through a symlink?); refused"
+            return
+        if os.path.isfile(real):
+            source.path, source.digest = Path(real), local_digest(real, config, cache, source)
+            return
+    shown = sorted({os.path.relpath(c.parent, root) + "/" for c in candidates})
+    source.problem = f"no such file (looked in {' and '.join(shown)})"
+
+
+def local_digest(path: str, config: Config, cache: ImageCache, source: Source) -> str:
+    """The sha256 of a local image, read only when its size or mtime changed."""
+    try:
+        stat = os.stat(path)
+        if stat.st_size > config.images.max_bytes:
+            limit = config.images.max_bytes
+            source.problem = f"too large ({stat.st_size:,} bytes; the limit is {limit:,})"
+            return ""
+        digest = cache.known_digest(path, stat)
+        if digest is None:
+            with open(path, "rb") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
+            cache.remember_digest(path, stat, digest)
+    except OSError as exc:
+        source.problem = f"cannot be read ({exc.strerror or exc})"
+        return ""
+    return digest
+
+
+def locate_remote(source: Source, settings: ImageSettings, cache: ImageCache) -> bool:
+    """Whether the cache settles this URL: downloaded before, or failed before."""
+    record = cache.remote(source.key)
+    if record is None:
+        return False
+    if record.digest:
+        if settings.refetch and isinstance(cache.source(record.digest), str):
+            return False  # downloaded, but unreadable: try the URL again
+        source.path, source.digest = cache.original(record.digest), record.digest
+        return True
+    if settings.refetch:
+        return False
+    source.problem, source.remembered = record.problem, True
+    return True
+
+
+def download(
+    sources: list[Source], settings: ImageSettings, cache: ImageCache, progress: Progress | None
+) -> None:
+    """Fetch in parallel, at most PER_HOST at once from any one host; keep every outcome."""
+    rules = FetchRules(settings.timeout, settings.max_bytes, settings.allow_private_hosts)
+    hosts = {urlsplit(s.key).hostname or "" for s in sources}
+    gates = {host: threading.BoundedSemaphore(PER_HOST) for host in hosts}
+
+    def fetch(source: Source) -> None:
+        with gates[urlsplit(source.key).hostname or ""]:
+            try:
+                fetched = fetch_image(source.key, rules)
+            except FetchFailed as failure:
+                record, data = RemoteRecord(source.key, problem=str(failure)), None
+                source.problem = str(failure)
+            else:
+                digest = hashlib.sha256(fetched.data).hexdigest()
+                record = RemoteRecord(source.key, digest, fetched.content_type)
+                data = fetched.data
+                source.path, source.digest = cache.original(digest), digest
+        try:
+            cache.save_remote(record, data)
+        except OSError as exc:
+            source.path, source.problem = None, f"cannot be kept in the cache ({exc})"
+
+    with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(sources))) as pool:
+        futures = [pool.submit(fetch, source) for source in sources]
+        for done, future in enumerate(as_completed(futures), start=1):
+            future.result()
+            if progress:
+                progress("Fetching images", done, len(futures))
+
+
+# -- what each source is, and its thumbnails ----------------------------------------------
+
+
+def describe_sources(
+    sources: list[Source],
+    settings: ImageSettings,
+    cache: ImageCache,
+    outcome: Outcome,
+    progress: Progress | None,
+) -> None:
+    """Learn each readable source's facts, making whatever thumbnails the cache lacks."""
+    jobs: list[tuple[Source, ImageJob]] = []
+    present = cache.thumb_names()
+    for source in sources:
+        if source.problem or source.path is None:
+            continue
+        known = cache.source(source.digest)
+        if isinstance(known, str):
+            source.problem, source.remembered = known, is_remote(source.key)
+            continue
+        source.info = known
+        if known is None or any(s.name not in present for s in source.specs(settings)):
+            jobs.append((source, make_job(source, settings, cache)))
+    for source, result in zip_results(jobs, progress):
+        outcome.decoded += result.decoded
+        outcome.made += result.made
+        cache.remember(source.digest, result.info or result.problem)
+        source.info, source.problem = result.info, result.problem
+
+
+def make_job(source: Source, settings: ImageSettings, cache: ImageCache) -> ImageJob:
+    assert source.path is not None
+    return ImageJob(
+        path=str(source.path),
+        digest=source.digest,
+        operations=source.operations,
+        widths=settings.widths,
+        quality=settings.quality,
+        max_pixels=settings.max_pixels,
+        max_bytes=settings.max_bytes,
+        thumbs_dir=str(cache.prepare_thumbs()),
+    )
+
+
+def zip_results(
+    jobs: list[tuple[Source, ImageJob]], progress: Progress | None
+) -> Iterable[tuple[Source, JobResult]]:
+    """Run the jobs (in worker processes when there are several) as results come in."""
+    if not jobs:
+        return
+    workers = min(len(jobs), os.cpu_count() or 1)
+    executor: Executor = (
+        ProcessPoolExecutor(workers, mp_context=worker_context())
+        if workers > 1
+        else InlineExecutor()
+    )
+    with executor:
+        futures = {executor.submit(make_thumbnails, job): source for source, job in jobs}
+        for done, future in enumerate(as_completed(futures), start=1):
+            if progress:
+                progress("Making thumbnails", done, len(futures))
+            yield futures[future], future.result()
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """Forked workers start at once, but forking a process that runs other threads (the dev
+    server's) can deadlock a child, so then workers come from a clean fork server."""
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform == "linux" and threading.active_count() == 1 and "fork" in methods:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["broadsheet.imaging"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class InlineExecutor(ThreadPoolExecutor):
+    """One job, or one core: run in this process (one thread), without starting workers."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+
+
+# -- into the output ----------------------------------------------------------------------
+
+
+def publish(
+    sources: list[Source], settings: ImageSettings, cache: ImageCache, sink: FileSink
+) -> dict[str, Path]:
+    """Link every file the pages use into the output; the cached files by name."""
+    files: dict[str, Path] = {}
+    for source in sources:
+        for spec in source.specs(settings):
+            if spec.name not in files:
+                files[spec.name] = path = cache.thumb(spec.name)
+                sink.write_file(spec.route, path)
+    return files
+
+
+def write_placeholders(sources: list[Source], sink: FileSink) -> frozenset[str]:
+    """The generated stand-in of every use of every source that could not be had."""
+    written: set[str] = set()
+    for source in sources:
+        if not source.problem:
+            continue
+        for use in source.uses:
+            for operation in use.operations:
+                name, data = placeholder_file(*placeholder_shape(use.image, operation))
+                if name not in written:
+                    written.add(name)
+                    sink.write(THUMBS_FOLDER + name, data)
+    return frozenset(written)
+
+
+def views(sources: list[Source]) -> dict[Image, SourceView]:
+    found: dict[Image, SourceView] = {}
+    for source in sources:
+        info = source.info if not source.problem else None
+        view = (
+            SourceView(
+                source.digest,
+                info.width,
+                info.height,
+                info.color,
+                info.preview,
+                source.operations,
+                info.jpeg,
+            )
+            if info is not None
+            else SourceView()
+        )
+        for use in source.uses:
+            found[use.image] = view
+    return found
+
+
+def summarise_placeholders(sources: list[Source], settings: ImageSettings) -> list[Diagnostic]:
+    """Placeholders the curator already knows about get one line, not one warning each:
+    downloads that failed in an earlier build (named then) and images not fetched offline."""
+    where = (settings.cache_dir / "images").as_posix()
+    remembered = sum(1 for s in sources if s.problem and s.remembered)
+    offline = sum(1 for s in sources if s.offline)
+    lines = []
+    if remembered:
+        noun = (
+            "image is still a placeholder" if remembered == 1 else "images are still placeholders"
+        )
+        lines.append(
+            f"{remembered} {noun}: the download failed in an earlier build, which "
+            "named each one; --refetch tries again"
+        )
+    if offline:
+        noun = "remote image is a placeholder" if offline == 1 else "remote images are placeholders"
+        lines.append(f"{offline} {noun}: {OFFLINE}")
+    return [Diagnostic(where, 0, "", line, Severity.WARNING) for line in lines]
+
+
+def warn(source: Source) -> Diagnostic:
+    """One warning per source, at its first use; the others are counted."""
+    first = min(source.uses, key=lambda u: (u.image.source, u.image.line, u.image.field))
+    others = len({(u.image.source, u.image.field) for u in source.uses}) - 1
+    notes = [f"used {others} more {'time' if others == 1 else 'times'}"] if others else []
+    also = f" ({'; '.join(notes)})" if notes else ""
+    return Diagnostic(
+        first.image.source,
+        first.image.line,
+        f"{first.image.field}.url",
+        f"image not available: {source.problem}; showing a placeholder{also}",
+        Severity.WARNING,
+    )

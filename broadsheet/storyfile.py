@@ -1,0 +1,135 @@
+"""Write story files the way a curator would: new ones in the real format, and folds that add
+one related item to an existing file without touching any of its other lines.
+
+Strings are written as JSON strings, which are valid YAML double-quoted scalars: every
+character survives, nothing can be read as a YAML 1.1 boolean, a date or a tag.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import yaml
+
+from .feedreader import FeedItem, ItemImage
+from .frontmatter import parse_front_matter
+
+MAX_ASPECT = 20
+
+
+@dataclass(frozen=True)
+class Outlet:
+    name: str
+    domain: str
+
+
+def quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def timestamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image_lines(images: tuple[ItemImage, ...], title: str, indent: str) -> list[str]:
+    lines = []
+    for image in images:
+        lines.append(f"{indent}- url: {quoted(image.url)}")
+        if image.width and image.height and max(image.width / image.height,
+                                                  image.height / image.width) <= MAX_ASPECT:
+            lines += [f"{indent}  width: {image.width}", f"{indent}  height: {image.height}"]
+        if title:
+            lines.append(f"{indent}  title: {quoted(title)}")
+    return lines
+
+
+def new_story(item: FeedItem, published: datetime, outlet: Outlet, topics: list[str]) -> str:
+    """A draft story file (`published: false`) in the real content format."""
+    lines = [
+        "---",
+        f"title: {quoted(item.title)}",
+        f"excerpt: {quoted(item.excerpt)}" if item.excerpt else "",
+        f"publishedDateTime: {timestamp(published)}",
+        f"webUrl: {quoted(item.url)}",
+        "type: article",
+        "published: false",
+        "",
+        "provider:",
+        f"  name: {quoted(outlet.name)}",
+        f"  domain: {outlet.domain}",
+    ]
+    if topics:
+        lines += ["", "topics:", *(f"  - {quoted(topic)}" for topic in topics)]
+    if item.images:
+        lines += ["", "images:", *image_lines(item.images, item.title, "  ")]
+    lines.append("---")
+    return "\n".join(line for i, line in enumerate(lines) if line or lines[i - 1]) + "\n"
+
+
+def related_lines(item: FeedItem, published: datetime | None, outlet: Outlet,
+                  indent: str) -> list[str]:
+    """One `related:` entry for a folded item, at the list's own indentation."""
+    inner = indent + "  "
+    lines = [f"{indent}- title: {quoted(item.title)}"]
+    if item.excerpt:
+        lines.append(f"{inner}excerpt: {quoted(item.excerpt)}")
+    if published is not None:
+        lines.append(f"{inner}publishedDateTime: {timestamp(published)}")
+    lines += [
+        f"{inner}webUrl: {quoted(item.url)}",
+        f"{inner}type: article",
+        f"{inner}provider:",
+        f"{inner}  name: {quoted(outlet.name)}",
+        f"{inner}  domain: {outlet.domain}",
+    ]
+    if item.images:
+        lines += [f"{inner}images:", *image_lines(item.images[:1], "", inner + "  ")]
+    return lines
+
+
+class FoldImpossible(Exception):
+    """The file's `related:` is written in a form we will not edit by hand (say which)."""
+
+
+def fold_into(text: str, item: FeedItem, published: datetime | None, outlet: Outlet) -> str:
+    """`text` with one more related item: appended to its block list, or a new `related:`.
+
+    Only lines are inserted; every existing line, comment and blank stays as it was.
+    """
+    front = parse_front_matter(text, "story")
+    if isinstance(front, list):
+        raise FoldImpossible("its front matter does not parse: " + str(front[0]))
+    lines = text.splitlines(keepends=True)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    related = next((value for key, value in front.root.value if key.value == "related"), None)
+    if related is None or (isinstance(related, yaml.ScalarNode) and related.tag.endswith("null")):
+        if related is not None:
+            raise FoldImpossible("it has an empty 'related:' key")
+        closing = front.body_line - 2  # index of the closing '---' line
+        block = ["related:", *related_lines(item, published, outlet, "  ")]
+        return "".join(lines[:closing]) + newline.join(block) + newline + "".join(
+            lines[closing:])
+    if not isinstance(related, yaml.SequenceNode) or related.flow_style or not related.value:
+        raise FoldImpossible("its 'related:' is not a block list")
+    first = related.value[0]
+    indent = " " * max(first.start_mark.column - 2, 0)
+    last_line = front.first_line - 1 + related.end_mark.line  # 0-based index after the list
+    if related.end_mark.column != 0:
+        last_line += 1
+    while last_line > 0 and not lines[last_line - 1].strip():
+        last_line -= 1  # insert before trailing blank lines, right after the last item
+    block = related_lines(item, published, outlet, indent)
+    before = "".join(lines[:last_line])
+    if before and not before.endswith(("\n", "\r")):
+        before += newline
+    return before + newline.join(block) + newline + "".join(lines[last_line:])
+
+
+def outlet_for(feed_title: str, feed_link: str, item_url: str) -> Outlet:
+    """The outlet: the feed's title, and the domain of its site (or of the item)."""
+    domain = (urlsplit(feed_link).hostname or urlsplit(item_url).hostname or "").lower()
+    domain = domain.removeprefix("www.")
+    return Outlet(name=feed_title or domain, domain=domain)

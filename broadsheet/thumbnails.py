@@ -1,0 +1,169 @@
+"""Thumbnail planning: which images the pages need, in which shapes and sizes, under which names.
+
+Pure functions of the model and of numbers (no files, no Pillow), so one plan decides both
+what the workers make and what the pages link to, and a rebuild can name every file without
+decoding anything. A file's name is a hash of everything its bytes depend on (source bytes,
+operation, size, format, quality and the JPEG decode scale): the name is the cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from math import gcd
+
+from .model import Image, Site
+
+PIPELINE_VERSION = "2"  # bump when the Pillow work changes: every name changes with it
+FIT = "fit"  # keep the source's own shape (story pages)
+FORMATS = ("webp", "jpeg")  # every size is made in both; <picture> offers WebP first
+EXTENSIONS = {"webp": "webp", "jpeg": "jpg"}
+MIME_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg"}
+THUMBS_FOLDER = "thumbs/"  # under the output folder and in the cache
+DEFAULT_CARD_ASPECT = (16, 9)
+JPEG_SCALES = (8, 4, 2)  # the DCT scalings libjpeg can decode at (Pillow's draft mode)
+
+Size = tuple[int, int]
+Box = tuple[float, float, float, float]
+
+
+def crop_operation(aspect: Size) -> str:
+    """The operation name of a centred crop to `aspect` (width, height), e.g. 'crop-16x9'."""
+    divisor = gcd(*aspect)
+    return f"crop-{aspect[0] // divisor}x{aspect[1] // divisor}"
+
+
+def operation_aspect(operation: str) -> Size | None:
+    """(16, 9) for 'crop-16x9'; None for 'fit'."""
+    if operation == FIT:
+        return None
+    width, height = operation.removeprefix("crop-").split("x")
+    return int(width), int(height)
+
+
+def crop_box(size: Size, operation: str) -> Box:
+    """The centred region of a `size` image that `operation` keeps (the whole image for fit)."""
+    width, height = size
+    aspect = operation_aspect(operation)
+    if aspect is None or width * aspect[1] == height * aspect[0]:
+        return (0.0, 0.0, float(width), float(height))
+    if width * aspect[1] > height * aspect[0]:  # too wide: trim the sides
+        kept = height * aspect[0] / aspect[1]
+        return ((width - kept) / 2, 0.0, (width + kept) / 2, float(height))
+    kept = width * aspect[1] / aspect[0]  # too tall: trim top and bottom
+    return (0.0, (height - kept) / 2, float(width), (height + kept) / 2)
+
+
+def shaped_size(size: Size, operation: str) -> Size:
+    """The pixel size of the region `operation` keeps of a `size` image."""
+    left, top, right, bottom = crop_box(size, operation)
+    return max(1, round(right - left)), max(1, round(bottom - top))
+
+
+def output_sizes(size: Size, operation: str, widths: tuple[int, ...]) -> list[Size]:
+    """The sizes to make, smallest first: the configured widths, never wider than the source.
+
+    When a configured width is wider than the (cropped) source, the source's own width takes
+    its place, so a small image still gets its full-size version.
+    """
+    kept_width, kept_height = shaped_size(size, operation)
+    chosen = sorted({w for w in widths if w < kept_width})
+    if any(w >= kept_width for w in widths) or not chosen:
+        chosen.append(kept_width)
+    return [(w, max(1, round(w * kept_height / kept_width))) for w in chosen]
+
+
+def decode_scale(size: Size, operation: str, largest: Size, jpeg: bool) -> int:
+    """How much smaller than full size a JPEG source is decoded for one operation: the
+    largest DCT scaling that still leaves the kept region as big as the largest output."""
+    if not jpeg:
+        return 1
+    left, top, right, bottom = crop_box(size, operation)
+    for scale in JPEG_SCALES:
+        if (right - left) / scale >= largest[0] and (bottom - top) / scale >= largest[1]:
+            return scale
+    return 1
+
+
+@dataclass(frozen=True)
+class ThumbSpec:
+    """One file to make: a source (by the hash of its bytes) through one operation, one size."""
+
+    digest: str  # sha256 of the source bytes
+    operation: str  # "fit" or "crop-16x9"
+    width: int
+    height: int
+    format: str  # "webp" | "jpeg"
+    quality: int
+    scale: int = 1  # the source is decoded at 1/scale (JPEG draft mode), then resampled
+
+    @cached_property
+    def name(self) -> str:
+        """The file name, which is also its cache key: `3fa2…-640x360.webp`."""
+        key = "|".join(
+            [
+                PIPELINE_VERSION,
+                self.digest,
+                self.operation,
+                f"{self.width}x{self.height}",
+                self.format,
+                str(self.quality),
+                str(self.scale),
+            ]
+        )
+        digest = hashlib.sha256(key.encode("ascii")).hexdigest()[:20]
+        return f"{digest}-{self.width}x{self.height}.{EXTENSIONS[self.format]}"
+
+    @property
+    def route(self) -> str:
+        return THUMBS_FOLDER + self.name
+
+    @property
+    def mime_type(self) -> str:
+        return MIME_TYPES[self.format]
+
+
+@lru_cache(maxsize=8192)
+def thumb_specs(
+    digest: str,
+    size: Size,
+    operation: str,
+    widths: tuple[int, ...],
+    quality: int,
+    jpeg: bool = False,
+) -> tuple[ThumbSpec, ...]:
+    """Every file one operation makes from one source of `size` (after EXIF rotation); a
+    JPEG source is decoded once per operation, as small as its largest output allows."""
+    sizes = output_sizes(size, operation, widths)
+    scale = decode_scale(size, operation, sizes[-1], jpeg)
+    return tuple(
+        ThumbSpec(digest, operation, w, h, fmt, quality, scale) for w, h in sizes for fmt in FORMATS
+    )
+
+
+# -- which images the site needs ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageUse:
+    """One image the pages show, and the operations they need of it."""
+
+    image: Image
+    operations: tuple[str, ...]
+
+
+def plan_images(site: Site, card_operation: str) -> list[ImageUse]:
+    """Every story image (as a card and in its own shape) and each related item's first image
+    (as a card), in a stable order."""
+    return list(_uses(site, card_operation))
+
+
+def _uses(site: Site, card_operation: str) -> Iterator[ImageUse]:
+    for article in sorted(site.articles, key=lambda a: a.source):
+        for image in article.images:
+            yield ImageUse(image, (card_operation, FIT))
+        for related in article.related:
+            if related.images:
+                yield ImageUse(related.images[0], (card_operation,))

@@ -1,0 +1,356 @@
+"""`broadsheet import`: feeds served from 127.0.0.1 become draft stories, folds, or skips."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from broadsheet.cli import main
+from broadsheet.config import load_config
+from broadsheet.importer import import_sources
+
+from .conftest import MiniSite
+
+RSS = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">
+<channel>
+  <title>The Verge</title><link>https://www.theverge.com/</link>
+  <description>Tech news</description>
+  <lastBuildDate>Thu, 30 Jan 2020 18:00:00 GMT</lastBuildDate>
+  <item>
+    <title>Moscow rolls out live facial recognition system with an app to alert police</title>
+    <link>https://www.theverge.com/2020/1/30/21115119/moscow?utm_source=rss&amp;utm_medium=feed</link>
+    <description>&lt;p&gt;Moscow is the latest &lt;b&gt;major city&lt;/b&gt; to introduce live
+      facial recognition cameras &amp;amp; more.&lt;/p&gt;</description>
+    <category>Machine Learning</category><category>Unmapped Category</category>
+    <pubDate>Thu, 30 Jan 2020 16:13:00 GMT</pubDate>
+    <media:content url="https://cdn.vox-cdn.com/moscow.jpg" width="1400" height="933"
+      medium="image" type="image/jpeg"/>
+  </item>
+  <item>
+    <title>An item with its picture in the description</title>
+    <link>https://www.theverge.com/2020/1/31/picture</link>
+    <description>&lt;img src="https://cdn.vox-cdn.com/p.jpg" width="800" height="450"&gt;
+      Text.</description>
+    <pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate>
+  </item>
+  <item>
+    <title>An item without a date</title>
+    <link>https://www.theverge.com/undated</link>
+  </item>
+</channel>
+</rss>
+"""
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Forbes</title><id>https://www.forbes.com/</id>
+  <link href="https://www.forbes.com/" rel="alternate"/>
+  <updated>2020-01-30T02:19:00Z</updated>
+  <entry>
+    <title>Facebook To Pay $550 Million To Settle Facial Recognition Lawsuit</title>
+    <id>tag:forbes.com,2020:fb</id>
+    <link href="https://www.forbes.com/sites/facebook-550-million/amp/" rel="alternate"/>
+    <updated>2020-01-30T02:19:00Z</updated>
+    <summary>Facebook agreed to pay $550 million to settle a class action.</summary>
+    <category term="privacy"/>
+  </entry>
+  <entry>
+    <title>Remember FindFace?</title>
+    <id>tag:forbes.com,2020:findface</id>
+    <link href="https://www.forbes.com/sites/findface/" rel="alternate"/>
+    <updated>2020-01-29T17:50:00Z</updated>
+    <summary type="html">&lt;p&gt;Built on tens of thousands of cameras.&lt;/p&gt;</summary>
+  </entry>
+</feed>
+"""
+
+JSON_FEED = """{
+  "version": "https://jsonfeed.org/version/1.1",
+  "title": "Reuters Tech",
+  "home_page_url": "https://www.reuters.com/",
+  "items": [
+    {"id": "1", "url": "https://www.reuters.com/article/watchdog-idUSKBN1ZR273",
+     "title": "British watchdog urges caution over police facial recognition plans",
+     "content_html": "<p>LONDON (Reuters) - Britain's surveillance watchdog...</p>",
+     "date_published": "2020-01-28T17:25:00Z", "tags": ["Privacy", "AI"],
+     "image": "https://s4.reutersmedia.net/rcom-default.png"}
+  ]
+}
+"""
+
+DUPLICATES = """<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Dupes</title><link>https://dupes.example.com/</link>
+<item><title>Same story twice</title><link>https://dupes.example.com/a?utm_source=x</link>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+<item><title>Same story twice</title><link>https://www.dupes.example.com/a/</link>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+</channel></rss>
+"""
+
+HOSTILE = """<?xml version="1.0"?>
+<rss version="2.0"><channel><title>&lt;script&gt;Evil&lt;/script&gt; Outlet</title>
+<link>https://evil.example.com/</link>
+<item><title>&lt;img src=x onerror=alert(1)&gt;Hostile &lt;script&gt;alert(2)&lt;/script&gt;title
+</title>
+<link>https://evil.example.com/story</link>
+<description>&lt;script&gt;alert(3)&lt;/script&gt;
+&lt;a href="javascript:alert(4)"&gt;click&lt;/a&gt;
+ "quotes" and 'apostrophes' --- and a line with --- dashes</description>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+<item><title>A javascript link</title><link>javascript:alert(5)</link>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+</channel></rss>
+"""
+
+EXISTING = """---
+# A story the curator wrote; its comments and layout must survive a fold.
+title: "Facebook to Pay $550 Million to Settle Facial Recognition Suit"
+publishedDateTime: 2020-01-29T23:18:00Z
+webUrl: "https://www.nytimes.com/2020/01/29/technology/facebook.html"
+
+provider:
+  name: New York Times   # the outlet
+  domain: nytimes.com
+
+related:
+  - title: "An earlier related item"
+    webUrl: "https://example.com/earlier"
+
+topics:
+  - Privacy
+---
+
+The curator's note stays as it is.
+"""
+
+SITE_YAML = """\
+title: Import test
+base_url: https://example.org/
+issues:
+  epoch: 2020-01-06
+import:
+  topics:
+    machine learning: AI
+    Privacy: Privacy
+  allow_private_hosts: true
+  timeout: 1
+"""
+
+
+class FeedHandler(http.server.BaseHTTPRequestHandler):
+    documents: ClassVar[dict[str, tuple[str, str]]] = {
+        "/rss.xml": ("application/rss+xml", RSS), "/atom.xml": ("application/atom+xml", ATOM),
+        "/feed.json": ("application/feed+json", JSON_FEED),
+        "/dupes.xml": ("application/rss+xml", DUPLICATES),
+        "/hostile.xml": ("application/rss+xml", HOSTILE),
+        "/page.html": ("text/html", "<!doctype html><title>Not a feed</title><p>Hello</p>"),
+    }
+    requests: ClassVar[list[tuple[str, str]]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        FeedHandler.requests.append((self.path, self.headers.get("If-None-Match", "")))
+        if self.path == "/slow.xml":
+            time.sleep(3)
+        if self.path == "/list.opml":
+            port = self.server.server_address[1]
+            body = ('<?xml version="1.0"?><opml version="2.0"><head><title>Feeds</title></head>'
+                    "<body>" + "".join(f'<outline type="rss" text="{n}" xmlUrl="http://127.0.0.1:'
+                                       f'{port}/{n}"/>' for n in ("rss.xml", "atom.xml",
+                                                                  "feed.json"))
+                    + "</body></opml>")
+            self.send(200, "text/x-opml", body)
+            return
+        if self.path not in self.documents:
+            self.send(404, "text/plain", "not found")
+            return
+        kind, body = self.documents[self.path]
+        etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
+        self.send(200, kind, body, etag)
+
+    def send(self, status: int, kind: str, body: str, etag: str = "") -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        if etag:
+            self.send_header("ETag", etag)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture(scope="module")
+def feeds() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FeedHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture
+def site(make_site) -> MiniSite:
+    return make_site({"content/2020-01/facebook.md": EXISTING}, site_yaml=SITE_YAML)
+
+
+def run_import(site: MiniSite, *sources: str, dry_run: bool = False):
+    return import_sources(load_config(site.root), list(sources), dry_run=dry_run)
+
+
+def inbox(site: MiniSite) -> dict[str, str]:
+    folder = site.root / "content" / "inbox"
+    return {p.name: p.read_text() for p in sorted(folder.glob("*.md"))} if folder.exists() \
+        else {}
+
+
+def test_rss_items_become_draft_stories_with_every_field(site: MiniSite, feeds: str) -> None:
+    report = run_import(site, feeds + "rss.xml")
+    assert [a.kind for a in report.actions] == ["create", "create", "create"]
+    assert report.failed == []
+    assert any("has no date; using the feed's" in w for w in report.warnings)
+    built = site.build(drafts=True).site
+    moscow = built.article("moscow-rolls-out-live-facial-recognition-system-with-an-app")
+    assert moscow is not None and moscow.is_draft
+    assert moscow.url == "https://www.theverge.com/2020/1/30/21115119/moscow"
+    assert moscow.published.isoformat() == "2020-01-30T16:13:00+00:00"
+    assert moscow.excerpt == ("Moscow is the latest major city to introduce live facial "
+                              "recognition cameras & more.")
+    assert (moscow.provider.name, moscow.provider.domain) == ("The Verge", "theverge.com")
+    assert [t.name for t in moscow.topics] == ["AI"]  # unmapped categories are left out
+    assert [(i.url, i.width, i.height) for i in moscow.images] == [
+        ("https://cdn.vox-cdn.com/moscow.jpg", 1400, 933)]
+    picture = built.article("an-item-with-its-picture-in-the-description")
+    assert [(i.url, i.width, i.height) for i in picture.images] == [
+        ("https://cdn.vox-cdn.com/p.jpg", 800, 450)]
+    undated = built.article("an-item-without-a-date")
+    assert undated.published.isoformat() == "2020-01-30T18:00:00+00:00"  # the feed's date
+
+
+def test_importing_twice_changes_nothing(site: MiniSite, feeds: str) -> None:
+    run_import(site, feeds + "rss.xml", feeds + "feed.json")
+    before = {p: p.read_bytes() for p in (site.root / "content").rglob("*.md")}
+    FeedHandler.requests.clear()
+    report = run_import(site, feeds + "rss.xml", feeds + "feed.json")
+    assert report.count("create") == 0 and report.count("fold") == 0
+    assert {p: p.read_bytes() for p in (site.root / "content").rglob("*.md")} == before
+    assert all(etag for path, etag in FeedHandler.requests)  # conditional GET was used
+
+
+def test_json_feed_and_opml(site: MiniSite, feeds: str) -> None:
+    report = run_import(site, feeds + "list.opml")
+    assert report.sources == 3
+    created = {a.title: Path(a.path).stem for a in report.actions if a.kind == "create"}
+    slug = created["British watchdog urges caution over police facial recognition plans"]
+    assert slug == "british-watchdog-urges-caution-over-police-facial"  # cut at a word
+    watchdog = site.build(drafts=True).site.article(slug)
+    assert watchdog.provider.name == "Reuters Tech"
+    assert [t.name for t in watchdog.topics] == ["Privacy"]
+    assert watchdog.images[0].url == "https://s4.reutersmedia.net/rcom-default.png"
+
+
+def test_another_outlets_copy_is_folded_keeping_the_file_intact(site: MiniSite,
+                                                                feeds: str) -> None:
+    original = (site.root / "content/2020-01/facebook.md").read_text()
+    report = run_import(site, feeds + "atom.xml")
+    folds = [a for a in report.actions if a.kind == "fold"]
+    assert len(folds) == 1
+    assert folds[0].path == "content/2020-01/facebook.md"
+    assert "like 'Facebook to Pay $550 Million to Settle Facial Recognition Suit'" in str(
+        folds[0])
+    edited = (site.root / "content/2020-01/facebook.md").read_text()
+    original_lines = original.splitlines()
+    edited_lines = edited.splitlines()
+    added = [line for line in edited_lines if line not in original_lines]
+    assert [line for line in edited_lines if line not in added] == original_lines
+    assert added[0] == ('  - title: "Facebook To Pay $550 Million To Settle Facial Recognition '
+                        'Lawsuit"')
+    article = site.build(drafts=True).site.article("facebook")
+    assert [r.url for r in article.related] == [
+        "https://example.com/earlier", "https://www.forbes.com/sites/facebook-550-million/"]
+    assert [a.kind for a in report.actions] == ["fold", "create"]
+
+
+def test_duplicate_items_in_one_feed_become_one_story(site: MiniSite, feeds: str) -> None:
+    report = run_import(site, feeds + "dupes.xml")
+    assert [a.kind for a in report.actions] == ["create", "skip"]
+    assert list(inbox(site)) == ["same-story-twice.md"]
+
+
+def test_hostile_items_arrive_inert(site: MiniSite, feeds: str) -> None:
+    report = run_import(site, feeds + "hostile.xml")
+    assert [a.kind for a in report.actions] == ["create"]
+    assert any("no http(s) link" in w for w in report.warnings)
+    text = next(iter(inbox(site).values()))
+    assert "javascript" not in text and "<script" not in text and "onerror" not in text
+    story = site.build(drafts=True).site.articles[0]
+    assert story.title == "Hostile title"
+    assert story.provider.name == "Outlet"  # the script element and its text are dropped
+    assert "click" in story.excerpt and "alert(3)" not in story.excerpt
+
+
+def test_failures_are_warnings_and_the_rest_still_import(site: MiniSite, feeds: str,
+                                                         capsys) -> None:
+    code = main(["import", "--site", str(site.root), feeds + "page.html", feeds + "slow.xml",
+                 feeds + "missing.xml", str(site.root / "no-such-file.xml"), feeds + "rss.xml"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "page.html: not a feed" in err
+    assert "slow.xml: timed out" in err
+    assert "missing.xml: HTTP 404" in err
+    assert "no-such-file.xml: " in err
+    assert "3 created, 0 folded, 0 skipped, 4 failed" in out
+    assert len(inbox(site)) == 3
+
+
+def test_dry_run_writes_nothing(site: MiniSite, feeds: str, capsys) -> None:
+    before = (site.root / "content/2020-01/facebook.md").read_text()
+    code = main(["import", "--site", str(site.root), "--dry-run", feeds + "rss.xml",
+                 feeds + "atom.xml"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "create  content/inbox/moscow-rolls-out-live-facial-recognition-system-with-an-app.md"\
+        in out
+    assert "fold    content/2020-01/facebook.md" in out
+    assert inbox(site) == {}
+    assert (site.root / "content/2020-01/facebook.md").read_text() == before
+    assert not (site.root / ".cache").exists()
+
+
+def test_files_are_never_overwritten(site: MiniSite, feeds: str) -> None:
+    taken = site.root / "content/inbox/same-story-twice.md"
+    taken.parent.mkdir(parents=True)
+    taken.write_text("a file the curator made by hand\n")
+    run_import(site, feeds + "dupes.xml")
+    assert taken.read_text() == "a file the curator made by hand\n"
+    assert (site.root / "content/inbox/same-story-twice-2.md").is_file()
+
+
+def test_private_hosts_are_refused_unless_allowed(make_site, feeds: str) -> None:
+    site = make_site(site_yaml=SITE_YAML.replace("allow_private_hosts: true",
+                                                 "allow_private_hosts: false"))
+    report = run_import(site, feeds + "rss.xml")
+    assert report.actions == []
+    assert "private" in report.failed[0] or "not public" in report.failed[0]
+
+
+def test_files_made_by_import_build(site: MiniSite, feeds: str, tmp_path: Path) -> None:
+    run_import(site, feeds + "list.opml", feeds + "hostile.xml", feeds + "dupes.xml")
+    report = site.build(drafts=True)  # offline: their remote images are placeholders
+    assert [str(w) for w in report.warnings] == [
+        ".cache/images: warning: 3 remote images are placeholders: not downloaded yet, and "
+        "fetching is off (--offline or images.fetch: false)"]
+    assert len(report.site.articles) == 8

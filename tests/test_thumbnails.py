@@ -1,0 +1,621 @@
+"""Thumbnails: pictures on pages, files in the output, safe downloads, the cache, placeholders.
+
+A local HTTP server on 127.0.0.1 plays the web (the sites allow private hosts for it, which
+a real site does not); every failure must end as one warning and a placeholder, never as a
+failed build. Files are checked by size, format and name, never by bytes.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import re
+import struct
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from PIL import ExifTags, Image
+
+from broadsheet.cli import main
+from broadsheet.fetch import FetchFailed, FetchRules, check_target, is_public
+from broadsheet.imagecache import PRUNE_AFTER_DAYS, ImageCache
+from broadsheet.thumbnails import crop_box, output_sizes
+
+from .conftest import MiniSite, parse_html, story
+
+NAME = re.compile(r"^[0-9a-f]{20}-(\d+)x(\d+)\.(webp|jpg|svg)$")
+FETCH_YAML = """\
+title: Test Digest
+base_url: https://example.org/
+issues:
+  epoch: 2020-01-06
+images:
+  allow_private_hosts: true   # the test server is on 127.0.0.1
+  timeout: 0.5
+  max_bytes: 300000
+  max_pixels: 10000000
+"""
+
+
+# -- images made for the tests ------------------------------------------------------------
+
+
+def photo(size: tuple[int, int] = (1200, 800), fmt: str = "JPEG", **save: object) -> bytes:
+    """A smooth test picture: a diagonal blend of two colours."""
+    red = Image.linear_gradient("L").resize(size)
+    green = Image.linear_gradient("L").rotate(90).resize(size)
+    blue = Image.new("L", size, 120)
+    image = Image.merge("RGB", (red, green, blue))
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+def photo_with_gps() -> bytes:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "TestCam"
+    exif[ExifTags.Base.Orientation] = 1
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update({1: "N", 2: (51.0, 30.0, 1.0), 3: "W"})
+    return photo(exif=exif, quality=90)
+
+
+def sideways_png() -> bytes:
+    """Stored 800x400, left half red and right half blue, EXIF orientation 6 (turn right):
+    shown upright it is 400x800, red on top."""
+    image = Image.new("RGB", (800, 400), (220, 20, 20))
+    image.paste((20, 20, 220), (400, 0, 800, 400))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", exif=exif)
+    return buffer.getvalue()
+
+
+def png_bomb(width: int = 5000, height: int = 5000) -> bytes:
+    """A PNG that claims 25 megapixels in a few bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 4096)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+# -- the test web server ------------------------------------------------------------------
+
+
+class ImageServer:
+    """What each path answers, how often it was asked, and the most requests at once."""
+
+    def __init__(self) -> None:
+        good = photo_with_gps()
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {
+            "/good.jpg": (200, {"Content-Type": "image/jpeg"}, good),
+            "/sideways.png": (200, {"Content-Type": "image/png"}, sideways_png()),
+            "/missing.jpg": (404, {"Content-Type": "text/html"}, b"<h1>Not found</h1>"),
+            "/huge.jpg": (200, {"Content-Type": "image/jpeg"}, b"\xff" * 400_000),
+            "/loop.jpg": (302, {"Location": "/loop.jpg"}, b""),
+            "/hop.jpg": (301, {"Location": "/good.jpg"}, b""),
+            "/to-ftp.jpg": (302, {"Location": "ftp://127.0.0.1/x.jpg"}, b""),
+            "/page.jpg": (200, {"Content-Type": "image/jpeg"}, b"<!doctype html><p>Hi</p>"),
+            "/truncated.jpg": (200, {"Content-Type": "image/jpeg"}, good[: len(good) // 2]),
+            "/bomb.png": (200, {"Content-Type": "image/png"}, png_bomb()),
+            "/vector.svg": (200, {"Content-Type": "image/svg+xml"}, b"<svg/>"),
+        }
+        self.hits: Counter[str] = Counter()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.lock = threading.Lock()
+        self.delay = 0.0
+
+    def answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        path = urlsplit(handler.path).path
+        with self.lock:
+            self.hits[path] += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        finished = False
+        try:
+            time.sleep(self.delay)
+            if path == "/slow.jpg":
+                time.sleep(3)  # far beyond the site's 0.5 s timeout
+            status, headers, body = self.routes.get(
+                path, (200, {"Content-Type": "image/jpeg"}, self.routes["/good.jpg"][2])
+            )
+            # Count the download as done before its last bytes go out: once the client has
+            # them it starts the next one, possibly before this thread runs again.
+            with self.lock:
+                self.in_flight -= 1
+                finished = True
+            handler.send_response(status)
+            for name, value in headers.items():
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            if not finished:
+                with self.lock:
+                    self.in_flight -= 1
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[ImageServer, str]]:
+    images = ImageServer()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            images.answer(self)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield images, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def image_story(url: str, width: int | None = 1200, height: int | None = 800) -> str:
+    """A story whose one image is `url` (line 6 of the file)."""
+    size = f"\n    width: {width}\n    height: {height}" if width and height else ""
+    return story(
+        url=f"https://news.example.com/{zlib.crc32(url.encode())}",
+        extra=f'images:\n  - url: "{url}"{size}\n    title: "The picture"',
+    )
+
+
+# -- reading what a build made ------------------------------------------------------------
+
+
+def slots(site: MiniSite, route: str) -> list[dict[str, object]]:
+    """Every picture slot of a page: its <img> attributes and the srcsets offered."""
+    found = []
+    page = (site.output / route / "index.html").read_bytes()
+    for div in parse_html(page).iter("div"):
+        if "thumb" not in (div.get("class") or "").split():
+            continue
+        img = div.find(".//img")
+        source = div.find(".//source")
+        found.append(
+            {
+                "class": div.get("class"),
+                "img": dict(img.attrib) if img is not None else None,
+                "webp": source.get("srcset") if source is not None else None,
+            }
+        )
+    return found
+
+
+def srcset_files(site: MiniSite, srcset: str) -> list[tuple[Path, int]]:
+    """(file in the output, width descriptor) for each candidate of a srcset."""
+    found = []
+    for candidate in srcset.split(","):
+        url, descriptor = candidate.split()
+        found.append((site.output / url.lstrip("/"), int(descriptor.rstrip("w"))))
+    return found
+
+
+def warnings_by_file(report) -> dict[str, str]:
+    return {w.path: str(w) for w in report.warnings}
+
+
+# -- pictures on pages --------------------------------------------------------------------
+
+
+def test_a_local_image_becomes_a_responsive_picture(make_site) -> None:
+    site = make_site({"content/a.md": image_story("img/a.jpg"), "content/img/a.jpg": photo()})
+    report = site.build()
+    assert report.warnings == []
+    story_slot = slots(site, "stories/a")[0]
+    img = story_slot["img"]
+    assert (img["width"], img["height"], img["alt"]) == ("1200", "800", "The picture")
+    assert img["fetchpriority"] == "high" and "loading" not in img  # the top of the page
+    assert img["sizes"]
+    for srcset, fmt in ((img["srcset"], "JPEG"), (story_slot["webp"], "WEBP")):
+        files = srcset_files(site, srcset)
+        assert [w for _, w in files] == [320, 640, 1200]  # 1280 would be wider than the source
+        for path, width in files:
+            match = NAME.match(path.name)
+            assert match, path.name
+            with Image.open(path) as thumb:
+                assert thumb.format == fmt
+                assert thumb.size == (width, round(width * 800 / 1200))
+                assert thumb.size == (int(match[1]), int(match[2]))
+    assert (site.output / img["src"].lstrip("/")).is_file()
+
+
+def test_cards_are_cropped_to_the_card_shape_around_the_centre(make_site) -> None:
+    source = Image.new("RGB", (1600, 1000), (128, 128, 128))
+    source.paste((255, 0, 0), (0, 0, 1600, 50))  # bands that a centred 16:9 crop removes
+    source.paste((255, 0, 0), (0, 950, 1600, 1000))
+    buffer = io.BytesIO()
+    source.save(buffer, "PNG")
+    site = make_site(
+        {
+            "content/a.md": image_story("a.png", 1600, 1000),
+            "content/a.png": buffer.getvalue(),
+        }
+    )
+    site.build()
+    card = next(s for s in slots(site, "") if "thumb--card" in s["class"])
+    img = card["img"]
+    assert (img["width"], img["height"]) == ("1600", "900")
+    assert img["fetchpriority"] == "high"  # the lead story's card is at the top of the page
+    for path, width in srcset_files(site, img["srcset"]):
+        with Image.open(path) as thumb:
+            assert thumb.size == (width, width * 9 // 16)
+            top = thumb.convert("RGB").getpixel((thumb.width // 2, 0))
+            assert abs(top[0] - 128) < 20, top  # grey: the red band was cropped away
+
+
+def test_crop_geometry_is_centred_and_sizes_never_exceed_the_source() -> None:
+    assert crop_box((1600, 1000), "crop-16x9") == (0.0, 50.0, 1600.0, 950.0)
+    assert crop_box((1000, 1000), "crop-16x9") == (0.0, 218.75, 1000.0, 781.25)
+    assert crop_box((1920, 800), "crop-16x9") == pytest.approx((248.89, 0, 1671.11, 800), abs=0.01)
+    assert output_sizes((500, 300), "fit", (320, 640, 1280)) == [(320, 192), (500, 300)]
+    assert output_sizes((200, 100), "fit", (320, 640)) == [(200, 100)]
+    assert output_sizes((3000, 2000), "fit", (640, 320)) == [(320, 213), (640, 427)]
+
+
+def test_card_aspect_and_widths_come_from_site_yaml(make_site) -> None:
+    site_yaml = FETCH_YAML + "  widths: [200, 400]\n  card_aspect: '4:3'\n"
+    site = make_site(
+        {"content/a.md": image_story("a.jpg"), "content/a.jpg": photo()}, site_yaml=site_yaml
+    )
+    site.build()
+    card = next(s for s in slots(site, "") if "thumb--card" in s["class"])
+    assert (card["img"]["width"], card["img"]["height"]) == ("1067", "800")
+    assert [w for _, w in srcset_files(site, card["webp"])] == [200, 400]
+
+
+def test_alt_text_falls_back_to_the_story_title(make_site) -> None:
+    text = story(title="Headline", extra='images:\n  - {url: "a.jpg", width: 1200, height: 800}')
+    site = make_site({"content/a.md": text, "content/a.jpg": photo()})
+    site.build()
+    assert slots(site, "stories/a")[0]["img"]["alt"] == "Headline"
+
+
+def test_a_page_links_only_thumbnails_that_exist_and_the_rest_are_not_in_output(make_site) -> None:
+    site = make_site({"content/a.md": image_story("a.jpg"), "content/a.jpg": photo()})
+    site.build()
+    first = {p.name for p in (site.output / "thumbs").iterdir()}
+    site.write("content/a.jpg", photo((1000, 700)))
+    site.build()
+    second = {p.name for p in (site.output / "thumbs").iterdir()}
+    assert first and second and not first & second  # new bytes, new names; old ones gone
+
+
+def test_feeds_enclose_the_largest_jpeg(make_site) -> None:
+    site = make_site({"content/a.md": image_story("a.jpg"), "content/a.jpg": photo()})
+    site.build()
+    feed = (site.output / "feed.xml").read_text()
+    enclosure = re.search(r'<enclosure url="([^"]+)" length="(\d+)" type="([^"]+)"', feed)
+    assert enclosure, feed
+    url, length, kind = enclosure.groups()
+    assert url.startswith("https://example.org/thumbs/") and url.endswith("-1200x800.jpg")
+    assert kind == "image/jpeg"
+    assert int(length) == (site.output / url.removeprefix("https://example.org/")).stat().st_size
+
+
+# -- sources and safety -------------------------------------------------------------------
+
+
+def test_remote_images_each_fail_with_one_warning_and_the_build_finishes(make_site, server) -> None:
+    _, base = server
+    cases = {
+        "good": ("/good.jpg", None),
+        "sideways": ("/sideways.png", None),
+        "hop": ("/hop.jpg", None),
+        "missing": ("/missing.jpg", "HTTP 404 Not Found"),
+        "slow": ("/slow.jpg", "timed out"),
+        "huge": ("/huge.jpg", "too large"),
+        "loop": ("/loop.jpg", "more than 3 redirects"),
+        "ftp": ("/to-ftp.jpg", "ftp URL refused"),
+        "page": ("/page.jpg", "not an image Pillow can read"),
+        "truncated": ("/truncated.jpg", "truncated"),
+        "bomb": ("/bomb.png", "5000x5000 pixels is over the 10,000,000-pixel limit"),
+        "vector": ("/vector.svg", "SVG images are not supported"),
+    }
+    files = {f"content/{name}.md": image_story(base + path) for name, (path, _) in cases.items()}
+    site = make_site(files, site_yaml=FETCH_YAML)
+    report = site.build(offline=False)
+    warned = warnings_by_file(report)
+    assert len(report.warnings) == len(warned)  # one warning per broken image
+    for name, (_, reason) in cases.items():
+        shown = warned.get(f"content/{name}.md", "")
+        if reason is None:
+            assert not shown, shown
+            continue
+        assert f"content/{name}.md:6: warning: images[0].url: image not available: " in shown
+        assert reason in shown and "placeholder" in shown
+        slot = slots(site, f"stories/{name}")[0]
+        assert "thumb--placeholder" in slot["class"] and slot["webp"] is None
+        assert NAME.match(slot["img"]["src"].rsplit("/", 1)[1])
+        assert (slot["img"]["width"], slot["img"]["height"]) == ("1200", "800")
+        svg = site.output / slot["img"]["src"].lstrip("/")
+        assert svg.read_bytes().startswith(b"<svg")
+    assert report.images.failed == len(warned) and report.images.fetched == 6
+    assert (site.output / "stories/good/index.html").is_file()
+
+
+def test_thumbnails_carry_no_exif_and_are_turned_upright(make_site, server) -> None:
+    images, base = server
+    with Image.open(io.BytesIO(images.routes["/good.jpg"][2])) as original:
+        assert original.getexif().get_ifd(ExifTags.IFD.GPSInfo)  # the source has GPS data
+    site = make_site(
+        {
+            "content/good.md": image_story(base + "/good.jpg"),
+            "content/sideways.md": image_story(base + "/sideways.png", 400, 800),
+        },
+        site_yaml=FETCH_YAML,
+    )
+    site.build(offline=False)
+    thumbs = sorted((site.output / "thumbs").iterdir())
+    assert len(thumbs) >= 16
+    for path in thumbs:
+        data = path.read_bytes()
+        assert b"Exif" not in data and b"TestCam" not in data, path.name
+        with Image.open(path) as thumb:
+            assert not thumb.getexif() and "icc_profile" not in thumb.info, path.name
+    img = slots(site, "stories/sideways")[0]["img"]
+    for path, width in srcset_files(site, img["srcset"]):
+        with Image.open(path) as thumb:
+            assert thumb.size == (width, width * 2)  # upright: taller than wide
+            rgb = thumb.convert("RGB")
+            assert rgb.getpixel((width // 2, 5))[0] > 150  # red on top
+            assert rgb.getpixel((width // 2, thumb.height - 5))[2] > 150  # blue below
+
+
+def test_cmyk_and_transparent_sources_become_plain_rgb(make_site) -> None:
+    cmyk = io.BytesIO()
+    Image.new("CMYK", (800, 500), (0, 200, 200, 0)).save(cmyk, "JPEG")
+    clear = io.BytesIO()
+    Image.new("RGBA", (800, 500), (0, 0, 255, 0)).save(clear, "PNG")
+    site = make_site(
+        {
+            "content/a.md": image_story("a.jpg", 800, 500),
+            "content/a.jpg": cmyk.getvalue(),
+            "content/b.md": image_story("b.png", 800, 500),
+            "content/b.png": clear.getvalue(),
+        }
+    )
+    assert site.build().warnings == []
+    for name, colour in (("a", (255, 55, 55)), ("b", (255, 255, 255))):  # red; white backing
+        for path, _ in srcset_files(site, slots(site, f"stories/{name}")[0]["img"]["srcset"]):
+            with Image.open(path) as thumb:
+                assert thumb.mode == "RGB"
+                pixel = thumb.getpixel((10, 10))
+                assert all(abs(a - b) < 40 for a, b in zip(pixel, colour, strict=True)), pixel
+
+
+def test_a_second_build_fetches_and_decodes_nothing(make_site, server, monkeypatch) -> None:
+    images, base = server
+    site = make_site(
+        {
+            "content/good.md": image_story(base + "/good.jpg"),
+            "content/sideways.md": image_story(base + "/sideways.png", 400, 800),
+            "content/missing.md": image_story(base + "/missing.jpg"),
+            "content/local.md": image_story("local.jpg"),
+            "content/local.jpg": photo((900, 600)),
+        },
+        site_yaml=FETCH_YAML,
+    )
+    first = site.build(offline=False)
+    assert first.images.decoded >= 3 and first.images.made > 0
+    hits = dict(images.hits)
+    outputs = {p.name: p.stat().st_mtime_ns for p in (site.output / "thumbs").iterdir()}
+    opened: list[object] = []
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a) or pytest.fail("decoded"))
+    second = site.build(offline=False)
+    assert (second.images.decoded, second.images.made, opened) == (0, 0, [])
+    assert dict(images.hits) == hits  # the 404 is remembered too
+    assert [str(w) for w in second.warnings] == [  # named in full once, then one line
+        ".cache/images: warning: 1 image is still a placeholder: the download failed in an "
+        "earlier build, which named each one; --refetch tries again"]
+    assert {p.name: p.stat().st_mtime_ns for p in (site.output / "thumbs").iterdir()} == outputs
+    monkeypatch.undo()
+    site.build(offline=False, refetch=True)
+    assert images.hits["/missing.jpg"] == hits["/missing.jpg"] + 1
+    assert images.hits["/good.jpg"] == hits["/good.jpg"]
+
+
+def test_offline_uses_only_the_cache(make_site, server) -> None:
+    images, base = server
+    site = make_site({"content/good.md": image_story(base + "/good.jpg")}, site_yaml=FETCH_YAML)
+    site.build(offline=False)
+    site.write("content/new.md", image_story(base + "/new.jpg"))
+    assert main(["build", "--site", str(site.root), "--offline", "-q"]) == 0
+    report = site.build(offline=True)
+    assert images.hits["/new.jpg"] == 0 and images.hits["/good.jpg"] == 1
+    assert [str(w) for w in report.warnings] == [
+        ".cache/images: warning: 1 remote image is a placeholder: not downloaded yet, and "
+        "fetching is off (--offline or images.fetch: false)"]
+    assert "thumb--placeholder" not in slots(site, "stories/good")[0]["class"]
+    site.write("site.yaml", FETCH_YAML + "  fetch: false\n")
+    assert "fetching is off" in str(site.build(offline=False).warnings[0])
+    assert images.hits["/new.jpg"] == 0
+
+
+def test_private_addresses_are_refused_unless_the_site_allows_them(make_site, server) -> None:
+    images, base = server
+    site = make_site({"content/good.md": image_story(base + "/good.jpg")})
+    report = site.build(offline=False)
+    assert "127.0.0.1 is a private, loopback or link-local address" in str(report.warnings[0])
+    assert images.hits["/good.jpg"] == 0
+
+
+def test_downloads_from_one_host_are_limited_to_two_at_a_time(make_site, server) -> None:
+    images, base = server
+    images.delay = 0.2
+    files = {f"content/s{i}.md": image_story(f"{base}/p{i}.jpg") for i in range(6)}
+    site = make_site(files, site_yaml=FETCH_YAML)
+    assert site.build(offline=False).warnings == []
+    assert images.most_in_flight == 2
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "169.254.169.254",
+        "192.168.0.1",
+        "::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+        "100.64.0.1",
+        "224.0.0.1",
+        "0.0.0.0",
+        "fd00::1",
+    ],
+)
+def test_special_addresses_are_not_public(address: str) -> None:
+    assert not is_public(address)
+
+
+def test_only_http_urls_to_public_hosts_are_fetched() -> None:
+    assert is_public("93.184.215.14") and is_public("2606:4700::6810:84e5")
+    rules = FetchRules()
+    for url, reason in [
+        ("file:///etc/passwd", "file URL refused"),
+        ("gopher://example.com/", "gopher URL refused"),
+        ("http://user:pw@example.com/a.jpg", "user name or password"),
+        ("http://127.0.0.1/a.jpg", "private, loopback or link-local"),
+        ("http://localhost/a.jpg", "private, loopback or link-local"),
+    ]:
+        with pytest.raises(FetchFailed, match=reason):
+            check_target(url, rules)
+
+
+def test_local_images_are_found_next_to_the_story_or_under_content(make_site) -> None:
+    site = make_site(
+        {
+            "content/2020/a.md": image_story("pics/a.jpg"),  # content/pics/a.jpg
+            "content/pics/a.jpg": photo(),
+            "content/2020/b.md": image_story("b.jpg"),  # content/2020/b.jpg
+            "content/2020/b.jpg": photo(),
+            "content/2020/c.md": image_story("gone.jpg"),
+        }
+    )
+    report = site.build()
+    assert [w.path for w in report.warnings] == ["content/2020/c.md"]
+    assert "no such file" in str(report.warnings[0])
+    assert "thumb--placeholder" not in slots(site, "stories/a")[0]["class"]
+    assert "thumb--placeholder" not in slots(site, "stories/b")[0]["class"]
+
+
+def test_a_local_path_that_escapes_through_a_symlink_is_refused(make_site, tmp_path) -> None:
+    secret = tmp_path / "outside.jpg"
+    secret.write_bytes(photo())
+    site = make_site({"content/a.md": image_story("sneaky.jpg")})
+    (site.root / "content" / "sneaky.jpg").symlink_to(secret)
+    report = site.build()
+    assert "leads outside the site folder" in str(report.warnings[0])
+    assert not (site.output / "thumbs").exists() or all(
+        p.suffix == ".svg" for p in (site.output / "thumbs").iterdir()
+    )
+
+
+def test_related_coverage_shows_its_first_image_as_a_card(make_site) -> None:
+    text = story(
+        extra="""
+        related:
+          - title: Elsewhere
+            webUrl: "https://other.example.com/x"
+            images:
+              - {url: "r.jpg", width: 1200, height: 800}
+              - {url: "never-used.jpg"}
+          - title: Broken
+            webUrl: "https://third.example.com/y"
+            images:
+              - {url: "gone.jpg", width: 1200, height: 800}
+        """
+    )
+    site = make_site({"content/a.md": text, "content/r.jpg": photo()})
+    report = site.build()
+    assert [str(w) for w in report.warnings] == [
+        "content/a.md:14: warning: related[1].images[0].url: image not available: no such file "
+        "(looked in content/); showing a placeholder"
+    ]
+    cards = slots(site, "stories/a")
+    assert len(cards) == 2 and all("thumb--card" in c["class"] for c in cards)
+    assert cards[0]["img"]["alt"] == "Elsewhere" and cards[0]["webp"]
+    assert cards[0]["img"]["loading"] == "lazy" and cards[0]["img"]["decoding"] == "async"
+    assert "thumb--placeholder" in cards[1]["class"]
+
+
+# -- determinism and the cache ------------------------------------------------------------
+
+
+def test_thumbnails_do_not_depend_on_what_was_made_before(make_site, tmp_path) -> None:
+    files = {"content/a.md": image_story("a.jpg", 1600, 1000), "content/a.jpg": photo((1600, 1000))}
+    incremental = make_site(files, name="one")
+    incremental.write("site.yaml", FETCH_YAML + "  widths: [320]\n")
+    incremental.build()
+    incremental.write("site.yaml", FETCH_YAML + "  widths: [320, 640, 1280]\n")
+    incremental.build()
+    clean = make_site(files, site_yaml=FETCH_YAML + "  widths: [320, 640, 1280]\n", name="two")
+    clean.build()
+    assert incremental.files() == clean.files()
+
+
+def test_unused_cache_entries_are_pruned_after_a_while(tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path)
+    thumbs = cache.prepare_thumbs()
+    (thumbs / "kept.webp").write_bytes(b"1")
+    (thumbs / "old.webp").write_bytes(b"2")
+    today = date(2026, 1, 1)
+    assert cache.finish({"kept.webp", "old.webp"}, set(), set(), today) == 0
+    later = today + timedelta(days=PRUNE_AFTER_DAYS)
+    assert ImageCache(tmp_path).finish({"kept.webp"}, set(), set(), later) == 0
+    much_later = today + timedelta(days=PRUNE_AFTER_DAYS + 1)
+    assert ImageCache(tmp_path).finish({"kept.webp"}, set(), set(), much_later) == 1
+    assert sorted(p.name for p in thumbs.iterdir()) == ["kept.webp"]
+    index = json.loads((tmp_path / "images" / "index.json").read_text())
+    assert list(index["used"]) == ["thumbs/kept.webp"]
+
+
+def test_the_cache_folder_is_configurable_and_never_inside_the_output(make_site) -> None:
+    site = make_site(
+        {"content/a.md": image_story("a.jpg"), "content/a.jpg": photo()},
+        site_yaml=FETCH_YAML + "  cache_dir: build-cache\n",
+    )
+    site.build()
+    assert (site.root / "build-cache/images/thumbs").is_dir()
+    assert not (site.root / ".cache").exists()
+    site.write("site.yaml", FETCH_YAML + "  cache_dir: output/cache\n")
+    assert any(
+        "images.cache_dir: must not be inside the output folder" in m for m in site.messages()
+    )
+
+
+def test_image_settings_are_validated_with_lines(make_site) -> None:
+    site = make_site(
+        {"content/a.md": story()},
+        site_yaml=FETCH_YAML + "  widths: [0]\n  card_aspect: wide\n  qualty: 5\n",
+    )
+    messages = site.messages()
+    assert "site.yaml:10: images.widths[0]: expected a number from 16 to 8192, got 0" in messages
+    assert "site.yaml:11: images.card_aspect: expected an aspect like 16:9, got 'wide'" in messages
+    assert (
+        "site.yaml:12: warning: images.qualty: unknown field, ignored; did you mean 'quality'?"
+        in messages
+    )
