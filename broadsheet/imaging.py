@@ -116,6 +116,7 @@ class _Work:
         self.data = b""
         self._decodes: dict[int, tuple[Image.Image, float]] = {}
         self._resized: dict[tuple[str, int, int], Image.Image] = {}  # both formats share one
+        self._specs: dict[tuple[str, Size], ThumbSpec] = {}  # to find a spec's parent
 
     def run(self) -> SourceInfo:
         self.data = read_source(self.job)
@@ -128,6 +129,7 @@ class _Work:
         job = self.job
         for operation in job.operations:
             specs = thumb_specs(job.digest, size, operation, job.widths, job.quality, self.is_jpeg)
+            self._specs.update({(s.operation, (s.width, s.height)): s for s in specs})
             for spec in specs:
                 self.make(spec, size)
         return self.source_info(size)
@@ -141,16 +143,24 @@ class _Work:
         self.made += 1
 
     def resize(self, spec: ThumbSpec, size: Size) -> Image.Image:
-        """The kept region at the spec's size: from the operation's decode, box-reduced by an
-        integer factor, then resampled once. Both formats share it."""
+        """The kept region at the spec's size: resampled from its parent output when it has
+        one, else from the operation's decode, box-reduced by an integer factor, then
+        resampled once. Both formats share it."""
         key = (spec.operation, spec.width, spec.height)
         if key not in self._resized:
-            box = crop_box(size, spec.operation)
-            image, scale = self.decode(spec.scale)
-            scaled = (box[0] / scale, box[1] / scale, box[2] / scale, box[3] / scale)
-            self._resized[key] = image.resize(
-                (spec.width, spec.height), RESAMPLE, box=scaled, reducing_gap=REDUCING_GAP
-            )
+            if spec.parent is not None:
+                parent = self._specs[(spec.operation, spec.parent)]
+                source = self.resize(parent, size)
+                self._resized[key] = source.resize(
+                    (spec.width, spec.height), RESAMPLE, reducing_gap=REDUCING_GAP
+                )
+            else:
+                box = crop_box(size, spec.operation)
+                image, scale = self.decode(spec.scale)
+                scaled = (box[0] / scale, box[1] / scale, box[2] / scale, box[3] / scale)
+                self._resized[key] = image.resize(
+                    (spec.width, spec.height), RESAMPLE, box=scaled, reducing_gap=REDUCING_GAP
+                )
         return self._resized[key]
 
     def decode(self, scale: int) -> tuple[Image.Image, float]:

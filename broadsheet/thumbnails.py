@@ -16,7 +16,7 @@ from math import gcd
 
 from .model import Image, Site
 
-PIPELINE_VERSION = "2"  # bump when the Pillow work changes: every name changes with it
+PIPELINE_VERSION = "3"  # bump when the Pillow work changes: every name changes with it
 FIT = "fit"  # keep the source's own shape (story pages)
 FORMATS = ("webp", "jpeg")  # every size is made in both; <picture> offers WebP first
 EXTENSIONS = {"webp": "webp", "jpeg": "jpg"}
@@ -98,6 +98,7 @@ class ThumbSpec:
     format: str  # "webp" | "jpeg"
     quality: int
     scale: int = 1  # the source is decoded at 1/scale (JPEG draft mode), then resampled
+    parent: Size | None = None  # resampled from this (larger) output of the same operation
 
     @cached_property
     def name(self) -> str:
@@ -111,6 +112,7 @@ class ThumbSpec:
                 self.format,
                 str(self.quality),
                 str(self.scale),
+                f"{self.parent[0]}x{self.parent[1]}" if self.parent else "source",
             ]
         )
         digest = hashlib.sha256(key.encode("ascii")).hexdigest()[:20]
@@ -138,8 +140,13 @@ def thumb_specs(
     JPEG source is decoded once per operation, as small as its largest output allows."""
     sizes = output_sizes(size, operation, widths)
     scale = decode_scale(size, operation, sizes[-1], jpeg)
+    # Each size but the largest is resampled from the next larger one, not from the source:
+    # fewer pixels to read, for the same quality at these ratios. The parent is in the name.
+    parents: list[Size | None] = [*sizes[1:], None]
     return tuple(
-        ThumbSpec(digest, operation, w, h, fmt, quality, scale) for w, h in sizes for fmt in FORMATS
+        ThumbSpec(digest, operation, w, h, fmt, quality, scale, parent)
+        for (w, h), parent in zip(sizes, parents, strict=True)
+        for fmt in FORMATS
     )
 
 
