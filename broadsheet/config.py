@@ -334,19 +334,27 @@ def _images(reader: NodeReader, node: Any) -> ImageSettings:
         flag = reader.boolean(fields.get(name), f"images.{name}")
         if flag is not None:
             settings[name] = flag
-    limits = {"quality": (30, 95), "max_bytes": (10_000, 500_000_000)}
-    limits["max_pixels"] = (10_000, 150_000_000)
-    for name, (low, high) in limits.items():
-        number = reader.integer(fields.get(name), f"images.{name}", minimum=low, maximum=high)
-        if number:
-            settings[name] = number
-    timeout = _seconds(reader, fields.get("timeout"), "images.timeout")
-    if timeout:
-        settings["timeout"] = timeout
+    limits = {"quality": (30, 95), "max_bytes": (10_000, 500_000_000),
+              "max_pixels": (10_000, 150_000_000)}
+    settings.update(_limits(reader, fields, "images", limits))
     cache_dir = reader.text(fields.get("cache_dir"), "images.cache_dir")
     if cache_dir:
         settings["cache_dir"] = Path(cache_dir)
     return ImageSettings(**settings)
+
+
+def _limits(reader: NodeReader, fields: dict[str, Any], section: str,
+            ranges: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """The whole numbers of a section within their ranges, and its `timeout` in seconds."""
+    found: dict[str, Any] = {}
+    for name, (low, high) in ranges.items():
+        number = reader.integer(fields.get(name), f"{section}.{name}", minimum=low, maximum=high)
+        if number:
+            found[name] = number
+    timeout = _seconds(reader, fields.get("timeout"), f"{section}.timeout")
+    if timeout:
+        found["timeout"] = timeout
+    return found
 
 
 def _import(reader: NodeReader, node: Any) -> ImportSettings:
@@ -369,14 +377,9 @@ def _import(reader: NodeReader, node: Any) -> ImportSettings:
         if topic:
             topics[category] = topic
     settings["topics"] = topics
-    for name, (low, high) in {"fold_threshold": (50, 100), "fold_window_hours": (1, 24 * 365),
-                              "max_bytes": (10_000, 500_000_000)}.items():
-        number = reader.integer(fields.get(name), f"import.{name}", minimum=low, maximum=high)
-        if number:
-            settings[name] = number
-    timeout = _seconds(reader, fields.get("timeout"), "import.timeout")
-    if timeout:
-        settings["timeout"] = timeout
+    limits = {"fold_threshold": (50, 100), "fold_window_hours": (1, 24 * 365),
+              "max_bytes": (10_000, 500_000_000)}
+    settings.update(_limits(reader, fields, "import", limits))
     flag = reader.boolean(fields.get("allow_private_hosts"), "import.allow_private_hosts")
     if flag is not None:
         settings["allow_private_hosts"] = flag
