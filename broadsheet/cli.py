@@ -81,6 +81,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="DIR",
         help="build into DIR instead of site.yaml's output_dir",
     )
+    build_cmd.add_argument(
+        "--explain",
+        action="store_true",
+        help="say why each page, feed and email was rendered again (or that nothing changed)",
+    )
+    build_cmd.add_argument(
+        "--no-cache",
+        dest="use_cache",
+        action="store_false",
+        help="ignore the build cache in .cache/build and build everything from scratch",
+    )
     build_cmd.set_defaults(run=run_build)
 
     check_cmd = commands.add_parser(
@@ -128,13 +139,18 @@ def run_build(args: argparse.Namespace) -> int:
         output_dir=args.output,
         offline=args.offline,
         refetch=args.refetch,
+        use_cache=args.use_cache,
     )
     progress = None if args.quiet else ProgressLine(sys.stderr)
     report = build(args.site, options, progress)
     if progress:
         progress.clear()
+    if args.explain:
+        print(explanation(report), file=sys.stdout)
     if not args.quiet:
         show_warnings(report.warnings, sys.stderr)
+        for note in report.notes:
+            print(f"note: {note}", file=sys.stderr)
         print(summary(report, args.site), file=sys.stdout)
     return EXIT_OK
 
@@ -199,16 +215,36 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def summary(report: BuildReport, site_dir: Path) -> str:
-    site = report.site
-    drafts = sum(1 for a in site.articles if a.is_draft)
-    draft_note = f" (including {plural(drafts, 'draft')})" if drafts else ""
+    counts = report.counts
+    draft_note = f" (including {plural(counts.drafts, 'draft')})" if counts.drafts else ""
     output = report.config.output_dir
+    if report.nothing_changed:
+        return (f"Nothing changed since the last build: {output}/ is up to date "
+                f"({plural(counts.stories, 'story', 'stories')}, "
+                f"{plural(report.pages, 'page')}) ({report.seconds:.2f} s)")
+    rendered = len(report.rebuilt)
     return (
-        f"Built {plural(len(site.articles), 'story', 'stories')}{draft_note}, "
-        f"{plural(len(site.topics), 'topic')} and {plural(len(site.issues), 'issue')} "
+        f"Built {plural(counts.stories, 'story', 'stories')}{draft_note}, "
+        f"{plural(counts.topics, 'topic')} and {plural(counts.issues, 'issue')} "
         f"into {output}/: {plural(report.pages, 'page')}, {plural(report.files, 'file')} "
-        f"({report.unchanged} unchanged) in {report.seconds:.2f} s"
+        f"({report.unchanged} unchanged; {rendered} rendered, "
+        f"{report.reparsed} {'story' if report.reparsed == 1 else 'stories'} read) "
+        f"in {report.seconds:.2f} s"
     )
+
+
+def explanation(report: BuildReport) -> str:
+    """--explain: what was rendered again and why, one line each."""
+    if report.nothing_changed:
+        return "Nothing changed: every input is as the last build left it; nothing rendered."
+    lines = [f"Read {plural(report.reparsed, 'story file')} (the rest came from the cache)."]
+    for unit, reason in report.rebuilt:
+        lines.append(f"  {unit}: {reason}")
+    for name in report.removed:
+        lines.append(f"  removed {name}: no longer part of the site")
+    if not report.rebuilt:
+        lines.append("No page, feed or email changed.")
+    return "\n".join(lines)
 
 
 def show_failure(failure: BuildFailed, stream: TextIO, label: str) -> None:

@@ -47,18 +47,30 @@ class OutputWriter:
         else:
             self.abort()
 
-    def write(self, name: str, data: bytes) -> None:
-        """Write one output file, `name` relative to the output folder (POSIX form)."""
+    def write(self, name: str, data: bytes) -> bool:
+        """Write one output file, `name` relative to the output folder (POSIX form); True
+        when the previous output had the same bytes."""
         target = self._target(name)
         previous = self.output / name
         if _same_bytes(previous, data):
             try:
                 os.link(previous, target)
                 self.unchanged += 1
-                return
+                return True
             except OSError:
                 pass  # another filesystem or no hard links: write a copy
         target.write_bytes(data)
+        return False
+
+    def keep(self, name: str) -> None:
+        """Carry a file over from the previous output unchanged (its unit was not rendered)."""
+        target = self._target(name)
+        previous = self.output / name
+        self.unchanged += 1
+        try:
+            os.link(previous, target)
+        except OSError:
+            shutil.copyfile(previous, target)
 
     def write_file(self, name: str, source: Path) -> None:
         """Put an existing file into the output without reading it: a hard link to `source`.
@@ -107,6 +119,116 @@ class OutputWriter:
 
     def abort(self) -> None:
         _remove(self.staging)
+
+
+class PatchWriter:
+    """Updates the previous output in place: only files whose bytes changed are written.
+
+    For rebuilds, where relinking every file into a staging folder would cost more than the
+    rendering saved. Changed files are first written into a pending folder; nothing in
+    `output/` changes until `commit`, so a build that fails still leaves it as it was. Commit
+    renames each pending file into place (atomic per file) and removes the files that the
+    last build wrote (`manifest`) and this one did not.
+    """
+
+    def __init__(self, output_dir: Path, manifest: frozenset[str]) -> None:
+        self.output = output_dir
+        self.staging = output_dir.parent / f".{output_dir.name}.pending"
+        self.manifest = manifest
+        self.written: set[str] = set()
+        self.changed: list[str] = []
+        self.unchanged = 0
+        self._folders: set[Path] = set()
+
+    def __enter__(self) -> PatchWriter:
+        try:
+            _remove(self.staging)
+            self.staging.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(f"cannot prepare {self.staging}: {exc.strerror or exc}") from exc
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            _remove(self.staging)
+
+    def _claim(self, name: str) -> None:
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise OutputError(f"refusing to write outside the output folder: {name!r}")
+        if name in self.written:
+            raise OutputError(f"two pages would be written to {name}")
+        self.written.add(name)
+
+    def _pending(self, name: str) -> Path:
+        target = self.staging.joinpath(*PurePosixPath(name).parts)
+        if target.parent not in self._folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.parent)
+        return target
+
+    def write(self, name: str, data: bytes) -> bool:
+        self._claim(name)
+        if _same_bytes(self.output / name, data):
+            self.unchanged += 1
+            return True
+        self._pending(name).write_bytes(data)
+        self.changed.append(name)
+        return False
+
+    def write_file(self, name: str, source: Path) -> None:
+        """A file named by its content's hash: present under that name means unchanged."""
+        self._claim(name)
+        if os.path.isfile(os.path.join(self.output, name)):
+            self.unchanged += 1
+            return
+        target = self._pending(name)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+        self.changed.append(name)
+
+    def keep(self, name: str) -> None:
+        self._claim(name)
+        self.unchanged += 1
+
+    def commit(self) -> None:
+        try:
+            for name in self.changed:
+                target = self.output.joinpath(*PurePosixPath(name).parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.staging.joinpath(*PurePosixPath(name).parts), target)
+            for name in sorted(self.manifest - self.written):
+                _remove_file(self.output, name)
+        except OSError as exc:
+            raise OutputError(f"cannot update {self.output}: {exc.strerror or exc}") from exc
+        finally:
+            _remove(self.staging)
+
+    @property
+    def removed(self) -> list[str]:
+        return sorted(self.manifest - self.written)
+
+
+def _remove_file(root: Path, name: str) -> None:
+    """Remove one stale output file and the folders it leaves empty."""
+    path = root.joinpath(*PurePosixPath(name).parts)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    folder = path.parent
+    while folder != root:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:

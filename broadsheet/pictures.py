@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import tracking
 from .config import ImageSettings
 from .diagnostics import Diagnostic
 from .feeds import Enclosure
@@ -103,7 +104,8 @@ class PictureBook:
         if variant not in VARIANTS:
             raise ValueError(f"picture(): variant must be 'card' or 'story', got {variant!r}")
         operation = FIT if variant == "story" else self.card_operation
-        view = self.sources.get(image) if image is not None else None
+        image = tracking.unwrap(image)
+        view = self._view(image)
         specs = self._specs(view, operation)
         if image is None or view is None or not specs:
             return self.placeholder(image, operation, seed)
@@ -128,17 +130,20 @@ class PictureBook:
         not asked about or no image at all."""
         width, height, angle = placeholder_shape(image, operation, seed)
         name = placeholder_file(width, height, angle)[0]
+        tracking.note(("#placeholder", name), name in self.placeholders)
         src = self.urls.href(THUMBS_FOLDER + name) if name in self.placeholders else ""
         return Picture(width, height, "", src, hue=angle, placeholder=True)
 
     def largest_jpeg(self, image: Image | None) -> Enclosure | None:
         """The absolute URL, byte length and MIME type of the largest JPEG made of `image`
         (its own shape when made, else the card crop), or None (no image, or a placeholder)."""
-        view = self.sources.get(image) if image is not None else None
+        view = self._view(tracking.unwrap(image))
         if view is None:
             return None
         for operation in (FIT, self.card_operation):
             jpegs = [s for s in self._specs(view, operation) if s.format == "jpeg"]
+            if jpegs:
+                tracking.note(("#file", jpegs[-1].name), jpegs[-1].name in self.files)
             if jpegs and jpegs[-1].name in self.files:
                 spec = jpegs[-1]
                 return Enclosure(
@@ -153,6 +158,14 @@ class PictureBook:
     def enclosure_for(self, article: Article) -> Enclosure | None:
         """For feeds: the story's picture (its first image)."""
         return self.largest_jpeg(article.image)
+
+    def _view(self, image: Image | None) -> SourceView | None:
+        """What the image stage knows of `image`; noted, since a page shows it."""
+        if image is None:
+            return None
+        view = self.sources.get(image)
+        tracking.note_of(("#view", image), view)
+        return view
 
     def _specs(self, view: SourceView | None, operation: str) -> tuple[ThumbSpec, ...]:
         if view is None or not view.readable or operation not in view.operations:

@@ -13,29 +13,34 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-import jinja2
-
-from . import urls
 from .assemble import assemble_site
+from .buildcache import (
+    BuildCache,
+    CacheState,
+    Signature,
+    UnitRecord,
+    engine_key,
+)
+from .buildcache import input_signature as _signature
+from .buildcache import with_file
 from .config import Config, load_config
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
-from .feeds import OPML, Feed, plan_feeds, render_feeds, render_opml
-from .frontmatter import parse_front_matter
+from .feeds import OPML, Feed, plan_feeds, render_opml
+from .imagecache import CACHE_FOLDER as IMAGE_CACHE_FOLDER
 from .images import render_images
-from .model import Article, Issue, Site
-from .newsletter import email_routes, render_email_html, render_email_text
-from .output import OutputError, OutputWriter
+from .model import Article, Site
+from .output import OutputError, OutputWriter, PatchWriter
 from .pictures import ImageStats, PictureBook
 from .routes import Page, plan_pages
 from .search import index_site
 from .sitemap import render_robots, render_sitemap
-from .sources import Source, find_story_files, read_sources
-from .templates import StaticFiles, make_environment, template_diagnostic
-from .urls import ROBOTS, SITEMAP, UrlBuilder, make_slug, output_file, static_route
-from .validate import check_unique_slugs, validate_story
+from .stories import load_stories
+from .templates import StaticFiles, make_environment
+from .tracking import FactChecker, Fingerprints
+from .units import Decider, Unit, UnitPlanner, fact_specials, render_units
+from .urls import ROBOTS, SITEMAP, UrlBuilder, static_route
 
 Progress = Callable[[str, int, int], None]
-FEED_ISSUE_TEMPLATE = "feed-issue.html"
 
 
 @dataclass(frozen=True)
@@ -46,24 +51,48 @@ class BuildOptions:
     base_url: str | None = None  # overrides site.yaml's base_url (the dev server's own URL)
     offline: bool = False  # use only cached images (images.fetch: false)
     refetch: bool = False  # download again the images that failed before
+    use_cache: bool = True  # False: build from scratch (--no-cache); the cache is rewritten
+    cache_name: str = "build"  # the cache's folder in .cache/ (the dev server keeps its own)
+    workers: int | None = None  # processes for parsing and rendering; None: one per core
+
+
+@dataclass(frozen=True)
+class Counts:
+    stories: int = 0
+    drafts: int = 0
+    topics: int = 0
+    issues: int = 0
+
+    @classmethod
+    def of(cls, site: Site) -> Counts:
+        drafts = sum(1 for a in site.articles if a.is_draft)
+        return cls(len(site.articles), drafts, len(site.topics), len(site.issues))
 
 
 @dataclass(frozen=True)
 class BuildReport:
     config: Config
-    site: Site
+    site: Site | None  # None when nothing changed and the model was not even loaded
     pages: int
     files: int
     unchanged: int
     seconds: float
     warnings: list[Diagnostic] = field(default_factory=list)
     images: ImageStats = field(default_factory=ImageStats)
+    counts: Counts = field(default_factory=Counts)
+    rebuilt: list[tuple[str, str]] = field(default_factory=list)  # (unit, why), for --explain
+    removed: list[str] = field(default_factory=list)  # stale output files deleted
+    reparsed: int = 0  # story files parsed (the rest came from the cache)
+    nothing_changed: bool = False
+    notes: list[str] = field(default_factory=list)  # about the cache: why it was not used
 
 
 class Sink(Protocol):
-    def write(self, name: str, data: bytes) -> None: ...
+    def write(self, name: str, data: bytes) -> bool: ...
 
     def write_file(self, name: str, source: Path) -> None: ...
+
+    def keep(self, name: str) -> None: ...
 
 
 class DiscardingSink:
@@ -73,10 +102,14 @@ class DiscardingSink:
         self.written: set[str] = set()
         self.unchanged = 0
 
-    def write(self, name: str, data: bytes) -> None:
+    def write(self, name: str, data: bytes) -> bool:
         self.written.add(name)
+        return False
 
     def write_file(self, name: str, source: Path) -> None:
+        self.written.add(name)
+
+    def keep(self, name: str) -> None:
         self.written.add(name)
 
 
@@ -87,43 +120,143 @@ def build(
     *,
     write: bool = True,
 ) -> BuildReport:
-    """Build the site in `root`; raise BuildFailed (nothing written) on any error."""
+    """Build the site in `root`; raise BuildFailed (nothing written) on any error.
+
+    With the build cache (the default) only changed stories are parsed and only pages whose
+    inputs changed are rendered; the result is byte-identical to a build from scratch."""
     started = time.perf_counter()
     config = configure(load_config(root), options)
+    cache = BuildCache(config.root / config.images.cache_dir / options.cache_name)
+    state = cache.load() if options.use_cache else CacheState(engine_key())
+    output_dir = config.root / config.output_dir
+    signature = input_signature(config, options)
+    if write and options.use_cache and not options.refetch and unchanged_since(
+        state, with_file(signature, image_index(config)), output_dir
+    ):
+        return _nothing_changed(config, state, started)
     diagnostics = Diagnostics()
-    articles = load_articles(config, diagnostics, progress)
+    loaded = load_stories(config, diagnostics, state.stories, progress, options.workers)
     warnings = diagnostics.warnings
     if diagnostics.errors:
         if not options.keep_going:
             raise BuildFailed(diagnostics.items)
         warnings = [d.as_warning() for d in diagnostics.items]
-    site = assemble_site(articles, config, include_drafts=options.drafts)
+    site = assemble_site(loaded.articles, config, include_drafts=options.drafts)
     url_builder = UrlBuilder(config.base_url)
     feeds = plan_feeds(site, config)
     pages = plan_pages(site, config, url_builder, feeds)
-    sink = OutputWriter(config.root / config.output_dir) if write else DiscardingSink()
+    previous = _reusable_output(state, output_dir) if write else None
+    notes = [cache.note] if cache.note else []
+    job = RenderJob(site, pages, feeds, config, url_builder, Fingerprints(loaded.parsed),
+                    state, previous, options.workers)
     try:
-        if isinstance(sink, OutputWriter):
-            with sink:
-                pictures = render_site(site, pages, feeds, config, url_builder, sink, progress)
-                if config.search:
-                    index_site(sink.staging)
+        if not write:
+            outcome = render_site(job, DiscardingSink(), progress)
         else:
-            pictures = render_site(site, pages, feeds, config, url_builder, sink, progress)
+            outcome = _render_and_commit(job, cache, output_dir, progress)
     except OutputError as exc:
         raise BuildFailed(
             [Diagnostic(str(config.output_dir), 0, "output_dir", str(exc))],
             "the output folder could not be written",
         ) from None
+    all_warnings = warnings + outcome.pictures.warnings
+    if write:
+        new_state = CacheState(
+            state.engine, loaded.entries, outcome.records, frozenset(outcome.files),
+            _output_id(output_dir),
+            "" if signature.racy else with_file(signature, image_index(config)).value,
+            all_warnings, {"pages": len(pages), **Counts.of(site).__dict__},
+        )
+        cache.save(new_state)
+        if cache.note and cache.note not in notes:
+            notes.append(cache.note)
     return BuildReport(
         config,
         site,
         len(pages),
-        len(sink.written),
-        sink.unchanged,
+        len(outcome.files),
+        outcome.unchanged,
         time.perf_counter() - started,
-        warnings + pictures.warnings,
-        pictures.stats,
+        all_warnings,
+        outcome.pictures.stats,
+        Counts.of(site),
+        outcome.rebuilt,
+        outcome.removed,
+        loaded.reparsed,
+        notes=notes,
+    )
+
+
+def _render_and_commit(
+    job: RenderJob, cache: BuildCache, output_dir: Path, progress: Progress | None
+) -> Outcome:
+    """Render into a pending folder and patch `output/`, or into a staging folder and swap
+    it in; either way `output/` changes only once everything rendered."""
+    sink: OutputWriter | PatchWriter
+    if job.previous is not None and not job.config.search:
+        sink = PatchWriter(output_dir, job.state.manifest)
+    else:
+        sink = OutputWriter(output_dir)
+    with sink:
+        outcome = render_site(job, sink, progress)
+        if job.config.search and isinstance(sink, OutputWriter):
+            index_site(sink.staging)
+        cache.forget()  # the output is about to change: an old cache must not describe it
+    if isinstance(sink, PatchWriter):
+        outcome.removed = sink.removed
+    return outcome
+
+
+def _nothing_changed(config: Config, state: CacheState, started: float) -> BuildReport:
+    summary = dict(state.summary)
+    pages = summary.pop("pages", 0)
+    return BuildReport(
+        config,
+        None,
+        pages,
+        len(state.manifest),
+        len(state.manifest),
+        time.perf_counter() - started,
+        list(state.warnings),
+        counts=Counts(**summary),
+        nothing_changed=True,
+    )
+
+
+def _output_id(output_dir: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = output_dir.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns)
+
+
+def _reusable_output(state: CacheState, output_dir: Path) -> Path | None:
+    """The previous output folder, when it is the one the cache describes."""
+    if not state.manifest or state.output_id is None:
+        return None
+    return output_dir if _output_id(output_dir) == state.output_id else None
+
+
+def input_signature(config: Config, options: BuildOptions) -> Signature:
+    """Every input a build reads: the site folder (stories, local images, site.yaml, a
+    site theme), the theme folders, the image cache's index, the config and the options."""
+    root = config.root
+    folders = [root, *(d for d in (*config.template_dirs, *config.static_dirs)
+                       if not d.resolve().is_relative_to(root.resolve()))]
+    skip = [root / config.output_dir, root / config.images.cache_dir]
+    return _signature(repr(config), repr(options), folders, skip)
+
+
+def image_index(config: Config) -> Path:
+    return config.root / config.images.cache_dir / IMAGE_CACHE_FOLDER / "index.json"
+
+
+def unchanged_since(state: CacheState, signature: Signature, output_dir: Path) -> bool:
+    return bool(
+        state.signature
+        and state.signature == signature.value
+        and _reusable_output(state, output_dir) is not None
     )
 
 
@@ -146,115 +279,93 @@ def configure(config: Config, options: BuildOptions) -> Config:
 def load_articles(
     config: Config, diagnostics: Diagnostics, progress: Progress | None = None
 ) -> list[Article]:
-    """Read and validate every story; problems go to `diagnostics`, good stories come back."""
-    paths = find_story_files(config.root / config.content_dir)
-    articles = []
-    for done, item in enumerate(read_sources(paths, config.root), start=1):
-        if progress:
-            progress("Reading stories", done, len(paths))
-        if isinstance(item, Diagnostic):
-            diagnostics.extend([item])
-            continue
-        article = load_article(item, config, diagnostics)
-        if article is not None:
-            articles.append(article)
-    collisions = check_unique_slugs(articles)
-    diagnostics.extend(collisions)
-    clashing = {(d.path, d.field) for d in collisions}
-    return [a for a in articles if (a.source, "slug") not in clashing]
-
-
-def load_article(source: Source, config: Config, diagnostics: Diagnostics) -> Article | None:
-    front = parse_front_matter(source.text, source.shown)
-    if isinstance(front, list):
-        diagnostics.extend(front)
-        return None
-    default_slug = make_slug(source.path.stem, "story")
-    return validate_story(front, source.shown, default_slug, config, diagnostics)
+    """Read and validate every story without the build cache (import, benchmarks)."""
+    return load_stories(config, diagnostics, {}, progress).articles
 
 
 # -- render and write ---------------------------------------------------------------------
 
 
-def render_site(
-    site: Site,
-    pages: list[Page],
-    feeds: list[Feed],
-    config: Config,
-    url_builder: UrlBuilder,
-    sink: Sink,
-    progress: Progress | None = None,
-) -> PictureBook:
-    """Render the thumbnails, every page, the feeds, the sitemap, robots.txt and static files
-    into `sink`; the pictures tell what the image stage did."""
+@dataclass
+class RenderJob:
+    """Everything rendering needs: the model, the plan and the last build's records."""
+
+    site: Site
+    pages: list[Page]
+    feeds: list[Feed]
+    config: Config
+    url_builder: UrlBuilder
+    fingerprints: Fingerprints
+    state: CacheState
+    previous: Path | None  # the output folder whose files unchanged units keep
+    workers: int | None = None
+
+
+@dataclass
+class Outcome:
+    pictures: PictureBook
+    records: dict[str, UnitRecord]
+    files: set[str]
+    unchanged: int
+    rebuilt: list[tuple[str, str]]
+    removed: list[str] = field(default_factory=list)
+
+
+def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) -> Outcome:
+    """Render the thumbnails, every page, feed and email whose inputs changed, the sitemap,
+    robots.txt and static files into `sink`."""
+    config, site = job.config, job.site
     static = StaticFiles(config.static_dirs)
-    pictures = render_images(site, config, url_builder, sink, progress)
-    env = make_environment(config, url_builder, static, pictures)
-    problems: list[Diagnostic] = []
-    for done, page in enumerate(pages, start=1):
+    pictures = render_images(site, config, job.url_builder, sink, progress)
+    env = make_environment(config, job.url_builder, static, pictures)
+    fp = job.fingerprints
+    common = {"engine": engine_key(), "config": fp.of(config)}
+    planner = UnitPlanner(env, site, config, job.url_builder, pictures, fp, common)
+    units = [*planner.pages(job.pages), *planner.feeds(job.feeds), *planner.emails(site.issues)]
+    check_unique_files(units)
+    checker = FactChecker(fp, fact_specials(env, static, pictures, fp))
+    decider = Decider(job.state.units, checker, job.previous)
+    decisions = [decider.decide(unit) for unit in units]
+    todo = [d.unit for d in decisions if d.reason is not None]
+    records: dict[str, UnitRecord] = {}
+    for decision in decisions:
+        if decision.reason is None:
+            records[decision.unit.id] = job.state.units[decision.unit.id]
+            for name in decision.unit.files:
+                sink.keep(name)
+
+    def rendering(done: int) -> None:
         if progress:
-            progress("Rendering pages", done, len(pages))
-        try:
-            html = render_page(env, page, site, config)
-        except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
-            problems.append(template_diagnostic(exc, config, page.route))
-            continue
-        sink.write(output_file(page.route), html)
-    if problems:
-        raise BuildFailed(summarise_template_errors(problems))
-    write_feeds(feeds, env, site, config, url_builder, sink, pictures)
-    write_emails(env, site, config, sink)
-    sink.write(SITEMAP, render_sitemap(pages, url_builder))
-    sink.write(ROBOTS, render_robots(url_builder))
-    for name, path in static.files.items():
-        sink.write(static_route(name), path.read_bytes())
-    return pictures
+            progress("Rendering pages", done, len(todo))
 
-
-def write_feeds(
-    feeds: list[Feed],
-    env: jinja2.Environment,
-    site: Site,
-    config: Config,
-    url_builder: UrlBuilder,
-    sink: Sink,
-    pictures: PictureBook,
-) -> None:
-    """Every feed in every format, and the OPML list of them."""
-    if not feeds:
-        return
-    template = env.get_template(FEED_ISSUE_TEMPLATE)
-
-    def issue_html(issue: Issue) -> str:
-        return template.render(site=site, config=config, issue=issue).strip()
-
-    try:
-        for route, data in render_feeds(
-            feeds, config, url_builder, issue_html, pictures.enclosure_for
-        ):
+    rendered = render_units(todo, sink, fp, config, rendering, job.workers)
+    if rendered.problems:
+        raise BuildFailed(summarise_template_errors(rendered.problems))
+    records.update(rendered.records)
+    files = {name for unit in units for name in unit.files}
+    unchanged = rendered.unchanged if rendered.parallel else 0
+    for route, data in (
+        (OPML, render_opml(job.feeds, config, job.url_builder) if job.feeds else None),
+        (SITEMAP, render_sitemap(job.pages, job.url_builder)),
+        (ROBOTS, render_robots(job.url_builder)),
+        *((static_route(name), path.read_bytes()) for name, path in static.files.items()),
+    ):
+        if data is not None:
             sink.write(route, data)
-    except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
-        raise BuildFailed([template_diagnostic(exc, config, urls.ISSUE_ARCHIVE)]) from None
-    sink.write(OPML, render_opml(feeds, config, url_builder))
+            files.add(route)
+    files.update(getattr(sink, "written", ()))
+    unchanged += getattr(sink, "unchanged", 0)
+    rebuilt = [(d.unit.id, d.reason) for d in decisions if d.reason is not None]
+    return Outcome(pictures, records, files, unchanged, rebuilt)
 
 
-def write_emails(env: jinja2.Environment, site: Site, config: Config, sink: Sink) -> None:
-    """The email edition of every issue: an HTML part and a plain-text part."""
-    for issue in site.issues:
-        html_route, text_route = email_routes(issue)
-        try:
-            html = render_email_html(env, site, config, issue)
-            text = render_email_text(env, site, config, issue)
-        except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
-            raise BuildFailed([template_diagnostic(exc, config, html_route)]) from None
-        sink.write(html_route, html)
-        sink.write(text_route, text)
-
-
-def render_page(env: jinja2.Environment, page: Page, site: Site, config: Config) -> bytes:
-    template = env.get_template(page.template)
-    html = template.render(site=site, config=config, page=page.info, **page.context)
-    return html.encode("utf-8")
+def check_unique_files(units: list[Unit]) -> None:
+    seen: dict[str, str] = {}
+    for unit in units:
+        for name in unit.files:
+            if name in seen:
+                raise OutputError(f"two pages would be written to {name}")
+            seen[name] = unit.id
 
 
 def summarise_template_errors(problems: list[Diagnostic]) -> list[Diagnostic]:

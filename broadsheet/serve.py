@@ -128,11 +128,14 @@ class DevServer:
     # -- building ---------------------------------------------------------------------
 
     def rebuild(self) -> bool:
-        """Build into a new folder; switch to it only if the build succeeded."""
+        """Rebuild the preview folder; its files change only once a build has succeeded."""
         self.builds += 1
-        folder = self.workspace / f"build-{self.builds}"
+        folder = self.workspace / "site"
+        # The build cache's own folder: the preview's base URL differs from the site's. One
+        # process: forking while the server's threads hold locks is not safe.
         options = BuildOptions(
-            drafts=self.drafts, output_dir=folder, base_url=self.url, offline=self.offline
+            drafts=self.drafts, output_dir=folder, base_url=self.url, offline=self.offline,
+            cache_name="serve", workers=1,
         )
         try:
             report = build(self.root, options)
@@ -142,15 +145,14 @@ class DevServer:
             print(f"Build failed: still showing the last good build at {self.url}", file=self.log)
             self.state.publish(None, [d for d in failure.diagnostics if d.is_error])
             return False
-        previous = self.state.folder
         for warning in report.warnings:
             print(warning, file=self.log)
         self.state.publish(folder, [])
-        count = len(report.site.articles)
+        count = report.counts.stories
         noun = "story" if count == 1 else "stories"
-        print(f"Built {count} {noun} in {report.seconds:.2f} s", file=self.log)
-        if previous is not None:
-            threading.Timer(30.0, shutil.rmtree, (previous,), {"ignore_errors": True}).start()
+        pages = len(report.rebuilt)
+        print(f"Built {count} {noun} in {report.seconds:.2f} s "
+              f"({pages} {'page' if pages == 1 else 'pages'} rendered)", file=self.log)
         return True
 
     def watched_paths(self) -> list[Path]:

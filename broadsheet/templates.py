@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from markupsafe import Markup
 
+from . import tracking
 from .config import Config
 from .diagnostics import Diagnostic, display_path
 from .urls import UrlBuilder, static_route
@@ -46,12 +47,46 @@ class StaticFiles:
         return self._versions[name]
 
 
+class ThemeEnvironment(jinja2.Environment):
+    """Notes every template a rendering loads (extends, imports and includes too), with a
+    digest of its source, so a page is rebuilt exactly when a template it used changed."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._digests: dict[str, str | None] = {}
+
+    def template_digest(self, name: str) -> str | None:
+        if name not in self._digests:
+            try:
+                source = self.loader.get_source(self, name)[0] if self.loader else ""
+            except jinja2.TemplateNotFound:
+                self._digests[name] = None
+            else:
+                self._digests[name] = hashlib.blake2b(source.encode(), digest_size=16).hexdigest()
+        return self._digests[name]
+
+    def get_template(self, name: Any, parent: str | None = None,
+                     globals: Mapping[str, Any] | None = None) -> jinja2.Template:
+        if isinstance(name, str):
+            tracking.note(("#template", self.join_path(name, parent) if parent else name),
+                          self.template_digest(self.join_path(name, parent) if parent else name))
+        return super().get_template(name, parent, globals)
+
+    def select_template(self, names: Any, parent: str | None = None,
+                        globals: Mapping[str, Any] | None = None) -> jinja2.Template:
+        if isinstance(names, list | tuple):
+            for name in names:  # every candidate: a new one earlier in the list would win
+                if isinstance(name, str):
+                    tracking.note(("#template", name), self.template_digest(name))
+        return super().select_template(names, parent, globals)
+
+
 def make_environment(
     config: Config, urls: UrlBuilder, static: StaticFiles, pictures: PictureBook | None = None
 ) -> jinja2.Environment:
     """`pictures`: the image stage's results for `picture()` (without: placeholders only)."""
     folders = [str(d) for d in config.template_dirs if d.is_dir()]
-    env = jinja2.Environment(
+    env = ThemeEnvironment(
         loader=jinja2.FileSystemLoader(folders),
         # Plain-text templates (the email's text part) are text; everything else is escaped.
         autoescape=jinja2.select_autoescape(disabled_extensions=("txt",), default=True,
@@ -67,6 +102,7 @@ def make_environment(
     def asset(name: str) -> str:
         if name not in static.files:
             raise jinja2.TemplateRuntimeError(f"asset({name!r}): no such file in static/")
+        tracking.note(("#asset", name), static.version(name))
         return f"{urls.href(static_route(name))}?v={static.version(name)}"
 
     if pictures is None:

@@ -1,0 +1,201 @@
+"""The persistent build cache in `.cache/build/`: parsed stories and what each output read.
+
+One pickle file, written atomically after a successful build. It holds
+  - every story file's parsed and validated form (or its diagnostics), keyed by its path and
+    fingerprint: size and mtime first, the content's digest to confirm;
+  - for every rendered unit (a page, a feed, an email), the files it wrote, its static key
+    and the facts it read (see tracking.py);
+  - the manifest of the output folder it left, and a signature of every input, so a build
+    where nothing changed can stop after a few thousand stat() calls.
+
+The cache is an optimisation only. A cache that is missing, from another Broadsheet or
+Python version, truncated or corrupt is ignored with a note and rebuilt; it never fails a
+build and is never trusted past its fingerprints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import pickle
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .diagnostics import Diagnostic
+from .model import Article
+from .tracking import Facts
+
+FORMAT = 1
+CACHE_FILE = "state.pickle"
+_LIBRARIES = ("pyyaml", "markdown-it-py", "jinja2", "feedgen", "pillow", "nh3", "css-inline",
+              "python-slugify", "markupsafe", "lxml", "mdit-py-plugins")
+
+
+@lru_cache(maxsize=1)
+def engine_key() -> str:
+    """What Broadsheet itself is: its source code, its libraries' versions and Python's.
+
+    A new release, a local edit of Broadsheet or an upgraded Jinja invalidates everything."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{FORMAT} {sys.version}".encode())
+    package = Path(__file__).parent
+    for path in sorted(package.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in _LIBRARIES:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = "-"
+        digest.update(f"{name}={version};".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class StoryEntry:
+    """One story file as the last build read it."""
+
+    size: int
+    mtime_ns: int
+    digest: str  # of the file's bytes
+    read_key: str  # engine and the config slice validation reads
+    article: Article | None
+    diagnostics: list[Diagnostic]
+
+    def parsed(self, shown: str) -> str:
+        """What the story's fingerprint builds on: its path (the slug and every diagnostic
+        come from it), its bytes and how they were read."""
+        return f"{shown}|{self.digest}|{self.read_key}"
+
+
+@dataclass
+class UnitRecord:
+    """One rendered unit: the output files it wrote, its static key and the facts it read."""
+
+    files: tuple[str, ...]
+    key: dict[str, Any]
+    facts: Facts
+
+
+@dataclass
+class CacheState:
+    engine: str
+    stories: dict[str, StoryEntry] = field(default_factory=dict)  # by path relative to root
+    units: dict[str, UnitRecord] = field(default_factory=dict)  # by unit id
+    manifest: frozenset[str] = frozenset()  # every file the last build put in output/
+    output_id: tuple[int, int] | None = None  # (st_dev, st_ino) of that output folder
+    signature: str = ""  # of every input of the last build, for the nothing-changed exit
+    warnings: list[Diagnostic] = field(default_factory=list)  # that build's warnings
+    summary: dict[str, int] = field(default_factory=dict)  # its counts, for the report
+
+
+class BuildCache:
+    """Loads and saves the cache of one site; `note` says why an old one was not used."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / CACHE_FILE
+        self.note = ""
+
+    def load(self) -> CacheState:
+        """The last build's state, or an empty one (with a note when one was refused)."""
+        fresh = CacheState(engine_key())
+        try:
+            with open(self.path, "rb") as handle:
+                state = pickle.load(handle)
+        except FileNotFoundError:
+            return fresh
+        except Exception as exc:  # truncated, corrupt, unpicklable: never fatal
+            self.note = f"the build cache could not be read ({type(exc).__name__}); rebuilt"
+            return fresh
+        if not isinstance(state, CacheState) or getattr(state, "engine", None) != fresh.engine:
+            self.note = "the build cache is from another Broadsheet version; rebuilt"
+            return fresh
+        return state
+
+    def save(self, state: CacheState) -> None:
+        """Write atomically: a crash leaves the old cache or the new one, never half."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_name(f".{CACHE_FILE}.{os.getpid()}")
+            with open(temporary, "wb") as handle:
+                pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            self.note = f"the build cache could not be saved: {exc.strerror or exc}"
+
+    def forget(self) -> None:
+        """Drop the cache before the output changes, so a crash mid-way cannot leave a cache
+        that describes an output folder it no longer matches."""
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            self.note = f"the build cache could not be removed: {exc.strerror or exc}"
+
+
+# -- the signature of every input, for the nothing-changed exit ---------------------------
+
+RACY_NS = 2_000_000_000  # a file changed this recently may change again within one mtime tick
+
+
+@dataclass(frozen=True)
+class Signature:
+    value: str
+    racy: bool  # some input changed too recently for its mtime to be trusted next time
+
+
+def input_signature(
+    config_text: str, options_text: str, folders: list[Path], skip: list[Path]
+) -> Signature:
+    """A digest of the names, sizes and mtimes of every file under `folders` (the site
+    folder, the theme's), with Broadsheet, the config and the options.
+
+    Equal signatures mean no input changed, so the build can stop after these stat() calls.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{engine_key()}\0{config_text}\0{options_text}\0".encode())
+    now = time.time_ns()
+    racy = False
+    skipped = {str(path) for path in skip}
+    for folder in folders:
+        for path, size, mtime in _walk(str(folder), skipped):
+            digest.update(f"{path}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+            racy = racy or now - mtime < RACY_NS
+    return Signature(digest.hexdigest(), racy)
+
+
+def with_file(signature: Signature, path: Path) -> Signature:
+    """The signature with one more file that only builds write (the image cache's index):
+    its stat is taken when the build ends, as that build left it."""
+    try:
+        stat = path.stat()
+        seen = f"{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        seen = "-"
+    value = hashlib.blake2b(f"{signature.value}|{path}|{seen}".encode(), digest_size=16)
+    return Signature(value.hexdigest(), signature.racy)
+
+
+def _walk(folder: str, skipped: set[str]) -> list[tuple[str, int, int]]:
+    """Every file under `folder` (hidden ones and `skipped` folders left out), sorted."""
+    found: list[tuple[str, int, int]] = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.name.startswith(".") or entry.path in skipped:
+            continue
+        try:
+            if entry.is_dir():
+                found.extend(_walk(entry.path, skipped))
+            else:
+                stat = entry.stat()
+                found.append((entry.path, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            continue
+    return found

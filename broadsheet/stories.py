@@ -1,0 +1,183 @@
+"""Story files -> validated Articles, reusing the build cache and spreading work over cores.
+
+A story whose size and mtime match the cache is not read at all; one whose bytes match (a
+touched file) is not parsed. A file changed less than two seconds before it was read is
+"racy": its mtime may not move on the next edit within the same clock tick, so the next
+build confirms it by its bytes (git's index does the same).
+
+Parsing is the costliest part of a cold build (YAML), so many changed stories are parsed by
+a pool of worker processes; each returns the same StoryEntry a serial parse would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from .buildcache import StoryEntry, engine_key
+from .config import Config
+from .diagnostics import Diagnostic, Diagnostics, display_path
+from .frontmatter import parse_front_matter
+from .model import Article
+from .sources import MAX_STORY_BYTES, find_story_files
+from .urls import make_slug
+from .validate import check_unique_slugs, validate_story
+
+Progress = Callable[[str, int, int], None]
+RACY_NS = 2_000_000_000
+PARALLEL_MIN = 400  # below this many stories to parse, a pool costs more than it saves
+CHUNK = 64
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The stories of one build and what the cache learns from reading them."""
+
+    articles: list[Article]
+    entries: dict[str, StoryEntry]  # by shown path, for the next build's cache
+    parsed: dict[str, str]  # article.source -> the digest its fingerprint builds on
+    reparsed: int  # stories parsed this build (0 on a rebuild where none changed)
+
+
+def read_key(config: Config) -> str:
+    """What validation reads besides the file: Broadsheet itself, the timezone, the issues."""
+    return f"{engine_key()}|{config.tz.key}|{config.issues!r}"
+
+
+def load_stories(
+    config: Config,
+    diagnostics: Diagnostics,
+    cached: dict[str, StoryEntry],
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> Loaded:
+    """Read and validate every story; problems go to `diagnostics`, good stories come back."""
+    root = config.root
+    key = read_key(config)
+    paths = find_story_files(root / config.content_dir)
+    entries: dict[str, StoryEntry] = {}
+    todo: list[tuple[Path, str, StoryEntry | None]] = []
+    now = time.time_ns()
+    for path in paths:
+        shown = display_path(path, root)
+        entry = cached.get(shown)
+        if entry is not None and entry.read_key == key and _unchanged(path, entry, now):
+            entries[shown] = entry
+        else:
+            todo.append((path, shown, entry))
+    for done, (shown, entry) in enumerate(_parse_all(todo, config, key, workers), start=1):
+        if progress:
+            progress("Reading stories", done, len(todo))
+        entries[shown] = entry
+    articles = []
+    for shown in sorted(entries):
+        entry = entries[shown]
+        diagnostics.extend(entry.diagnostics)
+        if entry.article is not None:
+            articles.append(entry.article)
+    collisions = check_unique_slugs(articles)
+    diagnostics.extend(collisions)
+    clashing = {(d.path, d.field) for d in collisions}
+    kept = [a for a in articles if (a.source, "slug") not in clashing]
+    parsed = {shown: entry.parsed(shown) for shown, entry in entries.items()}
+    return Loaded(kept, entries, parsed, len(todo))
+
+
+def _unchanged(path: Path, entry: StoryEntry, now: int) -> bool:
+    """Same size and mtime, and the mtime old enough to trust (not racy)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return (
+        stat.st_size == entry.size
+        and stat.st_mtime_ns == entry.mtime_ns
+        and now - stat.st_mtime_ns > RACY_NS
+    )
+
+
+def _parse_all(
+    todo: list[tuple[Path, str, StoryEntry | None]], config: Config, key: str,
+    workers: int | None,
+) -> Iterator[tuple[str, StoryEntry]]:
+    workers = workers or min(os.cpu_count() or 1, 4)
+    if len(todo) < PARALLEL_MIN or workers < 2:
+        for path, shown, previous in todo:
+            yield shown, parse_story(path, shown, config, key, previous)
+        return
+    jobs = [(path, shown, previous) for path, shown, previous in todo]
+    chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("fork"), initializer=_init_worker, initargs=(config, key)
+    ) as pool:
+        for results in pool.map(_parse_chunk, chunks):
+            yield from results
+
+
+_worker: tuple[Config, str] | None = None
+
+
+def _init_worker(config: Config, key: str) -> None:
+    global _worker
+    _worker = (config, key)
+
+
+def _parse_chunk(
+    jobs: list[tuple[Path, str, StoryEntry | None]],
+) -> list[tuple[str, StoryEntry]]:
+    assert _worker is not None
+    config, key = _worker
+    return [(shown, parse_story(path, shown, config, key, previous)) for path, shown, previous
+            in jobs]
+
+
+def parse_story(
+    path: Path, shown: str, config: Config, key: str, previous: StoryEntry | None = None
+) -> StoryEntry:
+    """One story file, read and validated (or its diagnostics), as a cache entry."""
+    try:
+        stat = path.stat()
+        if stat.st_size > MAX_STORY_BYTES:
+            limit = MAX_STORY_BYTES // 1024 // 1024
+            problem = f"is {stat.st_size // 1024} KiB; a story file may be at most {limit} MiB"
+            return _failed(stat, shown, key, problem)
+        data = path.read_bytes()
+    except OSError as exc:
+        return StoryEntry(0, 0, "", key, None,
+                          [Diagnostic(shown, 0, "", f"cannot be read: {exc.strerror or exc}")])
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    if previous is not None and previous.digest == digest and previous.read_key == key:
+        return StoryEntry(stat.st_size, stat.st_mtime_ns, digest, key, previous.article,
+                          previous.diagnostics)
+    diagnostics = Diagnostics()
+    article = _validate(data, path, shown, config, diagnostics)
+    return StoryEntry(stat.st_size, stat.st_mtime_ns, digest, key, article, diagnostics.items)
+
+
+def _validate(
+    data: bytes, path: Path, shown: str, config: Config, diagnostics: Diagnostics
+) -> Article | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        diagnostics.error(shown, line, "", f"is not UTF-8 text (byte 0x{data[exc.start]:02x} "
+                          "cannot be decoded); save the file as UTF-8")
+        return None
+    front = parse_front_matter(text, shown)
+    if isinstance(front, list):
+        diagnostics.extend(front)
+        return None
+    default_slug = make_slug(path.stem, "story")
+    return validate_story(front, shown, default_slug, config, diagnostics)
+
+
+def _failed(stat: os.stat_result, shown: str, key: str, problem: str) -> StoryEntry:
+    return StoryEntry(stat.st_size, stat.st_mtime_ns, "", key, None,
+                      [Diagnostic(shown, 0, "", problem)])

@@ -1,0 +1,333 @@
+"""Render units: each page, feed and email edition, what it depends on, and whether to redo it.
+
+A unit is one thing a template renders (one page; a feed in all its formats; an issue's two
+email parts). Its *key* holds what is known before rendering (Broadsheet's version, the
+config, the page's head, the feed's entries) and its *facts* what the rendering read (see
+tracking.py). A unit whose key and facts match the last build, and whose files are still in
+the output folder, is kept as it is; the reason for every other one is what `--explain`
+prints.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Protocol
+
+import jinja2
+
+from . import tracking
+from .buildcache import UnitRecord
+from .config import Config
+from .diagnostics import Diagnostic
+from .feeds import Feed, render_feeds
+from .model import Article, Issue, Site
+from .newsletter import email_routes, render_email_html, render_email_text
+from .pictures import PictureBook
+from .routes import Page
+from .templates import StaticFiles, template_diagnostic
+from .tracking import FactChecker, Fingerprints, Recorder, Tracked
+from .urls import UrlBuilder, output_file
+
+RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError)
+FEED_ISSUE_TEMPLATE = "feed-issue.html"
+PARALLEL_MIN = 300  # fewer units than this render faster in this process than in a pool
+
+Renderer = Callable[[Recorder], list[tuple[str, bytes]]]
+
+
+@dataclass
+class Unit:
+    id: str
+    files: tuple[str, ...]
+    key: dict[str, Any]
+    roots: Mapping[str, Any]  # what fact paths start from
+    render: Renderer
+    error_route: str  # named in a template error
+
+
+@dataclass
+class Decision:
+    unit: Unit
+    reason: str | None  # None: keep the last build's files
+
+
+class FileSink(Protocol):
+    def write(self, name: str, data: bytes) -> bool: ...
+
+    def keep(self, name: str) -> None: ...
+
+
+@dataclass
+class Rendered:
+    """What rendering some units gave: new records, and template errors."""
+
+    records: dict[str, UnitRecord] = field(default_factory=dict)
+    problems: list[Diagnostic] = field(default_factory=list)
+    unchanged: int = 0  # files rendered to the same bytes as before
+    parallel: bool = False  # rendered by worker processes (the parent's sink did not count)
+
+    def add(self, other: Rendered) -> None:
+        self.records.update(other.records)
+        self.problems.extend(other.problems)
+        self.unchanged += other.unchanged
+
+
+# -- planning -----------------------------------------------------------------------------
+
+
+class UnitPlanner:
+    """Makes the units of one build; everything they share is computed once."""
+
+    def __init__(
+        self,
+        env: jinja2.Environment,
+        site: Site,
+        config: Config,
+        url_builder: UrlBuilder,
+        pictures: PictureBook,
+        fingerprints: Fingerprints,
+        common: dict[str, Any],
+    ) -> None:
+        self.env, self.site, self.config = env, site, config
+        self.urls, self.pictures, self.fp = url_builder, pictures, fingerprints
+        self.common = common  # key parts of every unit: engine, config
+
+    def pages(self, pages: list[Page]) -> Iterator[Unit]:
+        for page in pages:
+            yield Unit(
+                f"page:{page.route}",
+                (output_file(page.route),),
+                {**self.common, "template": page.template, "page": self.fp.of(page.info)},
+                {"site": self.site, **page.context},
+                self._page_renderer(page),
+                page.route,
+            )
+
+    def _page_renderer(self, page: Page) -> Renderer:
+        def render(recorder: Recorder) -> list[tuple[str, bytes]]:
+            context = {name: recorder.wrap(value, (name,)) for name, value in page.context.items()}
+            template = self.env.get_template(page.template)
+            html = template.render(site=Tracked(self.site, ("site",), recorder),
+                                   config=self.config, page=page.info, **context)
+            return [(output_file(page.route), html.encode("utf-8"))]
+
+        return render
+
+    def feeds(self, feeds: list[Feed]) -> Iterator[Unit]:
+        names = self.config.feeds.formats
+        for feed in feeds:
+            yield Unit(
+                f"feed:{feed.folder}",
+                tuple(feed.folder + name for name in names.values()),
+                {**self.common, "feed": self.fp.of(feed)},
+                {"site": self.site},
+                self._feed_renderer(feed),
+                feed.page,
+            )
+
+    def _feed_renderer(self, feed: Feed) -> Renderer:
+        def render(recorder: Recorder) -> list[tuple[str, bytes]]:
+            template = self.env.get_template(FEED_ISSUE_TEMPLATE) if feed.issues else None
+
+            def issue_html(issue: Issue) -> str:
+                assert template is not None
+                site = Tracked(self.site, ("site",), recorder)
+                return template.render(site=site, config=self.config, issue=issue).strip()
+
+            return list(render_feeds([feed], self.config, self.urls, issue_html,
+                                     self.pictures.enclosure_for))
+
+        return render
+
+    def emails(self, issues: Iterable[Issue]) -> Iterator[Unit]:
+        for position, issue in enumerate(issues):
+            yield Unit(
+                f"email:{issue.number}",
+                email_routes(issue),
+                {**self.common, "issue": issue.number},
+                {"site": self.site, "issue": self.site.issues[position]},
+                self._email_renderer(position),
+                email_routes(issue)[0],
+            )
+
+    def _email_renderer(self, position: int) -> Renderer:
+        def render(recorder: Recorder) -> list[tuple[str, bytes]]:
+            site = Tracked(self.site, ("site",), recorder)
+            issue = recorder.wrap(self.site.issues[position], ("issue",))
+            html_route, text_route = email_routes(self.site.issues[position])
+            return [
+                (html_route, render_email_html(self.env, site, self.config, issue)),
+                (text_route, render_email_text(self.env, site, self.config, issue)),
+            ]
+
+        return render
+
+
+# -- deciding -----------------------------------------------------------------------------
+
+
+def fact_specials(
+    env: jinja2.Environment, static: StaticFiles, pictures: PictureBook, fp: Fingerprints
+) -> dict[str, tracking.Special]:
+    """How to evaluate the facts that are not read from the model."""
+
+    def template(path: tuple[Any, ...]) -> Any:
+        digest = getattr(env, "template_digest", None)
+        return digest(path[1]) if digest else None
+
+    def asset(path: tuple[Any, ...]) -> Any:
+        return static.version(path[1]) if path[1] in static.files else None
+
+    return {
+        "#template": template,
+        "#asset": asset,
+        "#view": lambda path: fp.of(pictures.sources.get(path[1])),
+        "#placeholder": lambda path: path[1] in pictures.placeholders,
+        "#file": lambda path: path[1] in pictures.files,
+    }
+
+
+class Decider:
+    """Compares each unit with the last build's record of it."""
+
+    def __init__(
+        self, records: Mapping[str, UnitRecord], checker: FactChecker, output: Path | None
+    ) -> None:
+        self.records = records
+        self.checker = checker
+        self.output = output  # the previous output folder, None when it cannot be reused
+
+    def decide(self, unit: Unit) -> Decision:
+        return Decision(unit, self.reason(unit))
+
+    def reason(self, unit: Unit) -> str | None:
+        if self.output is None:
+            return "no previous output to reuse"
+        record = self.records.get(unit.id)
+        if record is None or record.files != unit.files:
+            return "new"
+        if record.key != unit.key:
+            changed = sorted(k for k in unit.key.keys() | record.key.keys()
+                             if unit.key.get(k) != record.key.get(k))
+            sources = [v.source for v in unit.roots.values() if isinstance(v, Article)]
+            return _key_reason(changed) + (f" ({', '.join(sources)})" if sources else "")
+        changed_fact = self.checker.changed(unit.roots, record.facts)
+        if changed_fact is not None:
+            return self._fact_reason(unit, changed_fact)
+        for name in unit.files:
+            if not os.path.isfile(os.path.join(self.output, name)):
+                return f"{name} is missing from the output folder"
+        return None
+
+    def _fact_reason(self, unit: Unit, path: tuple[Any, ...]) -> str:
+        head = path[0]
+        if head == "#template":
+            return f"template {path[1]} changed"
+        if head == "#asset":
+            return f"static file {path[1]} changed"
+        if head in ("#view", "#placeholder", "#file"):
+            image = path[1]
+            return f"picture {getattr(image, 'url', image)} changed"
+        shown = tracking.describe(path)
+        value = _resolve(unit.roots, path)
+        if isinstance(value, Article):
+            return f"{shown} changed ({value.source})"
+        return f"{shown} changed"
+
+
+def _key_reason(changed: list[str]) -> str:
+    words = {
+        "engine": "Broadsheet or a library it uses changed",
+        "config": "site.yaml changed",
+        "template": "it uses another template",
+        "page": "its title, description, date or feeds changed",
+        "feed": "its entries changed",
+    }
+    return "; ".join(words.get(name, f"{name} changed") for name in changed)
+
+
+def _resolve(roots: Mapping[str, Any], path: tuple[Any, ...]) -> Any:
+    value = roots.get(path[0])
+    try:
+        for step in path[1:]:
+            if isinstance(step, str) and step.startswith("#"):
+                return value
+            if isinstance(step, tuple):
+                value = value[slice(*step[1:])]
+            else:
+                value = value[step] if isinstance(step, int) else getattr(value, step)
+    except (AttributeError, IndexError, TypeError):
+        return None
+    return value
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+
+def render_units(
+    units: list[Unit],
+    sink: FileSink,
+    fp: Fingerprints,
+    config: Config,
+    progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
+) -> Rendered:
+    """Render every unit into `sink`, in this process or spread over a pool of processes.
+
+    Workers are forked, so they share the site model without copying it; each writes its
+    files itself and sends back only the records (output is the same as a serial build)."""
+    workers = workers or min(os.cpu_count() or 1, 4)
+    if len(units) < PARALLEL_MIN or workers < 2:
+        return _render_serial(units, sink, fp, config, progress)
+    global _shared
+    _shared = (units, sink, fp, config)
+    try:
+        parts = workers * 4
+        slices = [list(range(i, len(units), parts)) for i in range(parts)]
+        result = Rendered(parallel=True)
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            for done, part in enumerate(pool.map(_render_slice, slices), start=1):
+                result.add(part)
+                if progress:
+                    progress(len(units) * done // parts)
+        return result
+    finally:
+        _shared = None
+
+
+_shared: tuple[list[Unit], FileSink, Fingerprints, Config] | None = None
+
+
+def _render_slice(indexes: list[int]) -> Rendered:
+    assert _shared is not None
+    units, sink, fp, config = _shared
+    return _render_serial([units[i] for i in indexes], sink, fp, config, None)
+
+
+def _render_serial(
+    units: list[Unit],
+    sink: FileSink,
+    fp: Fingerprints,
+    config: Config,
+    progress: Callable[[int], None] | None,
+) -> Rendered:
+    result = Rendered()
+    for done, unit in enumerate(units, start=1):
+        if progress:
+            progress(done)
+        recorder = Recorder(fp)
+        try:
+            with tracking.recording(recorder):
+                files = unit.render(recorder)
+        except RENDER_ERRORS as exc:
+            result.problems.append(template_diagnostic(exc, config, unit.error_route))
+            continue
+        for name, data in files:
+            result.unchanged += sink.write(name, data)
+        result.records[unit.id] = UnitRecord(unit.files, unit.key, recorder.facts)
+    return result

@@ -1,0 +1,319 @@
+"""The build cache: a rebuild renders only what changed, and is always byte-identical to a
+clean build of the same input (a property test over random edit sequences)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from broadsheet import stories, units
+from broadsheet.buildcache import CACHE_FILE
+from broadsheet.cli import main
+from broadsheet.pipeline import BuildOptions, BuildReport, build
+
+from .conftest import REPO, MiniSite, story
+
+SITE_YAML = """\
+title: Incremental Digest
+base_url: https://example.org/digest/
+timezone: UTC
+images:
+  fetch: false
+issues:
+  period: weekly
+  epoch: 2020-01-06
+topics:
+  page_size: {page_size}
+home:
+  stories: {home}
+"""
+TOPICS = ["AI", "Privacy", "Policy", "Open Source"]
+DATES = [f"2020-01-{day:02d}T{hour:02d}:00:00Z" for day in (7, 9, 14, 16, 22, 27) for hour in (8, 17)]
+TEMPLATES = ["base.html", "story.html", "topic.html", "home.html", "_macros.html",
+             "feed-issue.html", "email.txt"]
+EXAMPLES = int(os.environ.get("BROADSHEET_HYPOTHESIS_EXAMPLES", "12"))
+# Shrinking a failing sequence of builds takes minutes: on request only (=1), not in CI.
+PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + (
+    [Phase.shrink] if os.environ.get("BROADSHEET_HYPOTHESIS_SHRINK") else [])
+
+
+def site_yaml(variant: int = 0) -> str:
+    text = SITE_YAML.format(page_size=2 + variant % 2, home=3 + variant % 3)
+    return text.replace("Incremental Digest", f"Incremental Digest {variant}") if variant else text
+
+
+def story_text(number: int, variant: int) -> str:
+    """Story `number` in one of many shapes: the variant picks title, date, topics, body."""
+    topics = [TOPICS[(number + variant + k) % len(TOPICS)] for k in range(1 + variant % 3)]
+    extra = "topics:\n" + "".join(f"  - {t}\n" for t in topics)
+    extra += f"quality: {variant % 5}\n"
+    if variant % 4 == 0:
+        extra += "editorPick: true\n"
+    if variant % 7 == 3:
+        extra += "published: false\n"
+    if number % 3 == 0:
+        extra += "images:\n  - url: images/pic.jpg\n    width: 64\n    height: 40\n"
+        extra += f"    title: Picture of story {number}\n"
+    body = f"Paragraph {variant} of story {number}, with a [link](https://example.com/{variant}).\n"
+    return story(
+        title=f"Story {number} take {variant}",
+        when=DATES[(number * 5 + variant) % len(DATES)],
+        url=f"https://news.example.com/{number}",
+        extra=extra,
+        body=body,
+    )
+
+
+def picture(variant: int) -> bytes:
+    image = Image.new("RGB", (64 + 8 * (variant % 2), 40), ((variant * 70) % 256, 90, 160))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+class Curator:
+    """Applies edits to a site folder the way a curator would, and builds it both ways."""
+
+    def __init__(self, root: Path, clean: Path) -> None:
+        self.site = MiniSite(root)
+        self.clean = clean
+        self.names: dict[int, str] = {}  # story number -> its file name
+        self.counter = 0
+        self.site.write("site.yaml", site_yaml())
+        self.site.write("content/images/pic.jpg", picture(0))
+        for number in range(4):
+            self.add(number)
+
+    def add(self, variant: int) -> None:
+        self.counter += 1
+        number = self.counter
+        self.names[number] = f"content/s{number}.md"
+        self.site.write(self.names[number], story_text(number, variant))
+
+    def pick(self, index: int) -> int | None:
+        return sorted(self.names)[index % len(self.names)] if self.names else None
+
+    def apply(self, op: tuple[str, int, int]) -> None:
+        kind, index, variant = op
+        number = self.pick(index)
+        if kind == "add" or number is None:
+            self.add(variant)
+        elif kind == "edit":
+            self.site.write(self.names[number], story_text(number, variant))
+        elif kind == "rename":
+            self.counter += 1
+            new = f"content/renamed-{self.counter}.md"
+            os.replace(self.site.root / self.names[number], self.site.root / new)
+            self.names[number] = new
+        elif kind == "delete":
+            self.site.remove(self.names.pop(number))
+        elif kind == "template":
+            name = TEMPLATES[index % len(TEMPLATES)]
+            source = (REPO / "themes/default/templates" / name).read_text(encoding="utf-8")
+            marker = f"{{# edit {variant} #}}" if variant % 2 else f"<!-- edit {variant} -->"
+            self.site.write(f"templates/{name}", source + marker + "\n")
+        elif kind == "untemplate":
+            for path in (self.site.root / "templates").glob("*"):
+                path.unlink()
+        elif kind == "config":
+            self.site.write("site.yaml", site_yaml(variant))
+        elif kind == "image":
+            self.site.write("content/images/pic.jpg", picture(variant))
+        elif kind == "age":  # as if time passed: mtimes old enough to be trusted
+            past = time.time() - 60
+            for path in self.site.root.rglob("*"):
+                if path.is_file() and ".cache" not in path.parts:
+                    os.utime(path, (past, past))
+
+    def check(self) -> BuildReport:
+        """Build incrementally, build from scratch elsewhere: the outputs must be identical."""
+        report = self.site.build()
+        build(self.site.root, BuildOptions(offline=True, use_cache=False, output_dir=self.clean,
+                                           cache_name="clean"))
+        incremental, clean = tree(self.site.output), tree(self.clean)
+        assert sorted(incremental) == sorted(clean)
+        different = [name for name in clean if incremental[name] != clean[name]]
+        assert not different, f"incremental output differs from a clean build: {different}"
+        return report
+
+
+OPS = st.tuples(
+    st.sampled_from(["add", "edit", "edit", "edit", "rename", "delete", "template",
+                     "untemplate", "config", "image", "age", "age"]),
+    st.integers(0, 20),
+    st.integers(0, 20),
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(OPS, min_size=1, max_size=7))
+def test_incremental_builds_equal_clean_builds(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, int]]
+) -> None:
+    base = tmp_path_factory.mktemp("incremental")
+    curator = Curator(base / "site", base / "clean")
+    curator.check()
+    for op in ops:
+        curator.apply(op)
+        curator.check()
+
+
+# -- what a rebuild does ------------------------------------------------------------------
+
+
+@pytest.fixture
+def curator(tmp_path: Path) -> Curator:
+    curated = Curator(tmp_path / "site", tmp_path / "clean")
+    curated.check()
+    curated.apply(("age", 0, 0))
+    return curated
+
+
+def rebuilt(report: BuildReport) -> set[str]:
+    return {unit for unit, _ in report.rebuilt}
+
+
+def test_nothing_changed_renders_nothing(curator: Curator) -> None:
+    curator.site.build()  # records the now-trusted mtimes
+    report = curator.site.build()
+    assert report.nothing_changed and report.site is None
+    assert report.reparsed == 0 and not report.rebuilt
+
+
+def test_one_edit_renders_what_shows_that_story(curator: Curator) -> None:
+    curator.site.build()
+    number = curator.pick(1)
+    assert number is not None
+    curator.apply(("edit", 1, 13))  # same date and topics: a new title and quality
+    report = curator.check()
+    assert report.reparsed == 1
+    slug = Path(curator.names[number]).stem
+    units_rendered = rebuilt(report)
+    assert f"page:stories/{slug}/" in units_rendered
+    assert "page:" in units_rendered and "feed:" in units_rendered  # home, site feed
+    others = [n for n in curator.names if n != number]
+    assert not any(f"page:stories/{Path(curator.names[n]).stem}/" in units_rendered
+                   for n in others), "other stories' pages were rendered again"
+    reasons = dict(report.rebuilt)
+    assert any(curator.names[number] in why for why in reasons.values())
+
+
+def test_template_edit_renders_only_pages_that_use_it(curator: Curator) -> None:
+    curator.apply(("template", TEMPLATES.index("topic.html"), 1))
+    report = curator.check()
+    assert rebuilt(report) and all(u.startswith("page:topics/") for u in rebuilt(report))
+    assert all("topic.html" in why for _, why in report.rebuilt)
+
+
+def test_config_edit_renders_everything(curator: Curator) -> None:
+    curator.apply(("config", 0, 1))
+    report = curator.check()
+    assert len(report.rebuilt) == report.pages + len([u for u in rebuilt(report)
+                                                      if not u.startswith("page:")])
+    assert all("site.yaml changed" in why for _, why in report.rebuilt)
+
+
+def test_deleted_output_file_is_restored(curator: Curator) -> None:
+    victim = curator.site.output / "topics" / "ai" / "index.html"
+    victim.unlink()
+    report = curator.check()
+    assert victim.is_file()
+    assert "page:topics/ai/" in rebuilt(report)
+
+
+def test_removed_story_leaves_no_files_behind(curator: Curator) -> None:
+    number = curator.pick(0)
+    assert number is not None
+    slug = Path(curator.names[number]).stem
+    curator.apply(("delete", 0, 0))
+    report = curator.check()
+    assert f"stories/{slug}/index.html" in report.removed
+    assert not (curator.site.output / "stories" / slug).exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[: len(data) // 2],  # truncated
+        lambda data: b"\x00garbage" * 10,  # corrupt
+        lambda data: pickle.dumps({"not": "a cache"}),  # another shape
+        lambda data: b"",  # empty
+    ],
+)
+def test_a_damaged_cache_is_ignored_with_a_note(curator: Curator, damage: object) -> None:
+    cache = curator.site.root / ".cache" / "build" / CACHE_FILE
+    cache.write_bytes(damage(cache.read_bytes()))  # type: ignore[operator]
+    report = curator.check()
+    assert report.notes and "cache" in report.notes[0]
+    assert report.reparsed == len(curator.names) + 0  # every story read again
+    assert curator.site.build().notes == []  # the cache was rewritten
+
+
+def test_a_cache_from_another_version_is_not_trusted(
+    curator: Curator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broadsheet import buildcache
+
+    monkeypatch.setattr(buildcache, "engine_key", lambda: "another-version")
+    report = curator.check()
+    assert any("another Broadsheet version" in note for note in report.notes)
+    assert report.reparsed == len(curator.names)
+
+
+def test_no_cache_renders_everything(curator: Curator) -> None:
+    report = curator.site.build(use_cache=False)
+    assert report.reparsed == len(curator.names)
+    assert len(report.rebuilt) >= report.pages
+
+
+def test_failed_build_keeps_output_and_cache_consistent(curator: Curator) -> None:
+    before = tree(curator.site.output)
+    curator.site.write("content/broken.md", "---\ntitle: [unclosed\n---\n")
+    curator.site.fail()
+    assert tree(curator.site.output) == before
+    curator.site.remove("content/broken.md")
+    curator.apply(("edit", 2, 5))
+    curator.check()
+
+
+def test_parallel_rendering_matches_serial(curator: Curator, monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    monkeypatch.setattr(units, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(stories, "PARALLEL_MIN", 1)
+    parallel = tmp_path / "parallel"
+    build(curator.site.root, BuildOptions(offline=True, use_cache=False, output_dir=parallel,
+                                          cache_name="parallel", workers=2))
+    serial = tmp_path / "serial"
+    build(curator.site.root, BuildOptions(offline=True, use_cache=False, output_dir=serial,
+                                          cache_name="serial", workers=1))
+    assert tree(parallel) == tree(serial)
+
+
+def test_explain_says_why(curator: Curator, capsys: pytest.CaptureFixture[str]) -> None:
+    curator.site.build()
+    assert main(["build", "--site", str(curator.site.root), "--offline", "--explain"]) == 0
+    assert "Nothing changed" in capsys.readouterr().out
+    curator.apply(("edit", 0, 12))
+    assert main(["build", "--site", str(curator.site.root), "--offline", "--explain"]) == 0
+    out = capsys.readouterr().out
+    number = curator.pick(0)
+    assert number is not None
+    assert f"stories/{Path(curator.names[number]).stem}/" in out
+    assert curator.names[number] in out
