@@ -12,7 +12,7 @@ from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from .config import Config, IssueSettings
-from .coverage import canonical_url, fold_coverage, related_keys
+from .coverage import prepare_coverage
 from .model import Article, Issue, Section, Site, Topic, TopicRef
 from .periods import issue_bounds, issue_number
 
@@ -55,19 +55,23 @@ def rank(article: Article) -> tuple[bool, int, int, float, str]:
 
 def link_coverage(articles: list[Article]) -> list[Article]:
     """Fold duplicate coverage and point coverage that is also a story here at its page."""
-    slug_by_url = {canonical_url(a.url): a.slug for a in articles}
+    prepared = [a if a.coverage is not None else prepare_coverage(a) for a in articles]
+    slug_by_url = {a.coverage.own: a.slug for a in prepared if a.coverage is not None}
     linked = []
-    for article in articles:
-        folded = fold_coverage(article.related, {canonical_url(article.url)})
-        related = tuple(
-            replace(item, story_slug=_first_match(related_keys(item), slug_by_url))
-            for item in folded
-        )
-        linked.append(replace(article, related=related))
+    for article in prepared:
+        assert article.coverage is not None
+        slugs = [_first_match(keys, slug_by_url) for keys in article.coverage.related]
+        if any(slug != item.story_slug for slug, item in zip(slugs, article.related, strict=True)):
+            related = tuple(
+                item if item.story_slug == slug else replace(item, story_slug=slug)
+                for slug, item in zip(slugs, article.related, strict=True)
+            )
+            article = replace(article, related=related)
+        linked.append(article)
     return linked
 
 
-def _first_match(keys: set[str], slug_by_url: dict[str, str]) -> str | None:
+def _first_match(keys: frozenset[str], slug_by_url: dict[str, str]) -> str | None:
     matches = sorted(slug_by_url[k] for k in keys if k in slug_by_url)
     return matches[0] if matches else None
 
@@ -83,7 +87,9 @@ def canonical_topics(articles: list[Article]) -> list[Article]:
             spellings[topic.slug][topic.name] += 1
     names = {slug: min(counts, key=lambda n: (-counts[n], n)) for slug, counts in spellings.items()}
     return [
-        replace(article, topics=tuple(TopicRef(names[t.slug], t.slug) for t in article.topics))
+        article
+        if all(names[t.slug] == t.name for t in article.topics)
+        else replace(article, topics=tuple(TopicRef(names[t.slug], t.slug) for t in article.topics))
         for article in articles
     ]
 

@@ -16,9 +16,9 @@ build and is never trusted past its fingerprints.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 import pickle
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +33,7 @@ from .tracking import Facts
 FORMAT = 1
 CACHE_FILE = "state.pickle"
 _LIBRARIES = ("pyyaml", "markdown-it-py", "jinja2", "feedgen", "pillow", "nh3", "css-inline",
-              "python-slugify", "markupsafe", "lxml", "mdit-py-plugins")
+              "python-slugify", "markupsafe", "lxml", "mdit-py-plugins", "pagefind")
 
 
 @lru_cache(maxsize=1)
@@ -46,13 +46,27 @@ def engine_key() -> str:
     package = Path(__file__).parent
     for path in sorted(package.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for name in _LIBRARIES:
-        try:
-            version = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            version = "-"
-        digest.update(f"{name}={version};".encode())
+    for installed in _installed(_LIBRARIES):
+        digest.update(f"{installed};".encode())
     return digest.hexdigest()
+
+
+def _installed(names: tuple[str, ...]) -> list[str]:
+    """`name-version` of each library, from the names of the `.dist-info` folders on
+    sys.path (importlib.metadata would cost more than the whole nothing-changed build)."""
+    wanted = {re.sub(r"[-_.]+", "_", n).lower() for n in names}
+    found: set[str] = set()
+    for folder in sys.path:
+        try:
+            entries = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith(".dist-info"):
+                name, _, version = entry[: -len(".dist-info")].partition("-")
+                if re.sub(r"[-_.]+", "_", name).lower() in wanted:
+                    found.add(f"{folder}/{name}-{version}")
+    return sorted(found)
 
 
 @dataclass
@@ -101,29 +115,45 @@ class BuildCache:
         self.path = folder / CACHE_FILE
         self.note = ""
 
-    def load(self) -> CacheState:
-        """The last build's state, or an empty one (with a note when one was refused)."""
+    def load(self, head_only: bool = False) -> CacheState:
+        """The last build's state, or an empty one (with a note when one was refused).
+
+        The file holds three pickles: a small head (what the nothing-changed exit needs),
+        the stories, then the units; `head_only` stops after the first."""
         fresh = CacheState(engine_key())
         try:
             with open(self.path, "rb") as handle:
-                state = pickle.load(handle)
+                head = pickle.load(handle)
+                if not isinstance(head, dict) or head.get("engine") != fresh.engine:
+                    self.note = "the build cache is from another Broadsheet version; rebuilt"
+                    return fresh
+                state = CacheState(**head)
+                if not head_only:
+                    state.stories = pickle.load(handle)
+                    state.units, state.manifest = pickle.load(handle)
+                    _check_types(state)
         except FileNotFoundError:
             return fresh
         except Exception as exc:  # truncated, corrupt, unpicklable: never fatal
             self.note = f"the build cache could not be read ({type(exc).__name__}); rebuilt"
             return fresh
-        if not isinstance(state, CacheState) or getattr(state, "engine", None) != fresh.engine:
-            self.note = "the build cache is from another Broadsheet version; rebuilt"
-            return fresh
         return state
 
     def save(self, state: CacheState) -> None:
         """Write atomically: a crash leaves the old cache or the new one, never half."""
+        head = {
+            "engine": state.engine,
+            "output_id": state.output_id,
+            "signature": state.signature,
+            "warnings": state.warnings,
+            "summary": state.summary,
+        }
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             temporary = self.path.with_name(f".{CACHE_FILE}.{os.getpid()}")
             with open(temporary, "wb") as handle:
-                pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                for part in (head, state.stories, (state.units, state.manifest)):
+                    pickle.dump(part, handle, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(temporary, self.path)
         except OSError as exc:
             self.note = f"the build cache could not be saved: {exc.strerror or exc}"
@@ -135,6 +165,13 @@ class BuildCache:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
             self.note = f"the build cache could not be removed: {exc.strerror or exc}"
+
+
+def _check_types(state: CacheState) -> None:
+    """A cache of the right version but the wrong shape is as bad as a corrupt one."""
+    if not (isinstance(state.stories, dict) and isinstance(state.units, dict)
+            and isinstance(state.manifest, frozenset)):
+        raise TypeError("unexpected build cache contents")
 
 
 # -- the signature of every input, for the nothing-changed exit ---------------------------

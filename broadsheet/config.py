@@ -21,6 +21,8 @@ from .fetch import FetchRules
 from .frontmatter import compose_mapping
 from .readers import NodeReader, is_null, shorten, url_problem
 
+IMAGE_CACHE_FOLDER = "images"  # under images.cache_dir; the build cache sits beside it
+
 CONFIG_FILE = "site.yaml"
 PERIODS = ("daily", "weekly", "monthly")
 DEFAULT_EPOCH = date(2024, 1, 1)  # a Monday; documented in the README

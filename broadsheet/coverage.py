@@ -13,7 +13,7 @@ from dataclasses import replace
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .model import Coverage, Related
+from .model import Article, Coverage, CoverageKeys, Related
 
 _TRACKING_PREFIXES = ("utm_", "mc_", "pk_", "hsa_", "oly_")
 _TRACKING = {
@@ -149,3 +149,12 @@ def _keep_best(group: list[Related]) -> Related:
             seen.add(key)
             also.append(Coverage(outlet=item.provider.name or item.provider.domain, url=item.url))
     return replace(best, also=tuple(also))
+
+
+def prepare_coverage(article: Article) -> Article:
+    """Fold the story's related items and note their comparison keys, once, when its file
+    is read: both depend on the file alone, so the build cache keeps them with the story."""
+    own = canonical_url(article.url)
+    folded = fold_coverage(article.related, {own})
+    keys = tuple(frozenset(related_keys(item)) for item in folded)
+    return replace(article, related=folded, coverage=CoverageKeys(own, keys))

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .imaging import SourceInfo, write_atomically
+from .config import IMAGE_CACHE_FOLDER
 from .thumbnails import PIPELINE_VERSION
 
-CACHE_FOLDER = "images"
+CACHE_FOLDER = IMAGE_CACHE_FOLDER
 PRUNE_AFTER_DAYS = 30
 INDEX_VERSION = f"1/{PIPELINE_VERSION}"
 RACY_NS = 2_000_000_000  # a file changed this close to being hashed is hashed again

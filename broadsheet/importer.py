@@ -25,7 +25,7 @@ from .diagnostics import Diagnostics
 from .feedreader import FeedItem, NotAFeed, ParsedFeed, parse_document
 from .fetch import FetchFailed, FetchRules, fetch_document
 from .model import Article
-from .pipeline import load_articles
+from .stages import load_articles
 from .storyfile import FoldImpossible, Outlet, fold_into, new_story, outlet_for
 from .urls import make_slug
 

@@ -6,7 +6,7 @@ about the content, and every later stage (pages, feeds, thumbnails, caches) deri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 
@@ -72,6 +72,14 @@ class TopicRef:
 
 
 @dataclass(frozen=True)
+class CoverageKeys:
+    """Comparison keys (canonical URLs, outlet+title) of a story and of its related items."""
+
+    own: str
+    related: tuple[frozenset[str], ...]
+
+
+@dataclass(frozen=True)
 class Article:
     """One story: what the curator wrote in one content file, validated."""
 
@@ -94,6 +102,9 @@ class Article:
     pinned_issue: int | None
     body_html: str
     issue: int | None = None  # the digest issue it belongs to, set by assembly
+    # Prepared when the file is read (a function of the file alone, so cached with it):
+    # the comparison keys of the story's URL and of each related item, once folded.
+    coverage: CoverageKeys | None = field(default=None, repr=False, compare=False)
 
     @property
     def image(self) -> Image | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from . import tracking
@@ -164,7 +165,7 @@ class PictureBook:
         if image is None:
             return None
         view = self.sources.get(image)
-        tracking.note_of(("#view", image), view)
+        tracking.note_of(("#view", *image_key(image)), view)
         return view
 
     def _specs(self, view: SourceView | None, operation: str) -> tuple[ThumbSpec, ...]:
@@ -184,6 +185,12 @@ class PictureBook:
         return ", ".join(f"{self.urls.href(s.route)} {s.width}w" for s in specs)
 
 
+def image_key(image: Image) -> tuple[object, ...]:
+    """An Image as plain values (cheap to keep in the build cache); Image(*key) is it again."""
+    return (image.url, image.width, image.height, image.title, image.source, image.field,
+            image.line)
+
+
 def placeholder_shape(image: Image | None, operation: str, seed: str = "") -> tuple[int, int, int]:
     """Width, height and hue of the placeholder for `image` shown through `operation`."""
     size: Size = DEFAULT_SIZE
@@ -193,6 +200,7 @@ def placeholder_shape(image: Image | None, operation: str, seed: str = "") -> tu
     return width, height, hue(image.url if image is not None else seed)
 
 
+@lru_cache(maxsize=65536)
 def placeholder_file(width: int, height: int, angle: int) -> tuple[str, bytes]:
     """The placeholder SVG and its name (a hash of its bytes, like every thumbnail's)."""
     data = placeholder_svg(width, height, angle).encode("ascii")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .buildcache import StoryEntry, engine_key
 from .config import Config
+from .coverage import prepare_coverage
 from .diagnostics import Diagnostic, Diagnostics, display_path
 from .frontmatter import parse_front_matter
 from .model import Article
@@ -175,7 +176,8 @@ def _validate(
         diagnostics.extend(front)
         return None
     default_slug = make_slug(path.stem, "story")
-    return validate_story(front, shown, default_slug, config, diagnostics)
+    article = validate_story(front, shown, default_slug, config, diagnostics)
+    return prepare_coverage(article) if article is not None else None
 
 
 def _failed(stat: os.stat_result, shown: str, key: str, problem: str) -> StoryEntry:

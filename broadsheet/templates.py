@@ -11,6 +11,7 @@ import hashlib
 import traceback
 from collections.abc import Mapping
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -96,6 +97,9 @@ def make_environment(
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=False,
+        # Compiled templates are kept in .cache/templates (keyed by each source's checksum):
+        # compiling the theme costs more than a small rebuild.
+        bytecode_cache=_bytecode_cache(config.root / config.images.cache_dir / "templates"),
     )
     tz = config.tz
 
@@ -128,6 +132,14 @@ def make_environment(
         hue=hue,
     )
     return env
+
+
+def _bytecode_cache(folder: Path) -> jinja2.BytecodeCache | None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # a read-only site folder: compile every time
+    return jinja2.FileSystemBytecodeCache(str(folder))
 
 
 def to_local(value: datetime | date, tz: ZoneInfo) -> datetime | date:
@@ -164,6 +176,7 @@ def plural(count: int, singular: str, many: str | None = None) -> str:
     return f"{count} {singular if count == 1 else (many or singular + 's')}"
 
 
+@lru_cache(maxsize=65536)
 def hue(text: str) -> int:
     """A stable colour angle (0-359) for a placeholder, from any text such as an image URL."""
     return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:6], 16) % 360

@@ -30,6 +30,9 @@ FactPath = tuple[Any, ...]
 Facts = dict[FactPath, Any]
 
 LEN, TYPE, WHOLE = "#len", "#type", "#whole"
+# The model's classes that hold stories: fingerprinted through the stories' own fingerprints
+# (cheap, and what assembly derived), never through repr.
+AGGREGATES = frozenset({"Site", "Topic", "Issue", "Section", "Pager", "Feed", "Article"})
 
 
 def digest(data: str) -> bytes:
@@ -89,6 +92,9 @@ class Fingerprints:
     def _structure(self, value: Any) -> Any:
         if isinstance(value, tuple | list):
             parts: Any = [self.of(item) for item in value]
+        elif type(value).__name__ not in AGGREGATES and dataclasses.is_dataclass(value):
+            # Plain values (images, page heads, settings): their repr says everything.
+            return ("r", digest(repr(value)))
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             names = self._fields.get(type(value))
             if names is None:

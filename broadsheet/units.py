@@ -25,7 +25,7 @@ from .buildcache import UnitRecord
 from .config import Config
 from .diagnostics import Diagnostic
 from .feeds import Feed, render_feeds
-from .model import Article, Issue, Site
+from .model import Article, Image, Issue, Site
 from .newsletter import email_routes, render_email_html, render_email_text
 from .pictures import PictureBook
 from .routes import Page
@@ -186,7 +186,7 @@ def fact_specials(
     return {
         "#template": template,
         "#asset": asset,
-        "#view": lambda path: fp.of(pictures.sources.get(path[1])),
+        "#view": lambda path: fp.of(pictures.sources.get(Image(*path[1:]))),
         "#placeholder": lambda path: path[1] in pictures.placeholders,
         "#file": lambda path: path[1] in pictures.files,
     }
@@ -230,9 +230,10 @@ class Decider:
             return f"template {path[1]} changed"
         if head == "#asset":
             return f"static file {path[1]} changed"
-        if head in ("#view", "#placeholder", "#file"):
-            image = path[1]
-            return f"picture {getattr(image, 'url', image)} changed"
+        if head == "#view":
+            return f"picture {path[1]} changed"
+        if head in ("#placeholder", "#file"):
+            return f"image file {path[1]} changed"
         shown = tracking.describe(path)
         value = _resolve(unit.roots, path)
         if isinstance(value, Article):

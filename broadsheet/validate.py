@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
@@ -140,7 +141,14 @@ def read_provider(
     name = reader.text(fields.get("name"), f"{field}.name", max_length=200)
     if not domain and url:
         domain = (urlsplit(url).hostname or "").removeprefix("www.")
-    return Provider(name=name or domain or "", domain=domain or "")
+    return _provider(name or domain or "", domain or "")
+
+
+@lru_cache(maxsize=4096)
+def _provider(name: str, domain: str) -> Provider:
+    """One object per outlet: thousands of related items share a few hundred outlets, and
+    the build cache stores each shared object once."""
+    return Provider(name=name, domain=domain)
 
 
 def read_topics(reader: NodeReader, node: yaml.Node | None) -> tuple[TopicRef, ...]:

@@ -1,0 +1,265 @@
+"""The build proper: load -> validate -> assemble -> plan -> render -> write, read top to
+bottom, reusing the build cache: only changed stories are parsed, only units whose inputs
+changed are rendered (see units.py), and the output folder is patched or swapped only once
+everything rendered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from .assemble import assemble_site
+from .buildcache import BuildCache, CacheState, Signature, UnitRecord, engine_key, with_file
+from .config import Config
+from .diagnostics import BuildFailed, Diagnostic, Diagnostics
+from .feeds import OPML, Feed, plan_feeds, render_opml
+from .images import render_images
+from .model import Article, Site
+from .output import OutputError, OutputWriter, PatchWriter
+from .pictures import PictureBook
+from .pipeline import BuildOptions, BuildReport, Counts, Progress, _output_id, image_index
+from .routes import Page, plan_pages
+from .search import index_site
+from .sitemap import render_robots, render_sitemap
+from .stories import load_stories
+from .templates import StaticFiles, make_environment
+from .tracking import FactChecker, Fingerprints
+from .units import Decider, Unit, UnitPlanner, fact_specials, render_units
+from .urls import ROBOTS, SITEMAP, UrlBuilder, static_route
+
+
+class Sink(Protocol):
+    def write(self, name: str, data: bytes) -> bool: ...
+
+    def write_file(self, name: str, source: Path) -> None: ...
+
+    def keep(self, name: str) -> None: ...
+
+
+class DiscardingSink:
+    """For `check`: render everything, keep nothing."""
+
+    def __init__(self) -> None:
+        self.written: set[str] = set()
+        self.unchanged = 0
+
+    def write(self, name: str, data: bytes) -> bool:
+        self.written.add(name)
+        return False
+
+    def write_file(self, name: str, source: Path) -> None:
+        self.written.add(name)
+
+    def keep(self, name: str) -> None:
+        self.written.add(name)
+
+
+def run(
+    config: Config,
+    options: BuildOptions,
+    cache: BuildCache,
+    signature: Signature,
+    started: float,
+    progress: Progress | None,
+    write: bool,
+) -> BuildReport:
+    """The build proper, once `pipeline.build` found that something changed: load ->
+    validate -> assemble -> plan -> render -> write, reusing what the cache says is current."""
+    output_dir = config.root / config.output_dir
+    state = cache.load() if options.use_cache else CacheState(engine_key())
+    diagnostics = Diagnostics()
+    loaded = load_stories(config, diagnostics, state.stories, progress, options.workers)
+    warnings = diagnostics.warnings
+    if diagnostics.errors:
+        if not options.keep_going:
+            raise BuildFailed(diagnostics.items)
+        warnings = [d.as_warning() for d in diagnostics.items]
+    site = assemble_site(loaded.articles, config, include_drafts=options.drafts)
+    url_builder = UrlBuilder(config.base_url)
+    feeds = plan_feeds(site, config)
+    pages = plan_pages(site, config, url_builder, feeds)
+    previous = _reusable_output(state, output_dir) if write else None
+    notes = [cache.note] if cache.note else []
+    job = RenderJob(site, pages, feeds, config, url_builder, Fingerprints(loaded.parsed),
+                    state, previous, options.workers)
+    try:
+        if not write:
+            outcome = render_site(job, DiscardingSink(), progress)
+        else:
+            outcome = _render_and_commit(job, cache, output_dir, progress)
+    except OutputError as exc:
+        raise BuildFailed(
+            [Diagnostic(str(config.output_dir), 0, "output_dir", str(exc))],
+            "the output folder could not be written",
+        ) from None
+    all_warnings = warnings + outcome.pictures.warnings
+    if write:
+        new_state = CacheState(
+            state.engine, loaded.entries, outcome.records, frozenset(outcome.files),
+            _output_id(output_dir),
+            "" if signature.racy else with_file(signature, image_index(config)).value,
+            all_warnings,
+            {"pages": len(pages), "files": len(outcome.files), **Counts.of(site).__dict__},
+        )
+        cache.save(new_state)
+        if cache.note and cache.note not in notes:
+            notes.append(cache.note)
+    return BuildReport(
+        config,
+        site,
+        len(pages),
+        len(outcome.files),
+        outcome.unchanged,
+        time.perf_counter() - started,
+        all_warnings,
+        outcome.pictures.stats,
+        Counts.of(site),
+        outcome.rebuilt,
+        outcome.removed,
+        loaded.reparsed,
+        notes=notes,
+    )
+
+
+def _render_and_commit(
+    job: RenderJob, cache: BuildCache, output_dir: Path, progress: Progress | None
+) -> Outcome:
+    """Render into a pending folder and patch `output/`, or into a staging folder and swap
+    it in; either way `output/` changes only once everything rendered."""
+    sink: OutputWriter | PatchWriter
+    if job.previous is not None and not job.config.search:
+        sink = PatchWriter(output_dir, job.state.manifest)
+    else:
+        sink = OutputWriter(output_dir)
+    with sink:
+        outcome = render_site(job, sink, progress)
+        if job.config.search and isinstance(sink, OutputWriter):
+            index_site(sink.staging)
+        cache.forget()  # the output is about to change: an old cache must not describe it
+    if isinstance(sink, PatchWriter):
+        outcome.removed = sink.removed
+    return outcome
+
+
+def _reusable_output(state: CacheState, output_dir: Path) -> Path | None:
+    """The previous output folder, when it is the one the cache describes."""
+    if not state.manifest or state.output_id is None:
+        return None
+    return output_dir if _output_id(output_dir) == state.output_id else None
+
+
+# -- load and validate --------------------------------------------------------------------
+
+
+def load_articles(
+    config: Config, diagnostics: Diagnostics, progress: Progress | None = None
+) -> list[Article]:
+    """Read and validate every story without the build cache (import, benchmarks)."""
+    return load_stories(config, diagnostics, {}, progress).articles
+
+
+# -- render and write ---------------------------------------------------------------------
+
+
+@dataclass
+class RenderJob:
+    """Everything rendering needs: the model, the plan and the last build's records."""
+
+    site: Site
+    pages: list[Page]
+    feeds: list[Feed]
+    config: Config
+    url_builder: UrlBuilder
+    fingerprints: Fingerprints
+    state: CacheState
+    previous: Path | None  # the output folder whose files unchanged units keep
+    workers: int | None = None
+
+
+@dataclass
+class Outcome:
+    pictures: PictureBook
+    records: dict[str, UnitRecord]
+    files: set[str]
+    unchanged: int
+    rebuilt: list[tuple[str, str]]
+    removed: list[str] = field(default_factory=list)
+
+
+def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) -> Outcome:
+    """Render the thumbnails, every page, feed and email whose inputs changed, the sitemap,
+    robots.txt and static files into `sink`."""
+    config, site = job.config, job.site
+    static = StaticFiles(config.static_dirs)
+    pictures = render_images(site, config, job.url_builder, sink, progress)
+    env = make_environment(config, job.url_builder, static, pictures)
+    fp = job.fingerprints
+    common = {"engine": engine_key(), "config": fp.of(config)}
+    planner = UnitPlanner(env, site, config, job.url_builder, pictures, fp, common)
+    units = [*planner.pages(job.pages), *planner.feeds(job.feeds), *planner.emails(site.issues)]
+    check_unique_files(units)
+    checker = FactChecker(fp, fact_specials(env, static, pictures, fp))
+    decider = Decider(job.state.units, checker, job.previous)
+    decisions = [decider.decide(unit) for unit in units]
+    todo = [d.unit for d in decisions if d.reason is not None]
+    records: dict[str, UnitRecord] = {}
+    for decision in decisions:
+        if decision.reason is None:
+            records[decision.unit.id] = job.state.units[decision.unit.id]
+            for name in decision.unit.files:
+                sink.keep(name)
+
+    def rendering(done: int) -> None:
+        if progress:
+            progress("Rendering pages", done, len(todo))
+
+    rendered = render_units(todo, sink, fp, config, rendering, job.workers)
+    if rendered.problems:
+        raise BuildFailed(summarise_template_errors(rendered.problems))
+    records.update(rendered.records)
+    files = {name for unit in units for name in unit.files}
+    unchanged = rendered.unchanged if rendered.parallel else 0
+    for route, data in (
+        (OPML, render_opml(job.feeds, config, job.url_builder) if job.feeds else None),
+        (SITEMAP, render_sitemap(job.pages, job.url_builder)),
+        (ROBOTS, render_robots(job.url_builder)),
+        *((static_route(name), path.read_bytes()) for name, path in static.files.items()),
+    ):
+        if data is not None:
+            sink.write(route, data)
+            files.add(route)
+    files.update(getattr(sink, "written", ()))
+    unchanged += getattr(sink, "unchanged", 0)
+    rebuilt = [(d.unit.id, d.reason) for d in decisions if d.reason is not None]
+    return Outcome(pictures, records, files, unchanged, rebuilt)
+
+
+def check_unique_files(units: list[Unit]) -> None:
+    seen: dict[str, str] = {}
+    for unit in units:
+        for name in unit.files:
+            if name in seen:
+                raise OutputError(f"two pages would be written to {name}")
+            seen[name] = unit.id
+
+
+def summarise_template_errors(problems: list[Diagnostic]) -> list[Diagnostic]:
+    """One diagnostic per template bug, not one per page it broke."""
+
+    def key(d: Diagnostic) -> tuple[str, int, str]:
+        return (d.path, d.line, d.message.split(": ", 1)[-1])
+
+    counts = Counter(key(d) for d in problems)
+    first: dict[tuple[str, int, str], Diagnostic] = {}
+    for d in problems:
+        first.setdefault(key(d), d)
+    return [
+        replace(
+            d, message=d.message + (f" (and {counts[k] - 1} more pages)" if counts[k] > 1 else "")
+        )
+        for k, d in first.items()
+    ]
