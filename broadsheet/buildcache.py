@@ -107,12 +107,20 @@ class CacheState:
     summary: dict[str, int] = field(default_factory=dict)  # its counts, for the report
 
 
-class BuildCache:
-    """Loads and saves the cache of one site; `note` says why an old one was not used."""
+_IN_MEMORY: dict[Path, CacheState] = {}  # states this process saved, by cache file
 
-    def __init__(self, folder: Path) -> None:
+
+class BuildCache:
+    """Loads and saves the cache of one site; `note` says why an old one was not used.
+
+    A long-running process (the dev server) keeps the last state in memory too: its next
+    build starts from that object instead of reading and unpickling the file, and with
+    `persist=False` the file is written only by `flush()` (when the server stops)."""
+
+    def __init__(self, folder: Path, persist: bool = True) -> None:
         self.folder = folder
         self.path = folder / CACHE_FILE
+        self.persist = persist
         self.note = ""
 
     def load(self, head_only: bool = False) -> CacheState:
@@ -121,6 +129,9 @@ class BuildCache:
         The file holds three pickles: a small head (what the nothing-changed exit needs),
         the stories, then the units; `head_only` stops after the first."""
         fresh = CacheState(engine_key())
+        remembered = _IN_MEMORY.get(self.path)
+        if remembered is not None:
+            return remembered
         try:
             with open(self.path, "rb") as handle:
                 head = pickle.load(handle)
@@ -141,6 +152,19 @@ class BuildCache:
 
     def save(self, state: CacheState) -> None:
         """Write atomically: a crash leaves the old cache or the new one, never half."""
+        if not self.persist:
+            _IN_MEMORY[self.path] = state
+            return
+        _IN_MEMORY.pop(self.path, None)
+        self._write(state)
+
+    def flush(self) -> None:
+        """Write the state kept in memory to the file (a server stopping)."""
+        state = _IN_MEMORY.pop(self.path, None)
+        if state is not None:
+            self._write(state)
+
+    def _write(self, state: CacheState) -> None:
         head = {
             "engine": state.engine,
             "output_id": state.output_id,
@@ -161,6 +185,7 @@ class BuildCache:
     def forget(self) -> None:
         """Drop the cache before the output changes, so a crash mid-way cannot leave a cache
         that describes an output folder it no longer matches."""
+        _IN_MEMORY.pop(self.path, None)
         try:
             self.path.unlink(missing_ok=True)
         except OSError as exc:

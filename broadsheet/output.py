@@ -62,6 +62,20 @@ class OutputWriter:
         target.write_bytes(data)
         return False
 
+    def write_named(self, name: str, data: bytes) -> None:
+        """A file named by a hash of its bytes: the previous output's file of that name is
+        the same file, so it is linked without being read."""
+        target = self._target(name)
+        previous = self.output / name
+        if previous.is_file():
+            try:
+                os.link(previous, target)
+                self.unchanged += 1
+                return
+            except OSError:
+                pass
+        target.write_bytes(data)
+
     def keep(self, name: str) -> None:
         """Carry a file over from the previous output unchanged (its unit was not rendered)."""
         target = self._target(name)
@@ -191,6 +205,15 @@ class PatchWriter:
             os.link(source, target)
         except OSError:
             shutil.copyfile(source, target)
+        self.changed.append(name)
+
+    def write_named(self, name: str, data: bytes) -> None:
+        """A file named by a hash of its bytes: present under that name means unchanged."""
+        self._claim(name)
+        if os.path.isfile(os.path.join(self.output, name)):
+            self.unchanged += 1
+            return
+        self._pending(name).write_bytes(data)
         self.changed.append(name)
 
     def keep(self, name: str) -> None:

@@ -92,6 +92,7 @@ class PictureBook:
     placeholders: frozenset[str] = frozenset()  # names of the placeholder files written
     stats: ImageStats = ImageStats()
     warnings: list[Diagnostic] = field(default_factory=list)  # one per source not available
+    _by_key: dict[tuple[object, ...], SourceView] | None = field(default=None, repr=False)
 
     @property
     def card_operation(self) -> str:
@@ -165,8 +166,14 @@ class PictureBook:
         if image is None:
             return None
         view = self.sources.get(image)
-        tracking.note_of(("#view", *image_key(image)), view)
+        tracking.note(("#view", *image_key(image)), view_fingerprint(view))
         return view
+
+    def view_by_key(self, key: tuple[object, ...]) -> SourceView | None:
+        """The view of the image whose image_key() is `key` (for the build cache's checks)."""
+        if self._by_key is None:
+            self._by_key = {image_key(image): view for image, view in self.sources.items()}
+        return self._by_key.get(key)
 
     def _specs(self, view: SourceView | None, operation: str) -> tuple[ThumbSpec, ...]:
         if view is None or not view.readable or operation not in view.operations:
@@ -183,6 +190,14 @@ class PictureBook:
 
     def _srcset(self, specs: list[ThumbSpec]) -> str:
         return ", ".join(f"{self.urls.href(s.route)} {s.width}w" for s in specs)
+
+
+def view_fingerprint(view: SourceView | None) -> tuple[object, ...] | None:
+    """Everything a picture shows of a view, as plain values."""
+    if view is None:
+        return None
+    return (view.digest, view.width, view.height, view.color, view.preview, view.operations,
+            view.jpeg)
 
 
 def image_key(image: Image) -> tuple[object, ...]:

@@ -39,6 +39,7 @@ class BuildOptions:
     use_cache: bool = True  # False: build from scratch (--no-cache); the cache is rewritten
     cache_name: str = "build"  # the cache's folder in .cache/ (the dev server keeps its own)
     workers: int | None = None  # processes for parsing and rendering; None: one per core
+    persist_cache: bool = True  # False: keep the cache in this process's memory (serve)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def build(
     inputs changed are rendered; the result is byte-identical to a build from scratch."""
     started = time.perf_counter()
     config = configure(load_config(root), options)
-    cache = BuildCache(config.root / config.images.cache_dir / options.cache_name)
+    cache = build_cache(config, options)
     output_dir = config.root / config.output_dir
     signature = input_signature(config, options)
     if write and options.use_cache and not options.refetch:
@@ -95,6 +96,11 @@ def build(
     from . import stages  # the stages import Jinja, Pillow, lxml...: only when needed
 
     return stages.run(config, options, cache, signature, started, progress, write)
+
+
+def build_cache(config: Config, options: BuildOptions) -> BuildCache:
+    folder = config.root / config.images.cache_dir / options.cache_name
+    return BuildCache(folder, persist=options.persist_cache)
 
 
 def _nothing_changed(config: Config, state: CacheState, started: float) -> BuildReport:

@@ -84,7 +84,8 @@ def plan_pages(
         *([search_page(site, config)] if config.search else []),
         not_found_page(),
     ]
-    return [with_feed_links(page, feeds, config) for page in pages]
+    links = {feed.folder: tuple(feed_links(feed, config)) for feed in feeds}
+    return [with_feed_links(page, links) for page in pages]
 
 
 def home_page(site: Site, config: Config) -> Page:
@@ -199,9 +200,8 @@ def search_page(site: Site, config: Config) -> Page:
     )
 
 
-def with_feed_links(page: Page, feeds: list[Feed], config: Config) -> Page:
+def with_feed_links(page: Page, by_folder: Mapping[str, tuple[FeedLink, ...]]) -> Page:
     """The feeds a page advertises: its topic's or the digest's first, then the site's."""
-    by_folder = {feed.folder: feed for feed in feeds}
     kind = page.info.kind
     if kind == "topic":
         folders = [urls.topic_route(page.context["topic"].slug), urls.HOME]
@@ -209,8 +209,7 @@ def with_feed_links(page: Page, feeds: list[Feed], config: Config) -> Page:
         folders = [urls.ISSUE_ARCHIVE, urls.HOME]
     else:
         folders = [urls.HOME, urls.ISSUE_ARCHIVE]
-    chosen = [by_folder[f] for f in folders if f in by_folder]
-    links = tuple(link for feed in chosen for link in feed_links(feed, config))
+    links = tuple(link for f in folders if f in by_folder for link in by_folder[f])
     return replace(page, info=replace(page.info, feeds=links))
 
 

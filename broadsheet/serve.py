@@ -8,6 +8,7 @@ pages as they are served; nothing of the dev server is ever written into a build
 
 from __future__ import annotations
 
+import contextlib
 import html
 import http.server
 import ipaddress
@@ -29,7 +30,7 @@ import watchfiles
 
 from .config import CONFIG_FILE, load_config
 from .diagnostics import BuildFailed, Diagnostic
-from .pipeline import BuildOptions, build
+from .pipeline import BuildOptions, build, build_cache, configure
 
 PREFIX = "/__broadsheet/"
 KEEPALIVE_SECONDS = 15.0
@@ -123,20 +124,31 @@ class DevServer:
             self.state.changed.notify_all()
         for thread in self._threads:
             thread.join(timeout=5)
+        self.save_cache()
         shutil.rmtree(self.workspace, ignore_errors=True)
 
+    def save_cache(self) -> None:
+        """Keep the preview's build cache for the next session (never fatal)."""
+        options = self.build_options(self.workspace / "site")
+        with contextlib.suppress(BuildFailed):  # a broken site.yaml: start afresh next time
+            build_cache(configure(load_config(self.root), options), options).flush()
+
     # -- building ---------------------------------------------------------------------
+
+    def build_options(self, folder: Path) -> BuildOptions:
+        """The preview's build: its own cache, kept in memory between rebuilds (written to
+        .cache/serve/ when the server stops), in one process (forking while the server's
+        threads hold locks is not safe)."""
+        return BuildOptions(
+            drafts=self.drafts, output_dir=folder, base_url=self.url, offline=self.offline,
+            cache_name="serve", workers=1, persist_cache=False,
+        )
 
     def rebuild(self) -> bool:
         """Rebuild the preview folder; its files change only once a build has succeeded."""
         self.builds += 1
         folder = self.workspace / "site"
-        # The build cache's own folder: the preview's base URL differs from the site's. One
-        # process: forking while the server's threads hold locks is not safe.
-        options = BuildOptions(
-            drafts=self.drafts, output_dir=folder, base_url=self.url, offline=self.offline,
-            cache_name="serve", workers=1,
-        )
+        options = self.build_options(folder)
         try:
             report = build(self.root, options)
         except BuildFailed as failure:

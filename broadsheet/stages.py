@@ -37,6 +37,8 @@ class Sink(Protocol):
 
     def write_file(self, name: str, source: Path) -> None: ...
 
+    def write_named(self, name: str, data: bytes) -> None: ...
+
     def keep(self, name: str) -> None: ...
 
 
@@ -52,6 +54,9 @@ class DiscardingSink:
         return False
 
     def write_file(self, name: str, source: Path) -> None:
+        self.written.add(name)
+
+    def write_named(self, name: str, data: bytes) -> None:
         self.written.add(name)
 
     def keep(self, name: str) -> None:

@@ -25,9 +25,9 @@ from .buildcache import UnitRecord
 from .config import Config
 from .diagnostics import Diagnostic
 from .feeds import Feed, render_feeds
-from .model import Article, Image, Issue, Site
+from .model import Article, Issue, Site
 from .newsletter import email_routes, render_email_html, render_email_text
-from .pictures import PictureBook
+from .pictures import PictureBook, view_fingerprint
 from .routes import Page
 from .templates import StaticFiles, template_diagnostic
 from .tracking import FactChecker, Fingerprints, Recorder, Tracked
@@ -186,7 +186,7 @@ def fact_specials(
     return {
         "#template": template,
         "#asset": asset,
-        "#view": lambda path: fp.of(pictures.sources.get(Image(*path[1:]))),
+        "#view": lambda path: view_fingerprint(pictures.view_by_key(path[1:])),
         "#placeholder": lambda path: path[1] in pictures.placeholders,
         "#file": lambda path: path[1] in pictures.files,
     }

@@ -36,7 +36,8 @@ home:
   stories: {home}
 """
 TOPICS = ["AI", "Privacy", "Policy", "Open Source"]
-DATES = [f"2020-01-{day:02d}T{hour:02d}:00:00Z" for day in (7, 9, 14, 16, 22, 27) for hour in (8, 17)]
+DATES = [f"2020-01-{day:02d}T{hour:02d}:00:00Z"
+         for day in (7, 9, 14, 16, 22, 27) for hour in (8, 17)]
 TEMPLATES = ["base.html", "story.html", "topic.html", "home.html", "_macros.html",
              "feed-issue.html", "email.txt"]
 EXAMPLES = int(os.environ.get("BROADSHEET_HYPOTHESIS_EXAMPLES", "12"))
@@ -56,7 +57,7 @@ def story_text(number: int, variant: int) -> str:
     extra = "topics:\n" + "".join(f"  - {t}\n" for t in topics)
     extra += f"quality: {variant % 5}\n"
     if variant % 4 == 0:
-        extra += "editorPick: true\n"
+        extra += "editor_pick: true\n"
     if variant % 7 == 3:
         extra += "published: false\n"
     if number % 3 == 0:
@@ -317,3 +318,25 @@ def test_explain_says_why(curator: Curator, capsys: pytest.CaptureFixture[str]) 
     assert number is not None
     assert f"stories/{Path(curator.names[number]).stem}/" in out
     assert curator.names[number] in out
+
+
+def test_dev_server_rebuilds_incrementally_from_memory(curator: Curator, tmp_path: Path) -> None:
+    from broadsheet.serve import DevServer
+
+    server = DevServer(curator.site.root, port=0, offline=True, log=io.StringIO())
+    try:
+        assert server.rebuild()
+        curator.apply(("edit", 1, 13))
+        assert server.rebuild()
+        log = server.log.getvalue()  # type: ignore[attr-defined]
+        first, second = (int(line.split("(")[1].split()[0])
+                         for line in log.splitlines() if line.startswith("Built"))
+        assert 0 < second < first, log  # what shows the edited story, not the whole site
+        clean = tmp_path / "clean-preview"
+        build(curator.site.root, BuildOptions(offline=True, use_cache=False, output_dir=clean,
+                                              base_url=server.url, cache_name="clean-preview"))
+        assert tree(server.workspace / "site") == tree(clean)
+    finally:
+        server.httpd.server_close()
+        server.save_cache()
+    assert (curator.site.root / ".cache" / "serve" / CACHE_FILE).is_file()
