@@ -92,7 +92,6 @@ class PictureBook:
     placeholders: frozenset[str] = frozenset()  # names of the placeholder files written
     stats: ImageStats = ImageStats()
     warnings: list[Diagnostic] = field(default_factory=list)  # one per source not available
-    _by_key: dict[tuple[object, ...], SourceView] | None = field(default=None, repr=False)
 
     @property
     def card_operation(self) -> str:
@@ -102,12 +101,21 @@ class PictureBook:
         self, image: Image | None, variant: str = "card", alt: str = "", seed: str = ""
     ) -> Picture:
         """The picture of `image` as a 'card' (cropped to the card shape) or on its 'story'
-        page (its own shape). `seed` colours the placeholder when there is no image."""
+        page (its own shape). `seed` colours the placeholder when there is no image.
+
+        Noted as a fact for the build cache: the page that showed it is rendered again
+        only when the same call would give another picture."""
         if variant not in VARIANTS:
             raise ValueError(f"picture(): variant must be 'card' or 'story', got {variant!r}")
-        operation = FIT if variant == "story" else self.card_operation
         image = tracking.unwrap(image)
-        view = self._view(image)
+        result = self.make_picture(image, variant, alt, seed)
+        key = image_key(image) if image is not None else ()
+        tracking.note(("#picture", variant, alt, seed, *key), tuple(vars(result).values()))
+        return result
+
+    def make_picture(self, image: Image | None, variant: str, alt: str, seed: str) -> Picture:
+        operation = FIT if variant == "story" else self.card_operation
+        view = self.sources.get(image) if image is not None else None
         specs = self._specs(view, operation)
         if image is None or view is None or not specs:
             return self.placeholder(image, operation, seed)
@@ -132,20 +140,25 @@ class PictureBook:
         not asked about or no image at all."""
         width, height, angle = placeholder_shape(image, operation, seed)
         name = placeholder_file(width, height, angle)[0]
-        tracking.note(("#placeholder", name), name in self.placeholders)
         src = self.urls.href(THUMBS_FOLDER + name) if name in self.placeholders else ""
         return Picture(width, height, "", src, hue=angle, placeholder=True)
 
     def largest_jpeg(self, image: Image | None) -> Enclosure | None:
         """The absolute URL, byte length and MIME type of the largest JPEG made of `image`
         (its own shape when made, else the card crop), or None (no image, or a placeholder)."""
-        view = self._view(tracking.unwrap(image))
+        image = tracking.unwrap(image)
+        result = self.make_enclosure(image)
+        key = image_key(image) if image is not None else ()
+        fact = None if result is None else tuple(vars(result).values())
+        tracking.note(("#enclosure", *key), fact)
+        return result
+
+    def make_enclosure(self, image: Image | None) -> Enclosure | None:
+        view = self.sources.get(image) if image is not None else None
         if view is None:
             return None
         for operation in (FIT, self.card_operation):
             jpegs = [s for s in self._specs(view, operation) if s.format == "jpeg"]
-            if jpegs:
-                tracking.note(("#file", jpegs[-1].name), jpegs[-1].name in self.files)
             if jpegs and jpegs[-1].name in self.files:
                 spec = jpegs[-1]
                 return Enclosure(
@@ -160,20 +173,6 @@ class PictureBook:
     def enclosure_for(self, article: Article) -> Enclosure | None:
         """For feeds: the story's picture (its first image)."""
         return self.largest_jpeg(article.image)
-
-    def _view(self, image: Image | None) -> SourceView | None:
-        """What the image stage knows of `image`; noted, since a page shows it."""
-        if image is None:
-            return None
-        view = self.sources.get(image)
-        tracking.note(("#view", *image_key(image)), view_fingerprint(view))
-        return view
-
-    def view_by_key(self, key: tuple[object, ...]) -> SourceView | None:
-        """The view of the image whose image_key() is `key` (for the build cache's checks)."""
-        if self._by_key is None:
-            self._by_key = {image_key(image): view for image, view in self.sources.items()}
-        return self._by_key.get(key)
 
     def _specs(self, view: SourceView | None, operation: str) -> tuple[ThumbSpec, ...]:
         if view is None or not view.readable or operation not in view.operations:
@@ -192,20 +191,13 @@ class PictureBook:
         return ", ".join(f"{self.urls.href(s.route)} {s.width}w" for s in specs)
 
 
-def view_fingerprint(view: SourceView | None) -> tuple[object, ...] | None:
-    """Everything a picture shows of a view, as plain values."""
-    if view is None:
-        return None
-    return (view.digest, view.width, view.height, view.color, view.preview, view.operations,
-            view.jpeg)
-
-
 def image_key(image: Image) -> tuple[object, ...]:
     """An Image as plain values (cheap to keep in the build cache); Image(*key) is it again."""
     return (image.url, image.width, image.height, image.title, image.source, image.field,
             image.line)
 
 
+@lru_cache(maxsize=65536)  # the image stage, the pages and the build cache's checks ask alike
 def placeholder_shape(image: Image | None, operation: str, seed: str = "") -> tuple[int, int, int]:
     """Width, height and hue of the placeholder for `image` shown through `operation`."""
     size: Size = DEFAULT_SIZE

@@ -207,7 +207,7 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
     planner = UnitPlanner(env, site, config, job.url_builder, pictures, fp, common)
     units = [*planner.pages(job.pages), *planner.feeds(job.feeds), *planner.emails(site.issues)]
     check_unique_files(units)
-    checker = FactChecker(fp, fact_specials(env, static, pictures, fp))
+    checker = FactChecker(fp, fact_specials(env, static, pictures))
     decider = Decider(job.state.units, checker, job.previous)
     decisions = [decider.decide(unit) for unit in units]
     todo = [d.unit for d in decisions if d.reason is not None]

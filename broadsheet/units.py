@@ -25,9 +25,9 @@ from .buildcache import UnitRecord
 from .config import Config
 from .diagnostics import Diagnostic
 from .feeds import Feed, render_feeds
-from .model import Article, Issue, Site
+from .model import Article, Image, Issue, Site
 from .newsletter import email_routes, render_email_html, render_email_text
-from .pictures import PictureBook, view_fingerprint
+from .pictures import PictureBook
 from .routes import Page
 from .templates import StaticFiles, template_diagnostic
 from .tracking import FactChecker, Fingerprints, Recorder, Tracked
@@ -172,7 +172,7 @@ class UnitPlanner:
 
 
 def fact_specials(
-    env: jinja2.Environment, static: StaticFiles, pictures: PictureBook, fp: Fingerprints
+    env: jinja2.Environment, static: StaticFiles, pictures: PictureBook
 ) -> dict[str, tracking.Special]:
     """How to evaluate the facts that are not read from the model."""
 
@@ -183,12 +183,19 @@ def fact_specials(
     def asset(path: tuple[Any, ...]) -> Any:
         return static.version(path[1]) if path[1] in static.files else None
 
+    def picture(path: tuple[Any, ...]) -> Any:
+        image = Image(*path[4:]) if len(path) > 4 else None
+        return tuple(vars(pictures.make_picture(image, path[1], path[2], path[3])).values())
+
+    def enclosure(path: tuple[Any, ...]) -> Any:
+        found = pictures.make_enclosure(Image(*path[1:]) if len(path) > 1 else None)
+        return tuple(vars(found).values()) if found is not None else None
+
     return {
         "#template": template,
         "#asset": asset,
-        "#view": lambda path: view_fingerprint(pictures.view_by_key(path[1:])),
-        "#placeholder": lambda path: path[1] in pictures.placeholders,
-        "#file": lambda path: path[1] in pictures.files,
+        "#picture": picture,
+        "#enclosure": enclosure,
     }
 
 
@@ -230,10 +237,10 @@ class Decider:
             return f"template {path[1]} changed"
         if head == "#asset":
             return f"static file {path[1]} changed"
-        if head == "#view":
-            return f"picture {path[1]} changed"
-        if head in ("#placeholder", "#file"):
-            return f"image file {path[1]} changed"
+        if head == "#picture":
+            return f"picture {path[4] if len(path) > 4 else '(none)'} changed"
+        if head == "#enclosure":
+            return f"feed enclosure {path[1] if len(path) > 1 else '(none)'} changed"
         shown = tracking.describe(path)
         value = _resolve(unit.roots, path)
         if isinstance(value, Article):
