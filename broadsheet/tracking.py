@@ -29,7 +29,7 @@ from .model import Article
 FactPath = tuple[Any, ...]
 Facts = dict[FactPath, Any]
 
-LEN, TYPE, WHOLE = "#len", "#type", "#whole"
+LEN, BOOL, TYPE, WHOLE = "#len", "#bool", "#type", "#whole"
 # The model's classes that hold stories: fingerprinted through the stories' own fingerprints
 # (cheap, and what assembly derived), never through repr.
 AGGREGATES = frozenset({"Site", "Topic", "Issue", "Section", "Pager", "Feed", "Article"})
@@ -227,7 +227,9 @@ class TrackedSeq:
         return self._noted_len()
 
     def __bool__(self) -> bool:
-        return self._noted_len() > 0
+        obj, path, recorder = self._parts()
+        recorder.facts[(*path, BOOL)] = bool(obj)  # `{% if site.articles %}`: not its length
+        return bool(obj)
 
     def __iter__(self) -> Iterator[Any]:
         obj, path, recorder = self._parts()
@@ -359,6 +361,8 @@ class FactChecker:
             for position, step in enumerate(steps):
                 if step == LEN:
                     return len(value)
+                if step == BOOL:
+                    return bool(value)
                 if step == TYPE:
                     return type(value).__qualname__
                 if step == WHOLE:
@@ -387,8 +391,8 @@ def describe(path: FactPath) -> str:
     """A fact path as a reader would write it: `site.issues[0].number`."""
     text = str(path[0])
     for step in path[1:]:
-        if step in (LEN, TYPE, WHOLE):
-            text += {"#len": " (its length)", "#type": "", "#whole": ""}[step]
+        if step in (LEN, BOOL, TYPE, WHOLE):
+            text += {LEN: " (its length)", BOOL: " (empty or not)", TYPE: "", WHOLE: ""}[step]
         elif type(step) is int:
             text += f"[{step}]"
         elif type(step) is tuple:
