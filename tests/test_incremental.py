@@ -340,3 +340,16 @@ def test_dev_server_rebuilds_incrementally_from_memory(curator: Curator, tmp_pat
         server.httpd.server_close()
         server.save_cache()
     assert (curator.site.root / ".cache" / "serve" / CACHE_FILE).is_file()
+
+
+def test_new_story_renders_only_what_lists_it(curator: Curator) -> None:
+    curator.site.build()
+    before = set(curator.names)
+    curator.apply(("add", 0, 1))
+    report = curator.check()
+    units_rendered = rebuilt(report)
+    new = next(n for n in curator.names if n not in before)
+    assert f"page:stories/{Path(curator.names[new]).stem}/" in units_rendered
+    assert "page:404.html" not in units_rendered  # it shows no story
+    assert not any(f"page:stories/{Path(curator.names[n]).stem}/" in units_rendered
+                   for n in before), "a new story re-rendered other stories' pages"
