@@ -104,9 +104,9 @@ class OutputWriter:
         shutil.copyfile(source, target)  # no hard links here: a copy
 
     def _target(self, name: str) -> Path:
-        relative = PurePosixPath(name)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        if _outside(name):
             raise OutputError(f"refusing to write outside the output folder: {name!r}")
+        relative = PurePosixPath(name)
         if name in self.written:
             raise OutputError(f"two pages would be written to {name}")
         self.written.add(name)
@@ -171,8 +171,7 @@ class PatchWriter:
             _remove(self.staging)
 
     def _claim(self, name: str) -> None:
-        relative = PurePosixPath(name)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        if _outside(name):
             raise OutputError(f"refusing to write outside the output folder: {name!r}")
         if name in self.written:
             raise OutputError(f"two pages would be written to {name}")
@@ -236,6 +235,12 @@ class PatchWriter:
     @property
     def removed(self) -> list[str]:
         return sorted(self.manifest - self.written)
+
+
+def _outside(name: str) -> bool:
+    """Whether `name` (POSIX, relative to the output folder) would leave it or is empty."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    return not parts or name.startswith("/") or ".." in parts
 
 
 def _remove_file(root: Path, name: str) -> None:

@@ -197,9 +197,13 @@ def image_key(image: Image) -> tuple[object, ...]:
             image.line)
 
 
-@lru_cache(maxsize=65536)  # the image stage, the pages and the build cache's checks ask alike
 def placeholder_shape(image: Image | None, operation: str, seed: str = "") -> tuple[int, int, int]:
     """Width, height and hue of the placeholder for `image` shown through `operation`."""
+    return _placeholder_shape(image, operation, seed)
+
+
+@lru_cache(maxsize=65536)  # the image stage, the pages and the build cache's checks ask alike
+def _placeholder_shape(image: Image | None, operation: str, seed: str) -> tuple[int, int, int]:
     size: Size = DEFAULT_SIZE
     if image is not None and image.width and image.height:
         size = (image.width, image.height)
