@@ -42,7 +42,7 @@ from broadsheet.diagnostics import Diagnostics
 from broadsheet.images import process_images
 from broadsheet.imaging import encode
 from broadsheet.output import OutputWriter
-from broadsheet.pipeline import load_articles
+from broadsheet.stages import load_articles
 from broadsheet.thumbnails import FIT, ImageUse
 from broadsheet.urls import UrlBuilder
 

@@ -25,13 +25,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from .imaging import SourceInfo, write_atomically
 from .config import IMAGE_CACHE_FOLDER
+from .imaging import SourceInfo, write_atomically
 from .thumbnails import PIPELINE_VERSION
 
 CACHE_FOLDER = IMAGE_CACHE_FOLDER
 PRUNE_AFTER_DAYS = 30
-INDEX_VERSION = f"1/{PIPELINE_VERSION}"
+INDEX_VERSION = f"2/{PIPELINE_VERSION}"  # 2: SourceInfo.preview_scale
 RACY_NS = 2_000_000_000  # a file changed this close to being hashed is hashed again
 
 
@@ -57,12 +57,16 @@ class ImageCache:
         self._index = self._load_index()
         self._dirty = False
         self._files_seen: set[str] = set()
+        self._record_names: set[str] | None = None
 
     # -- downloads --------------------------------------------------------------------
 
     def remote(self, url: str) -> RemoteRecord | None:
+        if f"{url_key(url)}.json" not in self._records():
+            return None  # never downloaded: no need to try opening its record
+        path = self._record_path(url)
         try:
-            data = json.loads(self._record_path(url).read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
             record = RemoteRecord(**data)
         except (OSError, ValueError, TypeError):
             return None
@@ -78,7 +82,18 @@ class ImageCache:
             if not target.is_file():
                 write_atomically(target, data)
         text = json.dumps(asdict(record), sort_keys=True)
-        write_atomically(self._record_path(record.url), text.encode("utf-8"))
+        path = self._record_path(record.url)
+        write_atomically(path, text.encode("utf-8"))
+        self._records().add(path.name)
+
+    def _records(self) -> set[str]:
+        """The names of the download records, from one listing of their folder."""
+        if self._record_names is None:
+            try:
+                self._record_names = {e.name for e in os.scandir(self.remote_dir)}
+            except OSError:
+                self._record_names = set()
+        return self._record_names
 
     def original(self, digest: str) -> Path:
         return self.originals_dir / digest

@@ -25,7 +25,7 @@ from .config import Config, ImageSettings
 from .diagnostics import Diagnostic, Severity
 from .fetch import FetchFailed, FetchRules, fetch_image
 from .imagecache import ImageCache, RemoteRecord
-from .imaging import ImageJob, JobResult, SourceInfo, make_thumbnails
+from .imaging import ImageJob, JobResult, SourceInfo, make_thumbnails, prepare_worker
 from .model import Image, Site
 from .pictures import (
     ImageStats,
@@ -40,6 +40,7 @@ from .thumbnails import (
     ThumbSpec,
     crop_operation,
     plan_images,
+    preview_scale,
     thumb_specs,
 )
 from .urls import UrlBuilder
@@ -51,9 +52,11 @@ PER_HOST = 2  # downloads at once from one host
 
 
 class FileSink(Protocol):
-    def write(self, name: str, data: bytes) -> None: ...
+    def write(self, name: str, data: bytes) -> bool: ...
 
     def write_file(self, name: str, source: Path) -> None: ...
+
+    def write_named(self, name: str, data: bytes) -> None: ...
 
 
 @dataclass
@@ -302,7 +305,11 @@ def describe_sources(
             source.problem, source.remembered = known, is_remote(source.key)
             continue
         source.info = known
-        if known is None or any(s.name not in present for s in source.specs(settings)):
+        if (
+            known is None
+            or known.preview_scale != preview_scale(known.size, settings.widths, known.jpeg)
+            or any(s.name not in present for s in source.specs(settings))
+        ):  # something to make, or a preview from another decode (other widths)
             jobs.append((source, make_job(source, settings, cache)))
     for source, result in zip_results(jobs, progress):
         outcome.decoded += result.decoded
@@ -333,7 +340,7 @@ def zip_results(
         return
     workers = min(len(jobs), os.cpu_count() or 1)
     executor: Executor = (
-        ProcessPoolExecutor(workers, mp_context=worker_context())
+        ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=prepare_worker)
         if workers > 1
         else InlineExecutor()
     )
@@ -392,7 +399,7 @@ def write_placeholders(sources: list[Source], sink: FileSink) -> frozenset[str]:
                 name, data = placeholder_file(*placeholder_shape(use.image, operation))
                 if name not in written:
                     written.add(name)
-                    sink.write(THUMBS_FOLDER + name, data)
+                    sink.write_named(THUMBS_FOLDER + name, data)
     return frozenset(written)
 
 

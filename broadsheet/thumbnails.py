@@ -87,6 +87,13 @@ def decode_scale(size: Size, operation: str, largest: Size, jpeg: bool) -> int:
     return 1
 
 
+def preview_scale(size: Size, widths: tuple[int, ...], jpeg: bool) -> int:
+    """The decode scale a source's loading preview is made from: the fit operation's, so the
+    preview shares the story image's decode. It changes only with that decode's scale, which
+    the cache index records with the preview."""
+    return decode_scale(size, FIT, output_sizes(size, FIT, widths)[-1], jpeg)
+
+
 @dataclass(frozen=True)
 class ThumbSpec:
     """One file to make: a source (by the hash of its bytes) through one operation, one size."""
