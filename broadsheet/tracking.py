@@ -145,7 +145,31 @@ def unwrap(value: Any) -> Any:
     return _obj(value) if type(value) in (Tracked, TrackedSeq) else value
 
 
-class Tracked:
+class _Compared:
+    """Comparing, hashing or printing a tracked value uses all of it: noted as a whole."""
+
+    __slots__ = ()
+
+    def _whole(self) -> Any:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self._whole() == _noted(other))
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self._whole())
+
+    def __str__(self) -> str:
+        return str(self._whole())
+
+    def __repr__(self) -> str:
+        return repr(self._whole())
+
+
+class Tracked(_Compared):
     """A model object whose every read is noted. Properties and methods run with the proxy
     as `self`, so what they read is noted too; isinstance() sees the wrapped class."""
 
@@ -182,26 +206,11 @@ class Tracked:
         recorder.note((*path, WHOLE), recorder.fp.of(obj))
         return obj
 
-    def __eq__(self, other: object) -> bool:
-        return bool(self._whole() == _noted(other))
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    def __hash__(self) -> int:
-        return hash(self._whole())
-
-    def __str__(self) -> str:
-        return str(self._whole())
-
-    def __repr__(self) -> str:
-        return repr(self._whole())
-
     def __bool__(self) -> bool:
         return True
 
 
-class TrackedSeq:
+class TrackedSeq(_Compared):
     """A tuple or list read through a proxy: its length and items are noted as they are used."""
 
     __slots__ = ("_obj", "_path", "_rec")
@@ -261,21 +270,6 @@ class TrackedSeq:
         obj, path, recorder = self._parts()
         recorder.note((*path, WHOLE), recorder.fp.of(obj))
         return obj
-
-    def __eq__(self, other: object) -> bool:
-        return bool(self._whole() == _noted(other))
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    def __hash__(self) -> int:
-        return hash(self._whole())
-
-    def __str__(self) -> str:
-        return str(self._whole())
-
-    def __repr__(self) -> str:
-        return repr(self._whole())
 
     def __add__(self, other: Any) -> Any:
         return self._whole() + _noted(other)
