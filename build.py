@@ -5,9 +5,7 @@ A thin entry point: it is the same command line as `broadsheet`; run
 `python build.py --help` to see the commands (build, check, new, serve).
 """
 
-import sys
-
-from broadsheet.cli import main
+from broadsheet.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,7 +1,5 @@
 """`python -m broadsheet` is the same CLI as `broadsheet`."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

@@ -61,7 +61,7 @@ def link_coverage(articles: list[Article]) -> list[Article]:
     for article in prepared:
         assert article.coverage is not None
         slugs = [_first_match(keys, slug_by_url) for keys in article.coverage.related]
-        if any(slug != item.story_slug for slug, item in zip(slugs, article.related, strict=True)):
+        if slugs != [item.story_slug for item in article.related]:
             related = tuple(
                 item if item.story_slug == slug else replace(item, story_slug=slug)
                 for slug, item in zip(slugs, article.related, strict=True)
@@ -72,8 +72,8 @@ def link_coverage(articles: list[Article]) -> list[Article]:
 
 
 def _first_match(keys: frozenset[str], slug_by_url: dict[str, str]) -> str | None:
-    matches = sorted(slug_by_url[k] for k in keys if k in slug_by_url)
-    return matches[0] if matches else None
+    found = keys & slug_by_url.keys()  # a set operation: most items match no story here
+    return min(slug_by_url[k] for k in found) if found else None
 
 
 # -- topics -------------------------------------------------------------------------------
@@ -119,11 +119,16 @@ def assign_issues(articles: list[Article], settings: IssueSettings, tz: ZoneInfo
     """
     assigned = []
     for article in articles:
-        number = article.pinned_issue or issue_number(
-            article.published.astimezone(tz).date(), settings
-        )
-        assigned.append(replace(article, issue=number if number >= 1 else None))
+        number = issue_of(article, settings, tz)
+        assigned.append(article if article.issue == number else replace(article, issue=number))
     return assigned
+
+
+def issue_of(article: Article, settings: IssueSettings, tz: ZoneInfo) -> int | None:
+    """The issue a story belongs in: it depends on the story and the config alone, so the
+    build cache stores stories with it (assembly then copies none of them)."""
+    number = article.pinned_issue or issue_number(article.published.astimezone(tz).date(), settings)
+    return number if number >= 1 else None
 
 
 def assemble_issues(articles: list[Article], settings: IssueSettings) -> tuple[Issue, ...]:

@@ -24,11 +24,15 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Diagnostic
 from .model import Article
+from .thumbnails import uses_digest
 from .tracking import Facts
+
+if TYPE_CHECKING:
+    from .images import StageMemo
 
 FORMAT = 1
 CACHE_FILE = "state.pickle"
@@ -69,16 +73,62 @@ def _installed(names: tuple[str, ...]) -> list[str]:
     return sorted(found)
 
 
-@dataclass
 class StoryEntry:
-    """One story file as the last build read it."""
+    """One story file as the last build read it.
 
-    size: int
-    mtime_ns: int
-    digest: str  # of the file's bytes
-    read_key: str  # engine and the config slice validation reads
-    article: Article | None
-    diagnostics: list[Diagnostic]
+    The parsed Article and the diagnostics travel as one pickled blob: a rebuild writes the
+    cache again with the blobs it loaded, not re-pickling a thousand unchanged Articles, and
+    a parsing worker's result crosses to the parent in the same form the cache keeps."""
+
+    __slots__ = ("_blob", "_parsed", "digest", "mtime_ns", "read_key", "size", "uses")
+
+    def __init__(
+        self,
+        size: int,
+        mtime_ns: int,
+        digest: str,  # of the file's bytes
+        read_key: str,  # engine and the config slice validation reads
+        article: Article | None,
+        diagnostics: list[Diagnostic],
+    ) -> None:
+        self.size, self.mtime_ns, self.digest, self.read_key = size, mtime_ns, digest, read_key
+        self.uses = uses_digest(article) if article is not None else ""  # its images in use
+        self._parsed: tuple[Article | None, list[Diagnostic]] | None = (article, diagnostics)
+        self._blob: bytes | None = None
+
+    @property
+    def article(self) -> Article | None:
+        return self._content()[0]
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return self._content()[1]
+
+    def _content(self) -> tuple[Article | None, list[Diagnostic]]:
+        if self._parsed is None:
+            assert self._blob is not None
+            self._parsed = pickle.loads(self._blob)
+        return self._parsed
+
+    def same_content(self, size: int, mtime_ns: int) -> StoryEntry:
+        """This entry for the same bytes found with another size or mtime (a touched file)."""
+        entry = StoryEntry.__new__(StoryEntry)
+        entry.__setstate__((size, mtime_ns, self.digest, self.read_key, self.uses,
+                            self._pickled()))
+        entry._parsed = self._parsed
+        return entry
+
+    def _pickled(self) -> bytes:
+        if self._blob is None:
+            self._blob = pickle.dumps(self._parsed, protocol=pickle.HIGHEST_PROTOCOL)
+        return self._blob
+
+    def __getstate__(self) -> tuple[int, int, str, str, str, bytes]:
+        return (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self._pickled())
+
+    def __setstate__(self, state: tuple[int, int, str, str, str, bytes]) -> None:
+        self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self._blob = state
+        self._parsed = None
 
     def parsed(self, shown: str) -> str:
         """What the story's fingerprint builds on: its path (the slug and every diagnostic
@@ -86,13 +136,30 @@ class StoryEntry:
         return f"{shown}|{self.digest}|{self.read_key}"
 
 
-@dataclass
+@dataclass(eq=False)
 class UnitRecord:
-    """One rendered unit: the output files it wrote, its static key and the facts it read."""
+    """One rendered unit: the output files it wrote, its static key and the facts it read.
+
+    Pickled as one blob of its own, kept from the load: a rebuild that renders a few units
+    writes the thousands of others back without pickling their facts again."""
 
     files: tuple[str, ...]
     key: dict[str, Any]
     facts: Facts
+    by_story: dict[str, Facts] = field(default_factory=dict)  # picture facts, by image's story
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        blob = self.__dict__.get("_blob")
+        if blob is None:
+            parts = (self.files, self.key, self.facts, self.by_story)
+            blob = self.__dict__["_blob"] = pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
+        return (_unit_record, (blob,))
+
+
+def _unit_record(blob: bytes) -> UnitRecord:
+    record = UnitRecord(*pickle.loads(blob))
+    record.__dict__["_blob"] = blob
+    return record
 
 
 @dataclass
@@ -105,6 +172,8 @@ class CacheState:
     signature: str = ""  # of every input of the last build, for the nothing-changed exit
     warnings: list[Diagnostic] = field(default_factory=list)  # that build's warnings
     summary: dict[str, int] = field(default_factory=dict)  # its counts, for the report
+    pictures: dict[str, str] = field(default_factory=dict)  # PictureBook.story_digests
+    images: StageMemo | None = None  # what the image stage did, to replay
 
 
 _IN_MEMORY: dict[Path, CacheState] = {}  # states this process saved, by cache file
@@ -141,7 +210,7 @@ class BuildCache:
                 state = CacheState(**head)
                 if not head_only:
                     state.stories = pickle.load(handle)
-                    state.units, state.manifest = pickle.load(handle)
+                    state.units, state.manifest, state.pictures, state.images = pickle.load(handle)
                     _check_types(state)
         except FileNotFoundError:
             return fresh
@@ -176,7 +245,8 @@ class BuildCache:
             self.folder.mkdir(parents=True, exist_ok=True)
             temporary = self.path.with_name(f".{CACHE_FILE}.{os.getpid()}")
             with open(temporary, "wb") as handle:
-                for part in (head, state.stories, (state.units, state.manifest)):
+                for part in (head, state.stories,
+                             (state.units, state.manifest, state.pictures, state.images)):
                     pickle.dump(part, handle, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(temporary, self.path)
         except OSError as exc:
@@ -194,8 +264,11 @@ class BuildCache:
 
 def _check_types(state: CacheState) -> None:
     """A cache of the right version but the wrong shape is as bad as a corrupt one."""
+    from .images import StageMemo  # only a full load gets here: the stages are imported
+
     if not (isinstance(state.stories, dict) and isinstance(state.units, dict)
-            and isinstance(state.manifest, frozenset)):
+            and isinstance(state.manifest, frozenset) and isinstance(state.pictures, dict)
+            and (state.images is None or isinstance(state.images, StageMemo))):
         raise TypeError("unexpected build cache contents")
 
 

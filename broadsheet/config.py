@@ -11,15 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
-from .fetch import FetchRules
 from .frontmatter import compose_mapping
 from .readers import NodeReader, is_null, shorten, url_problem
+
+if TYPE_CHECKING:
+    from .fetch import FetchRules  # http.client, ssl...: imported when something is fetched
 
 IMAGE_CACHE_FOLDER = "images"  # under images.cache_dir; the build cache sits beside it
 
@@ -112,6 +114,8 @@ class ImportSettings:
 
     @property
     def fetch_rules(self) -> FetchRules:
+        from .fetch import FetchRules
+
         return FetchRules(timeout=self.timeout, max_bytes=self.max_bytes,
                           allow_private_hosts=self.allow_private_hosts,
                           private_setting="import.allow_private_hosts")

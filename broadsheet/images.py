@@ -14,24 +14,26 @@ import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from .config import Config, ImageSettings
+from .config import IMAGE_CACHE_FOLDER, Config, ImageSettings
 from .diagnostics import Diagnostic, Severity
-from .fetch import FetchFailed, FetchRules, fetch_image
-from .imagecache import ImageCache, RemoteRecord
-from .imaging import ImageJob, JobResult, SourceInfo, make_thumbnails, prepare_worker
 from .model import Image, Site
+from .output import Named
 from .pictures import (
     ImageStats,
     PictureBook,
     SourceView,
-    placeholder_file,
+    placeholder_data,
+    placeholder_name,
     placeholder_shape,
 )
 from .thumbnails import (
@@ -45,6 +47,10 @@ from .thumbnails import (
 )
 from .urls import UrlBuilder
 
+if TYPE_CHECKING:  # Pillow, http.client...: imported when the stage really runs (not replayed)
+    from .imagecache import ImageCache
+    from .imaging import ImageJob, JobResult, SourceInfo
+
 Progress = Callable[[str, int, int], None]
 FETCH_THREADS = 8
 OFFLINE = "not downloaded yet, and fetching is off (--offline or images.fetch: false)"
@@ -56,7 +62,7 @@ class FileSink(Protocol):
 
     def write_file(self, name: str, source: Path) -> None: ...
 
-    def write_named(self, name: str, data: bytes) -> None: ...
+    def write_named(self, name: str, data: Named) -> None: ...
 
 
 @dataclass
@@ -99,12 +105,131 @@ class Outcome:
     made: int = 0
 
 
+@dataclass(frozen=True)
+class StageMemo:
+    """What the image stage did in a build where it downloaded and made nothing: a later
+    build with the same key does exactly the same, so it replays this instead of looking at
+    every source again (tens of thousands of them on a large site)."""
+
+    key: str
+    views: tuple[SourceView, ...]  # one per use, in plan order
+    published: tuple[tuple[str, str], ...]  # (route, cached thumbnail name) linked into output
+    placeholders: tuple[tuple[int, int, int], ...]  # the placeholder files written (shapes)
+    local: tuple[tuple[str, object], ...]  # each local candidate path and what it was
+    stats: ImageStats
+    warnings: tuple[Diagnostic, ...]
+    digests: dict[str, str]  # PictureBook.story_digests()
+
+
 def render_images(
-    site: Site, config: Config, urls: UrlBuilder, sink: FileSink, progress: Progress | None = None
-) -> PictureBook:
-    """Every picture the site shows, made or reused, linked into `sink`."""
+    site: Site,
+    config: Config,
+    urls: UrlBuilder,
+    sink: FileSink,
+    progress: Progress | None = None,
+    memo: StageMemo | None = None,
+    story_uses: Mapping[str, str] | None = None,
+) -> tuple[PictureBook, StageMemo | None]:
+    """Every picture the site shows, made or reused, linked into `sink`; and the memo the
+    next build may replay. `story_uses` maps each story file to `thumbnails.uses_digest`
+    of its article (kept in the build cache), which with the image settings and the state
+    of the image cache is what the stage's result depends on."""
     uses = plan_images(site, crop_operation(config.images.card_aspect))
-    return process_images(uses, config, urls, sink, progress)
+    key = stage_key(site, config, story_uses) if story_uses is not None else None
+    if memo is not None and key is not None and memo.key == key and _same_local(memo.local):
+        return replay(memo, uses, config, urls, sink), memo
+    book, sources = _run_stage(uses, config, urls, sink, progress)
+    local = tuple(_local_candidates(sources, config))
+    busy = book.stats.fetched or book.stats.made or book.stats.decoded or _racy(local)
+    if story_uses is None or key is None or busy:
+        return book, None  # the cache changed under it: the next build looks again
+    return book, StageMemo(
+        stage_key(site, config, story_uses) or "",  # as the cache is now, after this run
+        tuple(book.sources[use.image] for use in uses),
+        tuple((spec.route, spec.name) for spec in _published_specs(sources, config.images)),
+        tuple(_placeholder_shapes(sources)),
+        local,
+        book.stats,
+        tuple(book.warnings),
+        book.story_digests(),
+    )
+
+
+def stage_key(site: Site, config: Config, story_uses: Mapping[str, str]) -> str | None:
+    """What the stage's result depends on besides local files: the stories' image uses, the
+    image settings, and the image cache's index and folders (any download, thumbnail or
+    decode changes them). The day is part of it, because the first build of a day stamps
+    what is in use, which keeps it from being pruned."""
+    settings = config.images
+    if settings.refetch:
+        return None
+    folder = config.root / settings.cache_dir / IMAGE_CACHE_FOLDER
+    digest = hashlib.blake2b(digest_size=16)
+    state = [_stat_key(folder / part) for part in ("index.json", "remote", "originals", "thumbs")]
+    digest.update(repr((settings, str(config.root), date.today().isoformat(), state)).encode())
+    for article in sorted(site.articles, key=lambda a: a.source):
+        uses = story_uses.get(article.source)
+        if uses is None:
+            return None
+        digest.update(f"{article.source}\0{uses}\n".encode())
+    return digest.hexdigest()
+
+
+def _stat_key(path: Path | str) -> tuple[int, int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_mode)
+
+
+def _local_candidates(sources: list[Source], config: Config) -> Iterator[tuple[str, object]]:
+    """Every path a local image was looked for at, and what was there (see _same_local)."""
+    for source in sources:
+        if source.key.startswith("file:"):
+            image = source.uses[0].image
+            for candidate in _candidates(image, config):
+                yield str(candidate), _local_state(str(candidate))
+
+
+def _local_state(path: str) -> object:
+    real = os.path.realpath(path)
+    return (real, _stat_key(real))
+
+
+def _racy(local: tuple[tuple[str, object], ...]) -> bool:
+    """A local image changed so recently that another change might keep its mtime."""
+    from .imagecache import RACY_NS
+
+    now = time.time_ns()
+    return any(isinstance(state, tuple) and state[1] is not None and now - state[1][1] < RACY_NS
+               for _, state in local)
+
+
+def _same_local(local: tuple[tuple[str, object], ...]) -> bool:
+    return all(_local_state(path) == state for path, state in local)
+
+
+def replay(
+    memo: StageMemo, uses: list[ImageUse], config: Config, urls: UrlBuilder, sink: FileSink
+) -> PictureBook:
+    """The memo's result, its files linked into `sink` again (no image is looked at)."""
+    thumbs = config.root / config.images.cache_dir / IMAGE_CACHE_FOLDER / "thumbs"
+    files: dict[str, Path] = {}
+    for route, name in memo.published:
+        files[name] = path = thumbs / name
+        sink.write_file(route, path)
+    written = set()
+    for shape in memo.placeholders:
+        name = placeholder_name(*shape)
+        written.add(name)
+        sink.write_named(THUMBS_FOLDER + name, partial(placeholder_data, *shape))
+    views = {use.image: view for use, view in zip(uses, memo.views, strict=True)}
+    stats = replace(memo.stats, fetched=0, decoded=0, made=0)
+    book = PictureBook(config.images, urls, views, files, frozenset(written), stats,
+                       list(memo.warnings))
+    book.digests = memo.digests
+    return book
 
 
 def process_images(
@@ -116,6 +241,18 @@ def process_images(
 ) -> PictureBook:
     """The stage for any list of uses (the benchmark passes its own): locate, download,
     decode and make what the cache lacks, publish, warn, tidy the cache."""
+    return _run_stage(uses, config, urls, sink, progress)[0]
+
+
+def _run_stage(
+    uses: list[ImageUse],
+    config: Config,
+    urls: UrlBuilder,
+    sink: FileSink,
+    progress: Progress | None = None,
+) -> tuple[PictureBook, list[Source]]:
+    from .imagecache import ImageCache
+
     settings = config.images
     cache = ImageCache(config.root / settings.cache_dir)
     outcome = Outcome()
@@ -141,7 +278,9 @@ def process_images(
         made=outcome.made,
         files=len(files),
     )
-    return PictureBook(settings, urls, views(sources), files, placeholders, stats, outcome.warnings)
+    book = PictureBook(settings, urls, views(sources), files, placeholders, stats,
+                       outcome.warnings)
+    return book, sources
 
 
 # -- where each source is -----------------------------------------------------------------
@@ -196,12 +335,8 @@ def locate_sources(
 
 def read_local(source: Source, config: Config, cache: ImageCache) -> None:
     """A file next to the story or under content/, which must really be inside the site."""
-    image = source.uses[0].image
     root = config.root
-    candidates = [
-        root / Path(image.source).parent / image.url,
-        root / config.content_dir / image.url,
-    ]
+    candidates = _candidates(source.uses[0].image, config)
     for candidate in candidates:
         real = os.path.realpath(candidate)  # symlinks resolved: where the bytes really are
         if not os.path.exists(real):
@@ -214,6 +349,13 @@ def read_local(source: Source, config: Config, cache: ImageCache) -> None:
             return
     shown = sorted({os.path.relpath(c.parent, root) + "/" for c in candidates})
     source.problem = f"no such file (looked in {' and '.join(shown)})"
+
+
+def _candidates(image: Image, config: Config) -> list[Path]:
+    return [
+        config.root / Path(image.source).parent / image.url,
+        config.root / config.content_dir / image.url,
+    ]
 
 
 def local_digest(path: str, config: Config, cache: ImageCache, source: Source) -> str:
@@ -255,6 +397,9 @@ def download(
     sources: list[Source], settings: ImageSettings, cache: ImageCache, progress: Progress | None
 ) -> None:
     """Fetch in parallel, at most PER_HOST at once from any one host; keep every outcome."""
+    from .fetch import FetchFailed, FetchRules, fetch_image
+    from .imagecache import RemoteRecord
+
     rules = FetchRules(settings.timeout, settings.max_bytes, settings.allow_private_hosts)
     hosts = {urlsplit(s.key).hostname or "" for s in sources}
     gates = {host: threading.BoundedSemaphore(PER_HOST) for host in hosts}
@@ -319,6 +464,8 @@ def describe_sources(
 
 
 def make_job(source: Source, settings: ImageSettings, cache: ImageCache) -> ImageJob:
+    from .imaging import ImageJob
+
     assert source.path is not None
     return ImageJob(
         path=str(source.path),
@@ -338,6 +485,8 @@ def zip_results(
     """Run the jobs (in worker processes when there are several) as results come in."""
     if not jobs:
         return
+    from .imaging import make_thumbnails, prepare_worker
+
     workers = min(len(jobs), os.cpu_count() or 1)
     executor: Executor = (
         ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=prepare_worker)
@@ -380,27 +529,43 @@ def publish(
 ) -> dict[str, Path]:
     """Link every file the pages use into the output; the cached files by name."""
     files: dict[str, Path] = {}
+    for spec in _published_specs(sources, settings):
+        files[spec.name] = path = cache.thumb(spec.name)
+        sink.write_file(spec.route, path)
+    return files
+
+
+def _published_specs(sources: list[Source], settings: ImageSettings) -> Iterator[ThumbSpec]:
+    seen: set[str] = set()
     for source in sources:
         for spec in source.specs(settings):
-            if spec.name not in files:
-                files[spec.name] = path = cache.thumb(spec.name)
-                sink.write_file(spec.route, path)
-    return files
+            if spec.name not in seen:
+                seen.add(spec.name)
+                yield spec
 
 
 def write_placeholders(sources: list[Source], sink: FileSink) -> frozenset[str]:
     """The generated stand-in of every use of every source that could not be had."""
     written: set[str] = set()
+    for shape in _placeholder_shapes(sources):
+        name = placeholder_name(*shape)
+        written.add(name)
+        sink.write_named(THUMBS_FOLDER + name, partial(placeholder_data, *shape))
+    return frozenset(written)
+
+
+def _placeholder_shapes(sources: list[Source]) -> Iterator[tuple[int, int, int]]:
+    """The shape of each distinct placeholder file, in first-use order."""
+    seen: set[tuple[int, int, int]] = set()
     for source in sources:
         if not source.problem:
             continue
         for use in source.uses:
             for operation in use.operations:
-                name, data = placeholder_file(*placeholder_shape(use.image, operation))
-                if name not in written:
-                    written.add(name)
-                    sink.write_named(THUMBS_FOLDER + name, data)
-    return frozenset(written)
+                shape = placeholder_shape(use.image, operation)
+                if shape not in seen:
+                    seen.add(shape)
+                    yield shape
 
 
 def views(sources: list[Source]) -> dict[Image, SourceView]:

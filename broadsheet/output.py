@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from types import TracebackType
+
+Named = bytes | Callable[[], bytes]  # a content-named file's bytes, or how to make them
 
 
 class OutputError(Exception):
@@ -62,9 +65,9 @@ class OutputWriter:
         target.write_bytes(data)
         return False
 
-    def write_named(self, name: str, data: bytes) -> None:
+    def write_named(self, name: str, data: Named) -> None:
         """A file named by a hash of its bytes: the previous output's file of that name is
-        the same file, so it is linked without being read."""
+        the same file, so it is linked without being read (or its bytes made)."""
         target = self._target(name)
         previous = self.output / name
         if previous.is_file():
@@ -74,7 +77,7 @@ class OutputWriter:
                 return
             except OSError:
                 pass
-        target.write_bytes(data)
+        target.write_bytes(data if isinstance(data, bytes) else data())
 
     def keep(self, name: str) -> None:
         """Carry a file over from the previous output unchanged (its unit was not rendered)."""
@@ -206,13 +209,13 @@ class PatchWriter:
             shutil.copyfile(source, target)
         self.changed.append(name)
 
-    def write_named(self, name: str, data: bytes) -> None:
+    def write_named(self, name: str, data: Named) -> None:
         """A file named by a hash of its bytes: present under that name means unchanged."""
         self._claim(name)
         if os.path.isfile(os.path.join(self.output, name)):
             self.unchanged += 1
             return
-        self._pending(name).write_bytes(data)
+        self._pending(name).write_bytes(data if isinstance(data, bytes) else data())
         self.changed.append(name)
 
     def keep(self, name: str) -> None:

@@ -33,6 +33,10 @@ from .thumbnails import (
 from .urls import UrlBuilder
 
 VARIANTS = ("card", "story")
+PLANNED = "#picture"  # a fact: the picture of an image the image stage processed
+UNPLANNED = "#picture-unplanned"  # ... of an image it was not asked about (a theme's choice)
+ENCLOSURE = "#enclosure"
+SOURCE_AT = {PLANNED: 8, ENCLOSURE: 5}  # where the image's story file is in such a fact path
 DEFAULT_SIZE = (1600, 900)  # the shape of a placeholder when the metadata gives none
 
 
@@ -92,6 +96,7 @@ class PictureBook:
     placeholders: frozenset[str] = frozenset()  # names of the placeholder files written
     stats: ImageStats = ImageStats()
     warnings: list[Diagnostic] = field(default_factory=list)  # one per source not available
+    digests: dict[str, str] | None = None  # story_digests(), when already known
 
     @property
     def card_operation(self) -> str:
@@ -110,7 +115,8 @@ class PictureBook:
         image = tracking.unwrap(image)
         result = self.make_picture(image, variant, alt, seed)
         key = image_key(image) if image is not None else ()
-        tracking.note(("#picture", variant, alt, seed, *key), tuple(vars(result).values()))
+        head = PLANNED if image is not None and image in self.sources else UNPLANNED
+        tracking.note((head, variant, alt, seed, *key), tuple(vars(result).values()))
         return result
 
     def make_picture(self, image: Image | None, variant: str, alt: str, seed: str) -> Picture:
@@ -139,9 +145,34 @@ class PictureBook:
         file the image stage wrote for it, or no file (a tinted frame) for an image it was
         not asked about or no image at all."""
         width, height, angle = placeholder_shape(image, operation, seed)
-        name = placeholder_file(width, height, angle)[0]
+        name = placeholder_name(width, height, angle)
         src = self.urls.href(THUMBS_FOLDER + name) if name in self.placeholders else ""
         return Picture(width, height, "", src, hue=angle, placeholder=True)
+
+    def story_digests(self) -> dict[str, str]:
+        """For each story file, a digest of everything the image stage decided about the
+        images it gives: what each source is and which placeholder files exist for them.
+
+        A picture of a planned image is a function of that image, its source's view and
+        those placeholders, so while a story's digest stays the same the pictures of its
+        images cannot change: the build cache then keeps those facts without re-checking
+        each one (tens of thousands of related-coverage cards on a large site)."""
+        if self.digests is not None:
+            return self.digests
+        found: dict[str, list[object]] = {}
+        operations = (FIT, self.card_operation)
+        for image, view in self.sources.items():
+            present = tuple(
+                placeholder_name(*placeholder_shape(image, op)) in self.placeholders
+                for op in operations
+            )
+            entry = (image_key(image), tuple(vars(view).values()), present)
+            found.setdefault(image.source, []).append(entry)
+        self.digests = {
+            story: hashlib.blake2b(repr(entries).encode(), digest_size=16).hexdigest()
+            for story, entries in found.items()
+        }
+        return self.digests
 
     def largest_jpeg(self, image: Image | None) -> Enclosure | None:
         """The absolute URL, byte length and MIME type of the largest JPEG made of `image`
@@ -150,7 +181,7 @@ class PictureBook:
         result = self.make_enclosure(image)
         key = image_key(image) if image is not None else ()
         fact = None if result is None else tuple(vars(result).values())
-        tracking.note(("#enclosure", *key), fact)
+        tracking.note((ENCLOSURE, *key), fact)
         return result
 
     def make_enclosure(self, image: Image | None) -> Enclosure | None:
@@ -198,25 +229,38 @@ def image_key(image: Image) -> tuple[object, ...]:
 
 
 def placeholder_shape(image: Image | None, operation: str, seed: str = "") -> tuple[int, int, int]:
-    """Width, height and hue of the placeholder for `image` shown through `operation`."""
-    return _placeholder_shape(image, operation, seed)
+    """Width, height and hue of the placeholder for `image` shown through `operation`.
 
-
-@lru_cache(maxsize=65536)  # the image stage, the pages and the build cache's checks ask alike
-def _placeholder_shape(image: Image | None, operation: str, seed: str) -> tuple[int, int, int]:
+    Asked for every use of every image by the image stage, the pages and the build cache's
+    checks alike, so both parts are memoised on plain values (a few distinct sizes, one
+    hue per URL) rather than on the Image."""
     size: Size = DEFAULT_SIZE
     if image is not None and image.width and image.height:
         size = (image.width, image.height)
-    width, height = shaped_size(size, operation)
-    return width, height, hue(image.url if image is not None else seed)
+    width, height = _shaped_size(size, operation)
+    return width, height, _hue(image.url if image is not None else seed)
+
+
+_shaped_size = lru_cache(maxsize=4096)(shaped_size)
+_hue = lru_cache(maxsize=65536)(hue)
 
 
 @lru_cache(maxsize=65536)
-def placeholder_file(width: int, height: int, angle: int) -> tuple[str, bytes]:
-    """The placeholder SVG and its name (a hash of its bytes, like every thumbnail's)."""
-    data = placeholder_svg(width, height, angle).encode("ascii")
-    digest = hashlib.sha256(data).hexdigest()[:20]
-    return f"{digest}-{width}x{height}.svg", data
+def placeholder_name(width: int, height: int, angle: int) -> str:
+    """A placeholder's file name: a hash of its shape and of the code that draws it, so the
+    name changes whenever the bytes would (like every thumbnail's) without making them."""
+    key = f"{_drawing_version()}:{width}:{height}:{angle}".encode()
+    return f"{hashlib.sha256(key).hexdigest()[:20]}-{width}x{height}.svg"
+
+
+def placeholder_data(width: int, height: int, angle: int) -> bytes:
+    return placeholder_svg(width, height, angle).encode("ascii")
+
+
+@lru_cache(maxsize=1)
+def _drawing_version() -> str:
+    code = placeholder_svg.__code__
+    return hashlib.sha256(repr((code.co_code, code.co_consts)).encode()).hexdigest()[:16]
 
 
 def placeholder_svg(width: int, height: int, angle: int) -> str:

@@ -10,8 +10,10 @@ page rendered, so any error leaves the previous site intact.
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,7 +97,26 @@ def build(
             return _nothing_changed(config, head, started)
     from . import stages  # the stages import Jinja, Pillow, lxml...: only when needed
 
-    return stages.run(config, options, cache, signature, started, progress, write)
+    with collector_paused():
+        return stages.run(config, options, cache, signature, started, progress, write)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a build runs.
+
+    A build allocates hundreds of thousands of long-lived objects (the model, the cache, the
+    fact records) and almost no garbage cycles, so the collector's repeated full scans are pure
+    cost: they were a fifth of a cold build and a sixth of a one-edit rebuild. Reference
+    counting still frees everything else at once; the few cycles left wait for the next
+    collection after the build (the dev server runs one when it is idle again)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def build_cache(config: Config, options: BuildOptions) -> BuildCache:
@@ -106,13 +127,13 @@ def build_cache(config: Config, options: BuildOptions) -> BuildCache:
 def _nothing_changed(config: Config, state: CacheState, started: float) -> BuildReport:
     summary = dict(state.summary)
     pages = summary.pop("pages", 0)
-    summary.pop("files", None)
+    files = summary.pop("files", 0)
     return BuildReport(
         config,
         None,
         pages,
-        summary.get("files", 0),
-        summary.get("files", 0),
+        files,
+        files,
         time.perf_counter() - started,
         list(state.warnings),
         counts=Counts(**summary),

@@ -9,6 +9,7 @@ pages as they are served; nothing of the dev server is ever written into a build
 from __future__ import annotations
 
 import contextlib
+import gc
 import html
 import http.server
 import ipaddress
@@ -196,6 +197,7 @@ class DevServer:
                 f"Changed: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}", file=self.log
             )
             self.rebuild()
+            gc.collect()  # builds run with the collector paused: tidy up while the curator reads
 
 
 class SiteFilter(watchfiles.DefaultFilter):

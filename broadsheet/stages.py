@@ -17,9 +17,9 @@ from .buildcache import BuildCache, CacheState, Signature, UnitRecord, engine_ke
 from .config import Config
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
 from .feeds import OPML, Feed, plan_feeds, render_opml
-from .images import render_images
+from .images import StageMemo, render_images
 from .model import Article, Site
-from .output import OutputError, OutputWriter, PatchWriter
+from .output import Named, OutputError, OutputWriter, PatchWriter
 from .pictures import PictureBook
 from .pipeline import BuildOptions, BuildReport, Counts, Progress, _output_id, image_index
 from .routes import Page, plan_pages
@@ -28,7 +28,7 @@ from .sitemap import render_robots, render_sitemap
 from .stories import load_stories
 from .templates import StaticFiles, make_environment
 from .tracking import FactChecker, Fingerprints
-from .units import Decider, Unit, UnitPlanner, fact_specials, render_units
+from .units import Decider, Unit, UnitPlanner, fact_specials, render_units, settled_stories
 from .urls import ROBOTS, SITEMAP, UrlBuilder, static_route
 
 
@@ -37,7 +37,7 @@ class Sink(Protocol):
 
     def write_file(self, name: str, source: Path) -> None: ...
 
-    def write_named(self, name: str, data: bytes) -> None: ...
+    def write_named(self, name: str, data: Named) -> None: ...
 
     def keep(self, name: str) -> None: ...
 
@@ -56,7 +56,7 @@ class DiscardingSink:
     def write_file(self, name: str, source: Path) -> None:
         self.written.add(name)
 
-    def write_named(self, name: str, data: bytes) -> None:
+    def write_named(self, name: str, data: Named) -> None:
         self.written.add(name)
 
     def keep(self, name: str) -> None:
@@ -90,7 +90,7 @@ def run(
     previous = _reusable_output(state, output_dir) if write else None
     notes = [cache.note] if cache.note else []
     job = RenderJob(site, pages, feeds, config, url_builder, Fingerprints(loaded.parsed),
-                    state, previous, options.workers)
+                    state, previous, options.workers, loaded.uses)
     try:
         if not write:
             outcome = render_site(job, DiscardingSink(), progress)
@@ -109,6 +109,8 @@ def run(
             "" if signature.racy else with_file(signature, image_index(config)).value,
             all_warnings,
             {"pages": len(pages), "files": len(outcome.files), **Counts.of(site).__dict__},
+            outcome.picture_digests,
+            outcome.image_memo,
         )
         cache.save(new_state)
         if cache.note and cache.note not in notes:
@@ -183,6 +185,7 @@ class RenderJob:
     state: CacheState
     previous: Path | None  # the output folder whose files unchanged units keep
     workers: int | None = None
+    story_uses: dict[str, str] | None = None  # each story's thumbnails.uses_digest
 
 
 @dataclass
@@ -192,6 +195,8 @@ class Outcome:
     files: set[str]
     unchanged: int
     rebuilt: list[tuple[str, str]]
+    picture_digests: dict[str, str] = field(default_factory=dict)  # PictureBook.story_digests
+    image_memo: StageMemo | None = None
     removed: list[str] = field(default_factory=list)
 
 
@@ -200,15 +205,18 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
     robots.txt and static files into `sink`."""
     config, site = job.config, job.site
     static = StaticFiles(config.static_dirs)
-    pictures = render_images(site, config, job.url_builder, sink, progress)
+    pictures, memo = render_images(site, config, job.url_builder, sink, progress,
+                                   job.state.images, job.story_uses)
     env = make_environment(config, job.url_builder, static, pictures)
     fp = job.fingerprints
     common = {"engine": engine_key(), "config": fp.of(config)}
     planner = UnitPlanner(env, site, config, job.url_builder, pictures, fp, common)
     units = [*planner.pages(job.pages), *planner.feeds(job.feeds), *planner.emails(site.issues)]
     check_unique_files(units)
+    picture_digests = pictures.story_digests()
     checker = FactChecker(fp, fact_specials(env, static, pictures))
-    decider = Decider(job.state.units, checker, job.previous)
+    settled = settled_stories(picture_digests, job.state.pictures)
+    decider = Decider(job.state.units, checker, job.previous, settled)
     decisions = [decider.decide(unit) for unit in units]
     todo = [d.unit for d in decisions if d.reason is not None]
     records: dict[str, UnitRecord] = {}
@@ -240,7 +248,7 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
     files.update(getattr(sink, "written", ()))
     unchanged += getattr(sink, "unchanged", 0)
     rebuilt = [(d.unit.id, d.reason) for d in decisions if d.reason is not None]
-    return Outcome(pictures, records, files, unchanged, rebuilt)
+    return Outcome(pictures, records, files, unchanged, rebuilt, picture_digests, memo)
 
 
 def check_unique_files(units: list[Unit]) -> None:

@@ -16,17 +16,18 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
+from .assemble import issue_of
 from .buildcache import StoryEntry, engine_key
 from .config import Config
 from .coverage import prepare_coverage
-from .diagnostics import Diagnostic, Diagnostics, display_path
+from .diagnostics import Diagnostic, Diagnostics
 from .frontmatter import parse_front_matter
 from .model import Article
-from .sources import MAX_STORY_BYTES, find_story_files
+from .sources import decode_story, find_story_files, too_large
 from .urls import make_slug
 from .validate import check_unique_slugs, validate_story
 
@@ -43,6 +44,7 @@ class Loaded:
     articles: list[Article]
     entries: dict[str, StoryEntry]  # by shown path, for the next build's cache
     parsed: dict[str, str]  # article.source -> the digest its fingerprint builds on
+    uses: dict[str, str]  # article.source -> thumbnails.uses_digest of it
     reparsed: int  # stories parsed this build (0 on a rebuild where none changed)
 
 
@@ -61,12 +63,10 @@ def load_stories(
     """Read and validate every story; problems go to `diagnostics`, good stories come back."""
     root = config.root
     key = read_key(config)
-    paths = find_story_files(root / config.content_dir)
     entries: dict[str, StoryEntry] = {}
     todo: list[tuple[Path, str, StoryEntry | None]] = []
     now = time.time_ns()
-    for path in paths:
-        shown = display_path(path, root)
+    for path, shown in find_story_files(root / config.content_dir, root):
         entry = cached.get(shown)
         if entry is not None and entry.read_key == key and _unchanged(path, entry, now):
             entries[shown] = entry
@@ -87,7 +87,8 @@ def load_stories(
     clashing = {(d.path, d.field) for d in collisions}
     kept = [a for a in articles if (a.source, "slug") not in clashing]
     parsed = {shown: entry.parsed(shown) for shown, entry in entries.items()}
-    return Loaded(kept, entries, parsed, len(todo))
+    uses = {shown: entry.uses for shown, entry in entries.items()}
+    return Loaded(kept, entries, parsed, uses, len(todo))
 
 
 def _unchanged(path: Path, entry: StoryEntry, now: int) -> bool:
@@ -144,18 +145,16 @@ def parse_story(
     """One story file, read and validated (or its diagnostics), as a cache entry."""
     try:
         stat = path.stat()
-        if stat.st_size > MAX_STORY_BYTES:
-            limit = MAX_STORY_BYTES // 1024 // 1024
-            problem = f"is {stat.st_size // 1024} KiB; a story file may be at most {limit} MiB"
-            return _failed(stat, shown, key, problem)
+        problem = too_large(stat.st_size, shown)
+        if problem is not None:
+            return StoryEntry(stat.st_size, stat.st_mtime_ns, "", key, None, [problem])
         data = path.read_bytes()
     except OSError as exc:
         return StoryEntry(0, 0, "", key, None,
                           [Diagnostic(shown, 0, "", f"cannot be read: {exc.strerror or exc}")])
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     if previous is not None and previous.digest == digest and previous.read_key == key:
-        return StoryEntry(stat.st_size, stat.st_mtime_ns, digest, key, previous.article,
-                          previous.diagnostics)
+        return previous.same_content(stat.st_size, stat.st_mtime_ns)
     diagnostics = Diagnostics()
     article = _validate(data, path, shown, config, diagnostics)
     return StoryEntry(stat.st_size, stat.st_mtime_ns, digest, key, article, diagnostics.items)
@@ -164,12 +163,9 @@ def parse_story(
 def _validate(
     data: bytes, path: Path, shown: str, config: Config, diagnostics: Diagnostics
 ) -> Article | None:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        diagnostics.error(shown, line, "", f"is not UTF-8 text (byte 0x{data[exc.start]:02x} "
-                          "cannot be decoded); save the file as UTF-8")
+    text = decode_story(data, shown)
+    if isinstance(text, Diagnostic):
+        diagnostics.extend([text])
         return None
     front = parse_front_matter(text, shown)
     if isinstance(front, list):
@@ -177,9 +173,8 @@ def _validate(
         return None
     default_slug = make_slug(path.stem, "story")
     article = validate_story(front, shown, default_slug, config, diagnostics)
-    return prepare_coverage(article) if article is not None else None
-
-
-def _failed(stat: os.stat_result, shown: str, key: str, problem: str) -> StoryEntry:
-    return StoryEntry(stat.st_size, stat.st_mtime_ns, "", key, None,
-                      [Diagnostic(shown, 0, "", problem)])
+    if article is None:
+        return None
+    article = prepare_coverage(article)
+    issue = issue_of(article, config.issues, config.tz)  # what assembly would give it
+    return article if article.issue == issue else replace(article, issue=issue)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from math import gcd
 
-from .model import Image, Site
+from .model import Article, Image, Site
 
 PIPELINE_VERSION = "3"  # bump when the Pillow work changes: every name changes with it
 FIT = "fit"  # keep the source's own shape (story pages)
@@ -181,3 +181,11 @@ def _uses(site: Site, card_operation: str) -> Iterator[ImageUse]:
         for related in article.related:
             if related.images:
                 yield ImageUse(related.images[0], (card_operation,))
+
+
+def uses_digest(article: Article) -> str:
+    """A digest of the images `_uses` takes from one story (keep the two in step): the
+    build cache keeps it per story file, so a build can tell that no story's images
+    changed without looking at any of them."""
+    chosen = [*article.images, None, *(r.images[0] for r in article.related if r.images)]
+    return hashlib.blake2b(repr(chosen).encode(), digest_size=16).hexdigest()

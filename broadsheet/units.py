@@ -27,7 +27,7 @@ from .diagnostics import Diagnostic
 from .feeds import Feed, render_feeds
 from .model import Article, Image, Issue, Site
 from .newsletter import email_routes, render_email_html, render_email_text
-from .pictures import PictureBook
+from .pictures import ENCLOSURE, PLANNED, SOURCE_AT, UNPLANNED, PictureBook
 from .routes import Page
 from .templates import StaticFiles, template_diagnostic
 from .tracking import FactChecker, Fingerprints, Recorder, Tracked
@@ -194,20 +194,46 @@ def fact_specials(
     return {
         "#template": template,
         "#asset": asset,
-        "#picture": picture,
-        "#enclosure": enclosure,
+        PLANNED: picture,
+        UNPLANNED: picture,
+        ENCLOSURE: enclosure,
     }
+
+
+def split_facts(facts: tracking.Facts) -> tuple[tracking.Facts, dict[str, tracking.Facts]]:
+    """The facts of a unit, with its picture and enclosure facts grouped by the story file
+    their image comes from: a group whose story's images are as the last build left them
+    (PictureBook.story_digests) holds as a whole, without a look at any of its facts."""
+    plain: tracking.Facts = {}
+    by_story: dict[str, tracking.Facts] = {}
+    for path, value in facts.items():
+        at = SOURCE_AT.get(path[0])
+        if at is not None and len(path) > at:
+            by_story.setdefault(path[at], {})[path] = value
+        else:
+            plain[path] = value
+    return plain, by_story
+
+
+def settled_stories(digests: Mapping[str, str], previous: Mapping[str, str]) -> set[str]:
+    """The story files whose images the image stage sees exactly as in the last build."""
+    return {story for story, digest in digests.items() if previous.get(story) == digest}
 
 
 class Decider:
     """Compares each unit with the last build's record of it."""
 
     def __init__(
-        self, records: Mapping[str, UnitRecord], checker: FactChecker, output: Path | None
+        self,
+        records: Mapping[str, UnitRecord],
+        checker: FactChecker,
+        output: Path | None,
+        settled: set[str] | None = None,
     ) -> None:
         self.records = records
         self.checker = checker
         self.output = output  # the previous output folder, None when it cannot be reused
+        self.settled = settled or set()  # story files whose pictures cannot have changed
 
     def decide(self, unit: Unit) -> Decision:
         return Decision(unit, self.reason(unit))
@@ -224,6 +250,11 @@ class Decider:
             sources = [v.source for v in unit.roots.values() if isinstance(v, Article)]
             return _key_reason(changed) + (f" ({', '.join(sources)})" if sources else "")
         changed_fact = self.checker.changed(unit.roots, record.facts)
+        for story, facts in record.by_story.items():
+            if changed_fact is not None:
+                break
+            if story not in self.settled:
+                changed_fact = self.checker.changed(unit.roots, facts)
         if changed_fact is not None:
             return self._fact_reason(unit, changed_fact)
         for name in unit.files:
@@ -237,9 +268,9 @@ class Decider:
             return f"template {path[1]} changed"
         if head == "#asset":
             return f"static file {path[1]} changed"
-        if head == "#picture":
+        if head in (PLANNED, UNPLANNED):
             return f"picture {path[4] if len(path) > 4 else '(none)'} changed"
-        if head == "#enclosure":
+        if head == ENCLOSURE:
             return f"feed enclosure {path[1] if len(path) > 1 else '(none)'} changed"
         shown = tracking.describe(path)
         value = _resolve(unit.roots, path)
@@ -337,5 +368,5 @@ def _render_serial(
             continue
         for name, data in files:
             result.unchanged += sink.write(name, data)
-        result.records[unit.id] = UnitRecord(unit.files, unit.key, recorder.facts)
+        result.records[unit.id] = UnitRecord(unit.files, unit.key, *split_facts(recorder.facts))
     return result

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from broadsheet import stories, units
+from broadsheet import images, stories, units
 from broadsheet.buildcache import CACHE_FILE
 from broadsheet.cli import main
 from broadsheet.pipeline import BuildOptions, BuildReport, build
@@ -145,8 +146,12 @@ class Curator:
     def check(self) -> BuildReport:
         """Build incrementally, build from scratch elsewhere: the outputs must be identical."""
         report = self.site.build()
-        build(self.site.root, BuildOptions(offline=True, use_cache=False, output_dir=self.clean,
-                                           cache_name="clean"))
+        # The clean build runs on a copy, so that its image cache is its own: sharing it
+        # would disturb what the incremental build remembers of its image stage.
+        copy = self.clean.parent / "clean-site"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(self.site.root, copy, ignore=shutil.ignore_patterns(".cache", "output"))
+        build(copy, BuildOptions(offline=True, use_cache=False, output_dir=self.clean))
         incremental, clean = tree(self.site.output), tree(self.clean)
         assert sorted(incremental) == sorted(clean)
         different = [name for name in clean if incremental[name] != clean[name]]
@@ -353,3 +358,59 @@ def test_new_story_renders_only_what_lists_it(curator: Curator) -> None:
     assert "page:404.html" not in units_rendered  # it shows no story
     assert not any(f"page:stories/{Path(curator.names[n]).stem}/" in units_rendered
                    for n in before), "a new story re-rendered other stories' pages"
+
+
+# -- the image stage ----------------------------------------------------------------------
+
+
+def no_image_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a build looks at any image source."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the image stage ran again")
+
+    monkeypatch.setattr(images, "locate_sources", refuse)
+
+
+def test_edit_that_keeps_images_replays_the_image_stage(
+    curator: Curator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    curator.site.build()
+    number = curator.pick(0)
+    assert number is not None
+    path = curator.site.root / curator.names[number]
+    path.write_text(path.read_text(encoding="utf-8") + "\nOne more paragraph.\n",
+                    encoding="utf-8")
+    no_image_stage(monkeypatch)
+    report = curator.site.build()
+    assert report.reparsed == 1 and report.rebuilt
+    monkeypatch.undo()
+    curator.check()
+
+
+def test_an_image_that_appears_is_picked_up(curator: Curator) -> None:
+    extra = "images:\n  - url: images/later.jpg\n    width: 64\n    height: 40\n    title: Later\n"
+    curator.site.write("content/later.md", story(
+        title="A story whose picture comes later", when=DATES[0],
+        url="https://news.example.com/later", extra=extra))
+    curator.site.build()
+    curator.apply(("age", 0, 0))
+    curator.site.build()  # the image stage is remembered with the file missing...
+    curator.apply(("age", 0, 0))
+    curator.site.build()  # ...and replayed
+    curator.site.write("content/images/later.jpg", picture(1))
+    report = curator.check()
+    assert report.images is not None and report.images.decoded == 1
+    page = curator.site.page("stories/later/")
+    assert page.xpath("//img[contains(@src, '/thumbs/') and not(contains(@src, '.svg'))]")
+
+
+def test_a_story_image_edit_reaches_its_pictures(curator: Curator) -> None:
+    curator.site.build()
+    number = next(n for n in curator.names if n % 3 == 0)
+    path = curator.site.root / curator.names[number]
+    path.write_text(path.read_text(encoding="utf-8").replace("height: 40", "height: 32"),
+                    encoding="utf-8")
+    curator.check()
+    page = curator.site.page(f"stories/{Path(curator.names[number]).stem}/")
+    assert page.xpath("//img[@height='32']"), "the story page kept the old image size"
