@@ -147,11 +147,12 @@ class UnitRecord:
     key: dict[str, Any]
     facts: Facts
     by_story: dict[str, Facts] = field(default_factory=dict)  # picture facts, by image's story
+    shared: tuple[tuple[Any, Any], ...] = ()  # facts read from `site` and the theme (units.py)
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         blob = self.__dict__.get("_blob")
         if blob is None:
-            parts = (self.files, self.key, self.facts, self.by_story)
+            parts = (self.files, self.key, self.facts, self.by_story, self.shared)
             blob = self.__dict__["_blob"] = pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
         return (_unit_record, (blob,))
 

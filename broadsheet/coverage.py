@@ -55,6 +55,7 @@ _TRACKING = {
 _HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
 _AMP_CACHE = re.compile(r"^/(?:c|v|i)/(s/)?(.+)$")
 _AMP_PATH = re.compile(r"(^|/)(?:platform/)?amp(?=/|$)", re.IGNORECASE)
+_AMP_SUFFIX = re.compile(r"\.amp(\.html?)$", re.IGNORECASE)
 _WORDS = re.compile(r"\w+")
 
 
@@ -69,9 +70,12 @@ def clean_url(url: str) -> str:
             scheme = "https://" if inner.group(1) else "http://"
             query = f"?{parts.query}" if parts.query else ""
             return clean_url(scheme + inner.group(2) + query)
-    path = _AMP_PATH.sub(r"\1", parts.path).replace("//", "/") or "/"
-    path = re.sub(r"\.amp(\.html?)$", r"\1", path, flags=re.IGNORECASE)
-    query = urlencode(
+    path = parts.path
+    if "amp" in path.lower():  # most paths have no AMP part: skip both substitutions
+        path = _AMP_PATH.sub(r"\1", path)
+        path = _AMP_SUFFIX.sub(r"\1", path)
+    path = path.replace("//", "/") or "/"
+    query = parts.query and urlencode(
         [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
          if not _is_tracking(key)]
     )
@@ -88,7 +92,7 @@ def canonical_url(url: str) -> str:
         if host.startswith(prefix) and host.count(".") >= 2:
             host = host[len(prefix) :]
             break
-    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    query = parts.query and urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
     return host + parts.path.rstrip("/") + (f"?{query}" if query else "")
 
 

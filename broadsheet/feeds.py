@@ -11,7 +11,6 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from xml.sax.saxutils import escape, quoteattr
 
 from feedgen.feed import FeedEntry, FeedGenerator
 from lxml import etree
@@ -21,6 +20,7 @@ from .config import Config
 from .markdown import sanitise_html
 from .model import Article, Issue, Site
 from .urls import UrlBuilder
+from .xmltext import escape, quoteattr
 
 FORMATS = ("rss", "atom", "json")
 MEDIA_TYPES = {

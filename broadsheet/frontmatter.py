@@ -168,63 +168,68 @@ def _check_nodes(root: yaml.Node, path: str, first_line: int) -> list[Diagnostic
     """Reject what we never want in content: aliases, foreign tags, duplicate or odd keys.
 
     The composer shares one node object for every use of an anchor, so a node seen twice is
-    an alias; stopping there also makes "billion laughs" documents cost nothing.
+    an alias; stopping there also makes "billion laughs" documents cost nothing. Every node
+    of every story passes here, so field paths stay tuples until a diagnostic needs one.
     """
     problems: list[Diagnostic] = []
     seen: set[int] = set()
     alias_reported = False
-    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    stack: list[tuple[yaml.Node, FieldPath]] = [(root, ())]
     while stack:
         node, where = stack.pop()
-        line = first_line + node.start_mark.line
         if id(node) in seen:
             if not alias_reported:  # one is enough: a bomb would repeat it a million times
-                problems.append(
-                    Diagnostic(
-                        path,
-                        line,
-                        where,
-                        "YAML aliases (*name) are not allowed; repeat the value instead",
-                    )
-                )
+                problems.append(Diagnostic(
+                    path, first_line + node.start_mark.line, field_name(where),
+                    "YAML aliases (*name) are not allowed; repeat the value instead"))
                 alias_reported = True
             continue
         seen.add(id(node))
         if node.tag not in _ALLOWED_TAGS:
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            problems.append(Diagnostic(path, line, where, f"YAML tag {tag!r} is not allowed"))
+            problems.append(Diagnostic(path, first_line + node.start_mark.line,
+                                       field_name(where), f"YAML tag {tag!r} is not allowed"))
             continue
-        if isinstance(node, yaml.MappingNode):
+        kind = type(node)
+        if kind is yaml.MappingNode:
             stack.extend(reversed(_mapping_children(node, where, path, first_line, problems)))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(
-                (item, f"{where}[{i}]") for i, item in reversed(list(enumerate(node.value)))
-            )
+        elif kind is yaml.SequenceNode:
+            stack.extend((item, (*where, i)) for i, item in reversed(list(enumerate(node.value))))
     return problems
 
 
+FieldPath = tuple[str | int, ...]
+
+
+def field_name(where: FieldPath) -> str:
+    """("related", 3, "url") -> "related[3].url", as diagnostics name fields."""
+    text = ""
+    for step in where:
+        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else step)
+    return text
+
+
 def _mapping_children(
-    node: yaml.MappingNode, where: str, path: str, first_line: int, problems: list[Diagnostic]
-) -> list[tuple[yaml.Node, str]]:
-    children: list[tuple[yaml.Node, str]] = []
-    keys: dict[str, int] = {}
+    node: yaml.MappingNode, where: FieldPath, path: str, first_line: int,
+    problems: list[Diagnostic],
+) -> list[tuple[yaml.Node, FieldPath]]:
+    children: list[tuple[yaml.Node, FieldPath]] = []
+    keys: dict[str, yaml.Node] = {}
     for key_node, value_node in node.value:
-        line = first_line + key_node.start_mark.line
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+        if type(key_node) is not yaml.ScalarNode or key_node.tag.endswith(":merge"):
             what = "merge keys (<<)" if key_node.tag.endswith(":merge") else "complex keys"
-            problems.append(Diagnostic(path, line, where, f"{what} are not allowed"))
+            problems.append(Diagnostic(path, first_line + key_node.start_mark.line,
+                                       field_name(where), f"{what} are not allowed"))
             continue
         name = str(key_node.value)
-        field_path = f"{where}.{name}" if where else name
         if name in keys:
-            problems.append(
-                Diagnostic(
-                    path, line, field_path, f"duplicate key (first given on line {keys[name]})"
-                )
-            )
+            first = first_line + keys[name].start_mark.line
+            problems.append(Diagnostic(path, first_line + key_node.start_mark.line,
+                                       field_name((*where, name)),
+                                       f"duplicate key (first given on line {first})"))
             continue
-        keys[name] = line
-        children.append((value_node, field_path))
+        keys[name] = key_node
+        children.append((value_node, (*where, name)))
     return children
 
 

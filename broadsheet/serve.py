@@ -197,7 +197,8 @@ class DevServer:
                 f"Changed: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}", file=self.log
             )
             self.rebuild()
-            gc.collect()  # builds run with the collector paused: tidy up while the curator reads
+            gc.unfreeze()  # builds run with the collector paused and leave their objects
+            gc.collect()  # frozen: tidy up now, while the curator reads
 
 
 class SiteFilter(watchfiles.DefaultFilter):

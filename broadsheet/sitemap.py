@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
-
 from .routes import Page
 from .urls import SITEMAP, UrlBuilder
+from .xmltext import escape
 
 
 def render_sitemap(pages: list[Page], urls: UrlBuilder) -> bytes:

@@ -200,19 +200,33 @@ def fact_specials(
     }
 
 
-def split_facts(facts: tracking.Facts) -> tuple[tracking.Facts, dict[str, tracking.Facts]]:
-    """The facts of a unit, with its picture and enclosure facts grouped by the story file
-    their image comes from: a group whose story's images are as the last build left them
-    (PictureBook.story_digests) holds as a whole, without a look at any of its facts."""
-    plain: tracking.Facts = {}
+SHARED_ROOTS = frozenset({"site", "#template", "#asset"})  # the same for every unit
+
+
+def split_facts(
+    facts: tracking.Facts,
+) -> tuple[tracking.Facts, dict[str, tracking.Facts], tuple[tuple[Any, Any], ...]]:
+    """A unit's facts in three parts, so that checking thousands of units repeats no work:
+
+    - its own facts (its article, issue, pager...), checked one by one;
+    - picture and enclosure facts grouped by the story file their image comes from: a
+      group whose story's images are as the last build left them (PictureBook.
+      story_digests) holds as a whole, without a look at any of its facts;
+    - facts read from `site` and the theme's templates and assets, as one tuple: most
+      units of one template read the same ones, and the Decider checks each distinct
+      tuple once."""
+    own: tracking.Facts = {}
     by_story: dict[str, tracking.Facts] = {}
+    shared: list[tuple[Any, Any]] = []
     for path, value in facts.items():
         at = SOURCE_AT.get(path[0])
         if at is not None and len(path) > at:
             by_story.setdefault(path[at], {})[path] = value
+        elif path[0] in SHARED_ROOTS:
+            shared.append((path, value))
         else:
-            plain[path] = value
-    return plain, by_story
+            own[path] = value
+    return own, by_story, tuple(shared)
 
 
 def settled_stories(digests: Mapping[str, str], previous: Mapping[str, str]) -> set[str]:
@@ -229,11 +243,14 @@ class Decider:
         checker: FactChecker,
         output: Path | None,
         settled: set[str] | None = None,
+        site: Site | None = None,
     ) -> None:
         self.records = records
         self.checker = checker
         self.output = output  # the previous output folder, None when it cannot be reused
         self.settled = settled or set()  # story files whose pictures cannot have changed
+        self.site = site  # the `site` every unit's shared facts are read from
+        self._shared: dict[tuple[tuple[Any, Any], ...], tuple[Any, ...] | None] = {}
 
     def decide(self, unit: Unit) -> Decision:
         return Decision(unit, self.reason(unit))
@@ -249,7 +266,9 @@ class Decider:
                              if unit.key.get(k) != record.key.get(k))
             sources = [v.source for v in unit.roots.values() if isinstance(v, Article)]
             return _key_reason(changed) + (f" ({', '.join(sources)})" if sources else "")
-        changed_fact = self.checker.changed(unit.roots, record.facts)
+        changed_fact = self._changed_shared(unit, record.shared)
+        if changed_fact is None:
+            changed_fact = self.checker.changed(unit.roots, record.facts)
         for story, facts in record.by_story.items():
             if changed_fact is not None:
                 break
@@ -261,6 +280,22 @@ class Decider:
             if not os.path.isfile(os.path.join(self.output, name)):
                 return f"{name} is missing from the output folder"
         return None
+
+    def _changed_shared(
+        self, unit: Unit, shared: tuple[tuple[Any, Any], ...]
+    ) -> tuple[Any, ...] | None:
+        """The first shared fact that changed, each distinct set evaluated once."""
+        if not shared:
+            return None
+        if self.site is None or unit.roots.get("site") is not self.site:
+            return self.checker.changed(unit.roots, dict(shared))
+        try:
+            return self._shared[shared]
+        except KeyError:
+            found = self._shared[shared] = self.checker.changed(unit.roots, dict(shared))
+            return found
+        except TypeError:  # a value that cannot be a key: check this unit's alone
+            return self.checker.changed(unit.roots, dict(shared))
 
     def _fact_reason(self, unit: Unit, path: tuple[Any, ...]) -> str:
         head = path[0]
