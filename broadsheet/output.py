@@ -65,6 +65,14 @@ class OutputWriter:
         target.write_bytes(data)
         return False
 
+    def adopt(self, name: str, same: bool) -> None:
+        """A file a worker process wrote into the staging folder through its copy of this
+        writer: account for it here as if written here."""
+        if _outside(name) or name in self.written:
+            raise OutputError(f"two pages would be written to {name}")
+        self.written.add(name)
+        self.unchanged += same
+
     def write_named(self, name: str, data: Named) -> None:
         """A file named by a hash of its bytes: the previous output's file of that name is
         the same file, so it is linked without being read (or its bytes made)."""
@@ -195,6 +203,15 @@ class PatchWriter:
         self._pending(name).write_bytes(data)
         self.changed.append(name)
         return False
+
+    def adopt(self, name: str, same: bool) -> None:
+        """A file a worker process rendered through its copy of this writer (into the pending
+        folder when its bytes changed): commit must move it and must not delete it."""
+        self._claim(name)
+        if same:
+            self.unchanged += 1
+        else:
+            self.changed.append(name)
 
     def write_file(self, name: str, source: Path) -> None:
         """A file named by its content's hash: present under that name means unchanged."""

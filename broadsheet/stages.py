@@ -39,6 +39,8 @@ class Sink(Protocol):
 
     def write_named(self, name: str, data: Named) -> None: ...
 
+    def adopt(self, name: str, same: bool) -> None: ...
+
     def keep(self, name: str) -> None: ...
 
 
@@ -57,6 +59,9 @@ class DiscardingSink:
         self.written.add(name)
 
     def write_named(self, name: str, data: Named) -> None:
+        self.written.add(name)
+
+    def adopt(self, name: str, same: bool) -> None:
         self.written.add(name)
 
     def keep(self, name: str) -> None:
@@ -235,7 +240,6 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
         raise BuildFailed(summarise_template_errors(rendered.problems))
     records.update(rendered.records)
     files = {name for unit in units for name in unit.files}
-    unchanged = rendered.unchanged if rendered.parallel else 0
     for route, data in (
         (OPML, render_opml(job.feeds, config, job.url_builder) if job.feeds else None),
         (SITEMAP, render_sitemap(job.pages, job.url_builder)),
@@ -246,7 +250,7 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
             sink.write(route, data)
             files.add(route)
     files.update(getattr(sink, "written", ()))
-    unchanged += getattr(sink, "unchanged", 0)
+    unchanged = getattr(sink, "unchanged", 0)
     rebuilt = [(d.unit.id, d.reason) for d in decisions if d.reason is not None]
     return Outcome(pictures, records, files, unchanged, rebuilt, picture_digests, memo)
 

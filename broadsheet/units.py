@@ -61,6 +61,8 @@ class FileSink(Protocol):
 
     def keep(self, name: str) -> None: ...
 
+    def adopt(self, name: str, same: bool) -> None: ...
+
 
 @dataclass
 class Rendered:
@@ -68,13 +70,12 @@ class Rendered:
 
     records: dict[str, UnitRecord] = field(default_factory=dict)
     problems: list[Diagnostic] = field(default_factory=list)
-    unchanged: int = 0  # files rendered to the same bytes as before
-    parallel: bool = False  # rendered by worker processes (the parent's sink did not count)
+    written: list[tuple[str, bool]] = field(default_factory=list)  # (file, same bytes as before)
 
     def add(self, other: Rendered) -> None:
         self.records.update(other.records)
         self.problems.extend(other.problems)
-        self.unchanged += other.unchanged
+        self.written.extend(other.written)
 
 
 # -- planning -----------------------------------------------------------------------------
@@ -351,10 +352,14 @@ def render_units(
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
 ) -> Rendered:
-    """Render every unit into `sink`, in this process or spread over a pool of processes.
+    """Render every unit into `sink`, in this process or spread over worker processes.
 
     Workers are forked, so they share the site model without copying it; each writes its
-    files itself and sends back only the records (output is the same as a serial build)."""
+    files through its copy of the sink and sends back its records and the names of the
+    files it wrote, which the parent's sink then adopts (so a writer that patches the
+    previous output moves them into place, and deletes none of them as stale). The parent
+    renders too: it takes slices from the end of the queue the workers take from the
+    front, so one process fewer holds a copy of the model. Output is the same as serial."""
     workers = workers or min(os.cpu_count() or 1, 4)
     if len(units) < PARALLEL_MIN or workers < 2:
         return _render_serial(units, sink, fp, config, progress)
@@ -363,10 +368,24 @@ def render_units(
     try:
         parts = workers * 4
         slices = [list(range(i, len(units), parts)) for i in range(parts)]
-        result = Rendered(parallel=True)
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            for done, part in enumerate(pool.map(_render_slice, slices), start=1):
-                result.add(part)
+        result = Rendered()
+        done = 0
+        with ProcessPoolExecutor(workers - 1, mp_context=get_context("fork")) as pool:
+            futures = [pool.submit(_render_slice, part) for part in slices]
+            for future, part in zip(reversed(futures), reversed(slices), strict=True):
+                if future.cancel():  # not started by a worker: render it here
+                    result.add(_render_serial([units[i] for i in part], sink, fp, config, None))
+                    done += 1
+                    if progress:
+                        progress(len(units) * done // parts)
+            for future in futures:
+                if future.cancelled():
+                    continue
+                rendered = future.result()
+                for name, same in rendered.written:
+                    sink.adopt(name, same)
+                result.add(rendered)
+                done += 1
                 if progress:
                     progress(len(units) * done // parts)
         return result
@@ -402,6 +421,6 @@ def _render_serial(
             result.problems.append(template_diagnostic(exc, config, unit.error_route))
             continue
         for name, data in files:
-            result.unchanged += sink.write(name, data)
+            result.written.append((name, sink.write(name, data)))
         result.records[unit.id] = UnitRecord(unit.files, unit.key, *split_facts(recorder.facts))
     return result

@@ -414,3 +414,21 @@ def test_a_story_image_edit_reaches_its_pictures(curator: Curator) -> None:
     curator.check()
     page = curator.site.page(f"stories/{Path(curator.names[number]).stem}/")
     assert page.xpath("//img[@height='32']"), "the story page kept the old image size"
+
+
+def test_parallel_rebuild_updates_the_output_in_place(
+    curator: Curator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild that renders many units spreads them over worker processes; the files the
+    workers write reach the previous output like the parent's own."""
+    monkeypatch.setattr(units, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(stories, "PARALLEL_MIN", 1)
+    curator.site.build(workers=2)
+    curator.apply(("template", TEMPLATES.index("base.html"), 3))
+    report = curator.site.build(workers=2)
+    assert len(report.rebuilt) > 2
+    copy = curator.clean.parent / "clean-site"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(curator.site.root, copy, ignore=shutil.ignore_patterns(".cache", "output"))
+    build(copy, BuildOptions(offline=True, use_cache=False, output_dir=curator.clean))
+    assert tree(curator.site.output) == tree(curator.clean)

@@ -232,3 +232,18 @@ def test_output_dir_may_not_be_the_site_itself(make_site) -> None:
         "own, like 'output'"
     ]
     assert (site.root / "content" / "a.md").exists()
+
+
+def test_story_files_are_found_in_subfolders_but_not_hidden_ones(make_site) -> None:
+    broken = "---\ntitle: [unclosed\n---\n"
+    site = make_site({
+        "content/2020/01/nested.md": story(title="Nested", url="https://news.example.com/n"),
+        "content/.drafts/hidden-folder.md": broken,
+        "content/.hidden-file.md": broken,
+        "content/notes.txt": broken,
+    })
+    report = site.build()
+    assert report.counts.stories == 1
+    assert (site.output / "stories" / "nested" / "index.html").is_file()
+    (site.root / "content/2020/01/nested.md").write_text(broken, encoding="utf-8")
+    assert [d.path for d in site.fail() if d.is_error] == ["content/2020/01/nested.md"]
