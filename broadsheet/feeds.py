@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from feedgen.feed import FeedEntry, FeedGenerator
 from lxml import etree
@@ -188,6 +189,13 @@ def entries(feed: Feed, context: FeedContext) -> list[Entry]:
     return [story_entry(article, context) for article in feed.stories]
 
 
+@lru_cache(maxsize=4096)
+def feed_body(body_html: str, url: str) -> str:
+    """A story's body for feeds: links made absolute against its page. One story is in
+    several feeds (the site's, each of its topics'), so this is done once per story."""
+    return sanitise_html(body_html, base_url=url)
+
+
 def story_entry(article: Article, context: FeedContext) -> Entry:
     url = context.urls.absolute(article)
     outlet = article.provider.name or article.provider.domain
@@ -195,7 +203,7 @@ def story_entry(article: Article, context: FeedContext) -> Entry:
     if article.excerpt:
         parts.append(f"<blockquote><p>{escape(article.excerpt)}</p></blockquote>")
     if article.body_html:
-        parts.append(sanitise_html(article.body_html, base_url=url))
+        parts.append(feed_body(article.body_html, url))
     parts.append(
         f"<p><a href={quoteattr(article.url)}>Read the full story at {escape(outlet)}</a></p>"
     )

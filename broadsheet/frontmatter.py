@@ -190,10 +190,9 @@ def _check_nodes(root: yaml.Node, path: str, first_line: int) -> list[Diagnostic
             problems.append(Diagnostic(path, first_line + node.start_mark.line,
                                        field_name(where), f"YAML tag {tag!r} is not allowed"))
             continue
-        kind = type(node)
-        if kind is yaml.MappingNode:
+        if isinstance(node, yaml.MappingNode):
             stack.extend(reversed(_mapping_children(node, where, path, first_line, problems)))
-        elif kind is yaml.SequenceNode:
+        elif isinstance(node, yaml.SequenceNode):
             stack.extend((item, (*where, i)) for i, item in reversed(list(enumerate(node.value))))
     return problems
 

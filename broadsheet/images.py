@@ -219,17 +219,11 @@ def replay(
     for route, name in memo.published:
         files[name] = path = thumbs / name
         sink.write_file(route, path)
-    written = set()
-    for shape in memo.placeholders:
-        name = placeholder_name(*shape)
-        written.add(name)
-        sink.write_named(THUMBS_FOLDER + name, partial(placeholder_data, *shape))
     views = {use.image: view for use, view in zip(uses, memo.views, strict=True)}
     stats = replace(memo.stats, fetched=0, decoded=0, made=0)
-    book = PictureBook(config.images, urls, views, files, frozenset(written), stats,
-                       list(memo.warnings))
-    book.digests = memo.digests
-    return book
+    names = frozenset(placeholder_name(*shape) for shape in memo.placeholders)
+    return PictureBook(config.images, urls, views, files, names, stats, list(memo.warnings),
+                       digests=memo.digests, unwritten=memo.placeholders)
 
 
 def process_images(
@@ -240,8 +234,11 @@ def process_images(
     progress: Progress | None = None,
 ) -> PictureBook:
     """The stage for any list of uses (the benchmark passes its own): locate, download,
-    decode and make what the cache lacks, publish, warn, tidy the cache."""
-    return _run_stage(uses, config, urls, sink, progress)[0]
+    decode and make what the cache lacks, publish, write placeholders, warn, tidy the
+    cache."""
+    book = _run_stage(uses, config, urls, sink, progress)[0]
+    write_placeholder_files(book, sink)
+    return book
 
 
 def _run_stage(
@@ -260,7 +257,7 @@ def _run_stage(
     locate_sources(sources, config, cache, outcome, progress)
     describe_sources(sources, settings, cache, outcome, progress)
     files = publish(sources, settings, cache, sink)
-    placeholders = write_placeholders(sources, sink)
+    shapes = tuple(_placeholder_shapes(sources))
     cache.finish(
         set(files),
         {s.digest for s in sources if s.digest},
@@ -278,8 +275,9 @@ def _run_stage(
         made=outcome.made,
         files=len(files),
     )
-    book = PictureBook(settings, urls, views(sources), files, placeholders, stats,
-                       outcome.warnings)
+    names = frozenset(placeholder_name(*shape) for shape in shapes)
+    book = PictureBook(settings, urls, views(sources), files, names, stats, outcome.warnings,
+                       unwritten=shapes)
     return book, sources
 
 
@@ -544,14 +542,14 @@ def _published_specs(sources: list[Source], settings: ImageSettings) -> Iterator
                 yield spec
 
 
-def write_placeholders(sources: list[Source], sink: FileSink) -> frozenset[str]:
-    """The generated stand-in of every use of every source that could not be had."""
-    written: set[str] = set()
-    for shape in _placeholder_shapes(sources):
+def write_placeholder_files(book: PictureBook, sink: FileSink) -> None:
+    """Write the placeholder files the stage named but left unwritten: thousands of small
+    files on a large site, which nothing rendered reads, so a parallel build writes them
+    while worker processes render pages (see units.render_units)."""
+    for shape in book.unwritten:
         name = placeholder_name(*shape)
-        written.add(name)
         sink.write_named(THUMBS_FOLDER + name, partial(placeholder_data, *shape))
-    return frozenset(written)
+    book.unwritten = ()
 
 
 def _placeholder_shapes(sources: list[Source]) -> Iterator[tuple[int, int, int]]:

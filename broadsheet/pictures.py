@@ -97,6 +97,7 @@ class PictureBook:
     stats: ImageStats = ImageStats()
     warnings: list[Diagnostic] = field(default_factory=list)  # one per source not available
     digests: dict[str, str] | None = None  # story_digests(), when already known
+    unwritten: tuple[tuple[int, int, int], ...] = ()  # placeholder files still to write
 
     @property
     def card_operation(self) -> str:

@@ -42,6 +42,9 @@ _ASCII_INVISIBLE = re.compile(r"[\x00-\x20\x7f]")
 
 def clean_text(text: str, *, single_line: bool = True) -> str:
     """Remove control and illegal characters; fold whitespace for one-line fields."""
+    if text.isascii() and text.isprintable():  # most text: nothing to remove or normalise
+        return text if not single_line else (
+            text.strip() if "  " not in text else _WHITESPACE.sub(" ", text).strip())
     text = _UNWANTED.sub("", unicodedata.normalize("NFC", text.replace("\r\n", "\n")))
     if single_line:
         return _WHITESPACE.sub(" ", text).strip()
@@ -59,7 +62,7 @@ class NodeReader:
         self.path = path
         self.first_line = first_line
         self.diagnostics = diagnostics
-        self._keys: dict[int, yaml.Node] = {}  # value node id -> its key node, for key lines
+        self._mappings: dict[int, yaml.MappingNode] = {}  # id of a fields() dict -> its node
 
     def line(self, node: yaml.Node) -> int:
         return self.first_line + node.start_mark.line
@@ -82,8 +85,9 @@ class NodeReader:
         if not isinstance(node, yaml.MappingNode):
             self.error(node, field, f"expected a mapping of fields, got {kind_of(node)}")
             return None
-        self._keys.update((id(v), k) for k, v in node.value)
-        return {str(k.value): v for k, v in node.value}
+        found = {str(k.value): v for k, v in node.value}
+        self._mappings[id(found)] = node  # for the lines of unknown keys (rare): see unknown
+        return found
 
     def items(self, node: yaml.Node | None, field: str, what: str) -> Iterator[yaml.Node]:
         """The items of a list (a missing or null list is empty)."""
@@ -109,7 +113,9 @@ class NodeReader:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             where = f"{prefix}.{name}" if prefix else name
-            key = self._keys.get(id(fields[name]), fields[name])
+            mapping = self._mappings.get(id(fields))
+            keys = [k for k, v in mapping.value if v is fields[name]] if mapping else []
+            key = keys[0] if keys else fields[name]
             self.warning(key, where, f"unknown field, ignored{hint}")
 
     # -- scalars ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -17,7 +18,7 @@ from .buildcache import BuildCache, CacheState, Signature, UnitRecord, engine_ke
 from .config import Config
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
 from .feeds import OPML, Feed, plan_feeds, render_opml
-from .images import StageMemo, render_images
+from .images import StageMemo, render_images, write_placeholder_files
 from .model import Article, Site
 from .output import Named, OutputError, OutputWriter, PatchWriter
 from .pictures import PictureBook
@@ -235,7 +236,8 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
         if progress:
             progress("Rendering pages", done, len(todo))
 
-    rendered = render_units(todo, sink, fp, config, rendering, job.workers)
+    rendered = render_units(todo, sink, fp, config, rendering, job.workers,
+                            alongside=partial(write_placeholder_files, pictures, sink))
     if rendered.problems:
         raise BuildFailed(summarise_template_errors(rendered.problems))
     records.update(rendered.records)

@@ -351,8 +351,10 @@ def render_units(
     config: Config,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
+    alongside: Callable[[], None] | None = None,
 ) -> Rendered:
-    """Render every unit into `sink`, in this process or spread over worker processes.
+    """Render every unit into `sink`, in this process or spread over worker processes;
+    `alongside` is other work of this process, done while the workers start rendering.
 
     Workers are forked, so they share the site model without copying it; each writes its
     files through its copy of the sink and sends back its records and the names of the
@@ -362,6 +364,8 @@ def render_units(
     front, so one process fewer holds a copy of the model. Output is the same as serial."""
     workers = workers or min(os.cpu_count() or 1, 4)
     if len(units) < PARALLEL_MIN or workers < 2:
+        if alongside is not None:
+            alongside()
         return _render_serial(units, sink, fp, config, progress)
     global _shared
     _shared = (units, sink, fp, config)
@@ -372,6 +376,8 @@ def render_units(
         done = 0
         with ProcessPoolExecutor(workers - 1, mp_context=get_context("fork")) as pool:
             futures = [pool.submit(_render_slice, part) for part in slices]
+            if alongside is not None:
+                alongside()
             for future, part in zip(reversed(futures), reversed(slices), strict=True):
                 if future.cancel():  # not started by a worker: render it here
                     result.add(_render_serial([units[i] for i in part], sink, fp, config, None))
