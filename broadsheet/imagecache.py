@@ -163,15 +163,20 @@ class ImageCache:
 
         Returns how many files were deleted."""
         today = today or date.today()
+        entries = self._entries()
         used = {f"thumbs/{n}" for n in thumbs}
         used |= {f"originals/{d}" for d in digests} | {f"sources/{d}" for d in digests}
         used |= {f"remote/{url_key(u)}.json" for u in urls}
-        entries = self._entries()
+        used &= entries  # a URL never downloaded (offline) has nothing to keep or prune
         deleted = 0
         stamps: dict[str, str] = self._index["used"]
-        for key in sorted(entries | set(stamps) | used):
+        for key in sorted(entries | set(stamps)):
             if key in used:
                 self._stamp(key, today)
+                continue
+            if key not in entries:  # gone already: forget its stamp
+                del stamps[key]
+                self._dirty = True
                 continue
             last = _day(stamps.get(key)) or self._stamp(key, today)
             if today - last > timedelta(days=PRUNE_AFTER_DAYS):

@@ -619,3 +619,19 @@ def test_image_settings_are_validated_with_lines(make_site) -> None:
         "site.yaml:12: warning: images.qualty: unknown field, ignored; did you mean 'quality'?"
         in messages
     )
+
+
+def test_the_index_keeps_no_stamps_for_what_was_never_downloaded(tmp_path: Path) -> None:
+    """Offline, a remote image has no file in the cache: nothing to stamp or prune (a large
+    site offline used to grow the index by one entry per image URL)."""
+    cache = ImageCache(tmp_path)
+    (cache.prepare_thumbs() / "kept.webp").write_bytes(b"1")
+    urls = {f"https://cdn.example.com/{n}.jpg" for n in range(50)}
+    cache.finish({"kept.webp"}, set(), urls, date(2026, 1, 1))
+    index = json.loads((tmp_path / "images" / "index.json").read_text())
+    assert list(index["used"]) == ["thumbs/kept.webp"]
+    index["used"]["remote/gone.json"] = "2026-01-01"  # a stamp left by an older version
+    (tmp_path / "images" / "index.json").write_text(json.dumps(index))
+    ImageCache(tmp_path).finish({"kept.webp"}, set(), urls, date(2026, 1, 2))
+    index = json.loads((tmp_path / "images" / "index.json").read_text())
+    assert list(index["used"]) == ["thumbs/kept.webp"]
