@@ -140,7 +140,10 @@ def render_images(
         return replay(memo, uses, config, urls, sink), memo
     book, sources = _run_stage(uses, config, urls, sink, progress)
     local = tuple(_local_candidates(sources, config))
-    busy = book.stats.fetched or book.stats.made or book.stats.decoded or _racy(local)
+    downloaded = book.stats.fetched or any(  # a download failed just now, not remembered
+        s.problem and not (s.remembered or s.offline or s.key.startswith("file:"))
+        for s in sources)
+    busy = downloaded or book.stats.made or book.stats.decoded or _racy(local)
     if story_uses is None or key is None or busy:
         return book, None  # the cache changed under it: the next build looks again
     return book, StageMemo(

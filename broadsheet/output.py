@@ -21,16 +21,53 @@ class OutputError(Exception):
     """The output folder cannot be prepared or swapped (permissions, a busy folder...)."""
 
 
-class OutputWriter:
-    """Use as a context manager: commits when the block ends normally, else aborts."""
+class _StagedWriter:
+    """What both writers share: files go into a folder next to `output/` first, each output
+    name is claimed once, and the block commits when it ends normally, else aborts."""
 
-    def __init__(self, output_dir: Path) -> None:
+    def __init__(self, output_dir: Path, staging_suffix: str) -> None:
         self.output = output_dir
-        self.staging = output_dir.parent / f".{output_dir.name}.staging"
-        self.retired = output_dir.parent / f".{output_dir.name}.old"
+        self.staging = output_dir.parent / f".{output_dir.name}.{staging_suffix}"
         self.written: set[str] = set()
         self.unchanged = 0
         self._folders: set[Path] = set()  # made in staging already
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        _remove(self.staging)
+
+    def _claim(self, name: str) -> None:
+        if _outside(name):
+            raise OutputError(f"refusing to write outside the output folder: {name!r}")
+        if name in self.written:
+            raise OutputError(f"two pages would be written to {name}")
+        self.written.add(name)
+
+    def _staged(self, name: str) -> Path:
+        """Where `name` goes in the staging folder (its folders made)."""
+        target = self.staging.joinpath(*PurePosixPath(name).parts)
+        if target.parent not in self._folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.parent)
+        return target
+
+
+class OutputWriter(_StagedWriter):
+    """Builds the whole site in a staging folder and swaps it in for `output/` on success."""
+
+    def __init__(self, output_dir: Path) -> None:
+        super().__init__(output_dir, "staging")
+        self.retired = output_dir.parent / f".{output_dir.name}.old"
 
     def __enter__(self) -> OutputWriter:
         try:
@@ -41,14 +78,6 @@ class OutputWriter:
         except OSError as exc:
             raise OutputError(f"cannot prepare {self.staging}: {exc.strerror or exc}") from exc
         return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if kind is None:
-            self.commit()
-        else:
-            self.abort()
 
     def write(self, name: str, data: bytes) -> bool:
         """Write one output file, `name` relative to the output folder (POSIX form); True
@@ -68,9 +97,7 @@ class OutputWriter:
     def adopt(self, name: str, same: bool) -> None:
         """A file a worker process wrote into the staging folder through its copy of this
         writer: account for it here as if written here."""
-        if _outside(name) or name in self.written:
-            raise OutputError(f"two pages would be written to {name}")
-        self.written.add(name)
+        self._claim(name)
         self.unchanged += same
 
     def write_named(self, name: str, data: Named) -> None:
@@ -115,17 +142,8 @@ class OutputWriter:
         shutil.copyfile(source, target)  # no hard links here: a copy
 
     def _target(self, name: str) -> Path:
-        if _outside(name):
-            raise OutputError(f"refusing to write outside the output folder: {name!r}")
-        relative = PurePosixPath(name)
-        if name in self.written:
-            raise OutputError(f"two pages would be written to {name}")
-        self.written.add(name)
-        target = self.staging.joinpath(*relative.parts)
-        if target.parent not in self._folders:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._folders.add(target.parent)
-        return target
+        self._claim(name)
+        return self._staged(name)
 
     def commit(self) -> None:
         """Swap the staging folder in: two renames, then the old output is removed."""
@@ -142,11 +160,8 @@ class OutputWriter:
             raise OutputError(f"cannot replace {self.output}: {exc.strerror or exc}") from exc
         _remove(self.retired)
 
-    def abort(self) -> None:
-        _remove(self.staging)
 
-
-class PatchWriter:
+class PatchWriter(_StagedWriter):
     """Updates the previous output in place: only files whose bytes changed are written.
 
     For rebuilds, where relinking every file into a staging folder would cost more than the
@@ -157,13 +172,9 @@ class PatchWriter:
     """
 
     def __init__(self, output_dir: Path, manifest: frozenset[str]) -> None:
-        self.output = output_dir
-        self.staging = output_dir.parent / f".{output_dir.name}.pending"
+        super().__init__(output_dir, "pending")
         self.manifest = manifest
-        self.written: set[str] = set()
         self.changed: list[str] = []
-        self.unchanged = 0
-        self._folders: set[Path] = set()
 
     def __enter__(self) -> PatchWriter:
         try:
@@ -173,34 +184,12 @@ class PatchWriter:
             raise OutputError(f"cannot prepare {self.staging}: {exc.strerror or exc}") from exc
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if kind is None:
-            self.commit()
-        else:
-            _remove(self.staging)
-
-    def _claim(self, name: str) -> None:
-        if _outside(name):
-            raise OutputError(f"refusing to write outside the output folder: {name!r}")
-        if name in self.written:
-            raise OutputError(f"two pages would be written to {name}")
-        self.written.add(name)
-
-    def _pending(self, name: str) -> Path:
-        target = self.staging.joinpath(*PurePosixPath(name).parts)
-        if target.parent not in self._folders:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._folders.add(target.parent)
-        return target
-
     def write(self, name: str, data: bytes) -> bool:
         self._claim(name)
         if _same_bytes(self.output / name, data):
             self.unchanged += 1
             return True
-        self._pending(name).write_bytes(data)
+        self._staged(name).write_bytes(data)
         self.changed.append(name)
         return False
 
@@ -219,7 +208,7 @@ class PatchWriter:
         if os.path.isfile(os.path.join(self.output, name)):
             self.unchanged += 1
             return
-        target = self._pending(name)
+        target = self._staged(name)
         try:
             os.link(source, target)
         except OSError:
@@ -232,7 +221,7 @@ class PatchWriter:
         if os.path.isfile(os.path.join(self.output, name)):
             self.unchanged += 1
             return
-        self._pending(name).write_bytes(data if isinstance(data, bytes) else data())
+        self._staged(name).write_bytes(data if isinstance(data, bytes) else data())
         self.changed.append(name)
 
     def keep(self, name: str) -> None:

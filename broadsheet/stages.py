@@ -108,13 +108,14 @@ def run(
             "the output folder could not be written",
         ) from None
     all_warnings = warnings + outcome.pictures.warnings
+    counts = Counts.of(site)
     if write:
         new_state = CacheState(
             state.engine, loaded.entries, outcome.records, frozenset(outcome.files),
             _output_id(output_dir),
             "" if signature.racy else with_file(signature, image_index(config)).value,
             all_warnings,
-            {"pages": len(pages), "files": len(outcome.files), **Counts.of(site).__dict__},
+            {"pages": len(pages), "files": len(outcome.files), **counts.__dict__},
             outcome.picture_digests,
             outcome.image_memo,
         )
@@ -130,7 +131,7 @@ def run(
         time.perf_counter() - started,
         all_warnings,
         outcome.pictures.stats,
-        Counts.of(site),
+        counts,
         outcome.rebuilt,
         outcome.removed,
         loaded.reparsed,
