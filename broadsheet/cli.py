@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the site has errors (nothing was written), 2 wrong usag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -28,8 +29,9 @@ def run() -> NoReturn:
     interpreter free it object by object took seconds on a 10,000-story site, for nothing.
     Everything is written and closed by then; the output streams are flushed here."""
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`... | head -1`)
+            stream.flush()
     os._exit(code)
 
 
@@ -44,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`broadsheet build --explain | head`)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to say, and no traceback
+        return EXIT_FAILED
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

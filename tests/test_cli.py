@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import date
@@ -118,3 +119,19 @@ def test_the_sample_site_builds_with_the_console_script_module(tmp_path: Path) -
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("No errors in 34 stories")
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(make_site) -> None:
+    """`broadsheet build --explain | head -1`: the pipe is closed when the report prints."""
+    site = make_site({"content/a.md": story()})
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is printed
+    try:
+        writer = subprocess.run(
+            [sys.executable, str(REPO / "build.py"), "--explain"], cwd=site.root,
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in writer.stderr, writer.stderr
+    assert writer.returncode == 1
+    assert (site.output / "stories/a/index.html").is_file()
