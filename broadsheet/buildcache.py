@@ -169,7 +169,7 @@ class CacheState:
     stories: dict[str, StoryEntry] = field(default_factory=dict)  # by path relative to root
     units: dict[str, UnitRecord] = field(default_factory=dict)  # by unit id
     manifest: frozenset[str] = frozenset()  # every file the last build put in output/
-    output_id: tuple[int, int] | None = None  # (st_dev, st_ino) of that output folder
+    output_id: tuple[int, int, int] | None = None  # (st_dev, st_ino, st_mtime_ns) of output/
     signature: str = ""  # of every input of the last build, for the nothing-changed exit
     warnings: list[Diagnostic] = field(default_factory=list)  # that build's warnings
     summary: dict[str, int] = field(default_factory=dict)  # its counts, for the report

@@ -177,9 +177,8 @@ def run_check(args: argparse.Namespace) -> int:
     report = build(args.site, options, write=False)
     if not args.quiet:
         show_warnings(report.warnings, sys.stderr)
-        site = report.site
         print(
-            f"No errors in {plural(len(site.articles), 'story', 'stories')}, "
+            f"No errors in {plural(report.counts.stories, 'story', 'stories')}, "
             f"{plural(report.pages, 'page')} checked."
         )
     return EXIT_OK

@@ -24,7 +24,7 @@ _SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 
 
-class _Loader(_Base):  # type: ignore[misc, valid-type]
+class _Loader(_Base):  # type: ignore[misc]
     """The safe loader with a quicker implicit resolver, called once per scalar.
 
     Readers take a scalar's raw text by the field's schema, so of YAML's implicit types only

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -67,14 +67,14 @@ class ThemeEnvironment(jinja2.Environment):
         return self._digests[name]
 
     def get_template(self, name: Any, parent: str | None = None,
-                     globals: Mapping[str, Any] | None = None) -> jinja2.Template:
+                     globals: MutableMapping[str, Any] | None = None) -> jinja2.Template:
         if isinstance(name, str):
             tracking.note(("#template", self.join_path(name, parent) if parent else name),
                           self.template_digest(self.join_path(name, parent) if parent else name))
         return super().get_template(name, parent, globals)
 
     def select_template(self, names: Any, parent: str | None = None,
-                        globals: Mapping[str, Any] | None = None) -> jinja2.Template:
+                        globals: MutableMapping[str, Any] | None = None) -> jinja2.Template:
         if isinstance(names, list | tuple):
             for name in names:  # every candidate: a new one earlier in the list would win
                 if isinstance(name, str):

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import jinja2
 
@@ -158,7 +158,8 @@ class UnitPlanner:
 
     def _email_renderer(self, position: int) -> Renderer:
         def render(recorder: Recorder) -> list[tuple[str, bytes]]:
-            site = Tracked(self.site, ("site",), recorder)
+            # The proxy stands in for the Site, noting what the templates read of it.
+            site = cast(Site, Tracked(self.site, ("site",), recorder))
             issue = recorder.wrap(self.site.issues[position], ("issue",))
             html_route, text_route = email_routes(self.site.issues[position])
             return [
@@ -327,7 +328,7 @@ def _key_reason(changed: list[str]) -> str:
 
 
 def _resolve(roots: Mapping[str, Any], path: tuple[Any, ...]) -> Any:
-    value = roots.get(path[0])
+    value: Any = roots.get(path[0])
     try:
         for step in path[1:]:
             if isinstance(step, str) and step.startswith("#"):
