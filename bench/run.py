@@ -382,18 +382,15 @@ def measure_watched(tool: Tool, ctx: Context, runs: int, results: dict[str, list
     try:
         watcher.wait("Watching", 0)
         time.sleep(WATCH_GRACE + ctx.manifest["stories"] / 2000)  # until its watcher is set
-        for run in range(runs):
-            with ExitStack() as undo:
-                change = partial(undo.enter_context, edited_story(ctx, run))
-                results["edit"].append(watcher.rebuild(change, tool.output))
-                undone = time.perf_counter()
-            watcher.settle(undone, rebuilds=True)
-        for run in range(runs):
-            with ExitStack() as undo:
-                change = partial(undo.enter_context, added_story(ctx, run))
-                results["new"].append(watcher.rebuild(change, tool.output))
-                undone = time.perf_counter()
-            watcher.settle(undone, rebuilds=False)
+        # (scenario, the change, whether undoing it makes the watcher rebuild)
+        for scenario, make, rebuilds in (("edit", edited_story, True),
+                                         ("new", added_story, False)):
+            for run in range(runs):
+                with ExitStack() as undo:
+                    change = partial(undo.enter_context, make(ctx, run))
+                    results[scenario].append(watcher.rebuild(change, tool.output))
+                    undone = time.perf_counter()
+                watcher.settle(undone, rebuilds=rebuilds)
     finally:
         watcher.close()
 

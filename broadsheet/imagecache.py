@@ -25,6 +25,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from .buildcache import RACY_NS  # a file changed this close to being hashed is hashed again
 from .config import IMAGE_CACHE_FOLDER
 from .imaging import SourceInfo, write_atomically
 from .thumbnails import PIPELINE_VERSION
@@ -32,7 +33,6 @@ from .thumbnails import PIPELINE_VERSION
 CACHE_FOLDER = IMAGE_CACHE_FOLDER
 PRUNE_AFTER_DAYS = 30
 INDEX_VERSION = f"2/{PIPELINE_VERSION}"  # 2: SourceInfo.preview_scale
-RACY_NS = 2_000_000_000  # a file changed this close to being hashed is hashed again
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
+from .buildcache import RACY_NS
 from .config import IMAGE_CACHE_FOLDER, Config, ImageSettings
 from .diagnostics import Diagnostic, Severity
 from .model import Image, Site
@@ -105,6 +106,10 @@ class Outcome:
     made: int = 0
 
 
+StatKey = tuple[int, int, int, int]  # size, mtime_ns, inode, mode
+LocalState = tuple[str, StatKey | None]  # where a path really leads, and what is there
+
+
 @dataclass(frozen=True)
 class StageMemo:
     """What the image stage did in a build where it downloaded and made nothing: a later
@@ -115,7 +120,7 @@ class StageMemo:
     views: tuple[SourceView, ...]  # one per use, in plan order
     published: tuple[tuple[str, str], ...]  # (route, cached thumbnail name) linked into output
     placeholders: tuple[tuple[int, int, int], ...]  # the placeholder files written (shapes)
-    local: tuple[tuple[str, object], ...]  # each local candidate path and what it was
+    local: tuple[tuple[str, LocalState], ...]  # each local candidate path and what it was
     stats: ImageStats
     warnings: tuple[Diagnostic, ...]
     digests: dict[str, str]  # PictureBook.story_digests()
@@ -178,7 +183,7 @@ def stage_key(site: Site, config: Config, story_uses: Mapping[str, str]) -> str 
     return digest.hexdigest()
 
 
-def _stat_key(path: Path | str) -> tuple[int, int, int, int] | None:
+def _stat_key(path: Path | str) -> StatKey | None:
     try:
         stat = os.stat(path)
     except OSError:
@@ -186,7 +191,7 @@ def _stat_key(path: Path | str) -> tuple[int, int, int, int] | None:
     return (stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_mode)
 
 
-def _local_candidates(sources: list[Source], config: Config) -> Iterator[tuple[str, object]]:
+def _local_candidates(sources: list[Source], config: Config) -> Iterator[tuple[str, LocalState]]:
     """Every path a local image was looked for at, and what was there (see _same_local)."""
     for source in sources:
         if source.key.startswith("file:"):
@@ -195,21 +200,18 @@ def _local_candidates(sources: list[Source], config: Config) -> Iterator[tuple[s
                 yield str(candidate), _local_state(str(candidate))
 
 
-def _local_state(path: str) -> object:
+def _local_state(path: str) -> LocalState:
     real = os.path.realpath(path)
     return (real, _stat_key(real))
 
 
-def _racy(local: tuple[tuple[str, object], ...]) -> bool:
+def _racy(local: tuple[tuple[str, LocalState], ...]) -> bool:
     """A local image changed so recently that another change might keep its mtime."""
-    from .imagecache import RACY_NS
-
     now = time.time_ns()
-    return any(isinstance(state, tuple) and state[1] is not None and now - state[1][1] < RACY_NS
-               for _, state in local)
+    return any(stat is not None and now - stat[1] < RACY_NS for _, (_, stat) in local)
 
 
-def _same_local(local: tuple[tuple[str, object], ...]) -> bool:
+def _same_local(local: tuple[tuple[str, LocalState], ...]) -> bool:
     return all(_local_state(path) == state for path, state in local)
 
 

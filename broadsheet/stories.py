@@ -21,7 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .assemble import issue_of
-from .buildcache import StoryEntry, engine_key
+from .buildcache import RACY_NS, StoryEntry, engine_key
 from .config import Config
 from .coverage import prepare_coverage
 from .diagnostics import Diagnostic, Diagnostics
@@ -32,7 +32,6 @@ from .urls import make_slug
 from .validate import check_unique_slugs, validate_story
 
 Progress = Callable[[str, int, int], None]
-RACY_NS = 2_000_000_000
 PARALLEL_MIN = 400  # below this many stories to parse, a pool costs more than it saves
 CHUNK = 64
 
