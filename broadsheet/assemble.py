@@ -7,22 +7,37 @@ a running count, so adding an older or newer story can never renumber an existin
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 from .config import Config, IssueSettings
 from .coverage import prepare_coverage
-from .model import Article, Issue, Section, Site, Topic, TopicRef
+from .model import (
+    Article,
+    Issue,
+    Section,
+    Site,
+    Topic,
+    TopicRef,
+    key_hash,
+    own_key,
+    related_key_hashes,
+    related_slugs,
+)
 from .periods import issue_bounds, issue_number
 
 
 def assemble_site(
-    articles: Iterable[Article], config: Config, include_drafts: bool = False
+    articles: Iterable[Article],
+    config: Config,
+    include_drafts: bool = False,
+    links: LinkMemo | None = None,
 ) -> Site:
-    """Build the site model from validated articles."""
+    """Build the site model from validated articles; `links` (updated in place) lets a
+    rebuild link coverage only where a change can have moved a link."""
     chosen = [a for a in articles if include_drafts or not a.is_draft]
-    chosen = link_coverage(chosen)
+    chosen = link_coverage(chosen, links)
     chosen = canonical_topics(chosen)
     chosen = assign_issues(chosen, config.issues, config.tz)
     chosen.sort(key=newest_first)
@@ -53,22 +68,86 @@ def rank(article: Article) -> tuple[bool, int, int, float, str]:
 # -- related coverage ---------------------------------------------------------------------
 
 
-def link_coverage(articles: list[Article]) -> list[Article]:
-    """Fold duplicate coverage and point coverage that is also a story here at its page."""
-    prepared = [a if a.coverage is not None else prepare_coverage(a) for a in articles]
-    slug_by_url = {a.coverage.own: a.slug for a in prepared if a.coverage is not None}
+@dataclass
+class LinkMemo:
+    """What the last linking found, so a rebuild redoes only what a change can move.
+
+    A story's links are a function of its own coverage keys (fixed by its file: `found` is
+    keyed by the digest its fingerprint builds on, see stories.Loaded.parsed) and of the
+    site's map from story URL keys to slugs. When neither changed for the keys a story
+    uses, its links are the same: only stories whose coverage meets a key that changed
+    meaning (a story added, removed, re-slugged or given another URL) are looked up again."""
+
+    parsed: Mapping[str, str] = field(default_factory=dict)  # this build's: source -> digest
+    slug_by_url: dict[str, str] = field(default_factory=dict)
+    found: dict[str, tuple[str, tuple[str | None, ...]]] = field(default_factory=dict)
+    relinked: dict[str, Article] = field(default_factory=dict)  # by source: linked anew
+
+
+def link_coverage(articles: list[Article], memo: LinkMemo | None = None) -> list[Article]:
+    """Fold duplicate coverage and point coverage that is also a story here at its page.
+
+    With a memo, the stories whose links changed are also put in `memo.relinked`: the
+    build cache keeps them as linked, so the next build copies none of them again."""
+    prepared = [a if own_key(a) is not None else prepare_coverage(a) for a in articles]
+    slug_by_url = {own: a.slug for a in prepared if (own := own_key(a)) is not None}
+    moved = _moved_keys(memo.slug_by_url, slug_by_url) if memo is not None else None
+    hashes = tuple(key_hash(key) for key in moved or ())
+    found: dict[str, tuple[str, tuple[str | None, ...]]] = {}
+    relinked: dict[str, Article] = {}
     linked = []
     for article in prepared:
-        assert article.coverage is not None
-        slugs = [_first_match(keys, slug_by_url) for keys in article.coverage.related]
-        if slugs != [item.story_slug for item in article.related]:
-            related = tuple(
-                item if item.story_slug == slug else replace(item, story_slug=slug)
-                for slug, item in zip(slugs, article.related, strict=True)
-            )
-            article = replace(article, related=related)
+        slugs = _known_links(article, memo, moved, hashes) if memo is not None else None
+        if slugs is None:
+            assert article.coverage is not None
+            slugs = tuple(_first_match(keys, slug_by_url) for keys in article.coverage.related)
+        parsed = memo.parsed.get(article.source) if memo is not None else None
+        if parsed is not None:
+            found[article.source] = (parsed, slugs)
+        if slugs != related_slugs(article):
+            article = relinked[article.source] = _with_links(article, slugs)
         linked.append(article)
+    if memo is not None:
+        memo.slug_by_url, memo.found, memo.relinked = slug_by_url, found, relinked
     return linked
+
+
+
+def _moved_keys(before: dict[str, str], after: dict[str, str]) -> frozenset[str]:
+    """The URL keys that lead to another story (or none) than in the last build."""
+    if before == after:
+        return frozenset()
+    return frozenset(
+        key for key in before.keys() | after.keys() if before.get(key) != after.get(key)
+    )
+
+
+def _known_links(
+    article: Article, memo: LinkMemo, moved: frozenset[str] | None, hashes: tuple[bytes, ...]
+) -> tuple[str | None, ...] | None:
+    """The story's links as the last build found them, when nothing can have moved them.
+
+    Whether a story's coverage meets a moved key is first asked of the hashes of its keys
+    (model.related_key_hashes), which a cached story holds without its tail; only a story
+    that may meet one loads its keys to be sure."""
+    known = memo.found.get(article.source)
+    if known is None or moved is None or known[0] != memo.parsed.get(article.source):
+        return None
+    if moved:
+        packed = related_key_hashes(article)
+        if any(h in packed for h in hashes):
+            assert article.coverage is not None
+            if not all(keys.isdisjoint(moved) for keys in article.coverage.related):
+                return None
+    return known[1]
+
+
+def _with_links(article: Article, slugs: tuple[str | None, ...]) -> Article:
+    related = tuple(
+        item if item.story_slug == slug else replace(item, story_slug=slug)
+        for slug, item in zip(slugs, article.related, strict=True)
+    )
+    return replace(article, related=related)
 
 
 def _first_match(keys: frozenset[str], slug_by_url: dict[str, str]) -> str | None:

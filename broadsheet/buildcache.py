@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Diagnostic
-from .model import Article
+from .model import Article, lazy_article, related_slugs, split_article
 from .thumbnails import uses_digest
 from .tracking import Facts
 
@@ -78,9 +78,11 @@ class StoryEntry:
 
     The parsed Article and the diagnostics travel as one pickled blob: a rebuild writes the
     cache again with the blobs it loaded, not re-pickling a thousand unchanged Articles, and
-    a parsing worker's result crosses to the parent in the same form the cache keeps."""
+    a parsing worker's result crosses to the parent in the same form the cache keeps. How
+    assembly last linked the story to others (its related items' story slugs) is kept
+    beside the blob, so linking changes no blob either."""
 
-    __slots__ = ("_blob", "_parsed", "digest", "mtime_ns", "read_key", "size", "uses")
+    __slots__ = ("_blob", "_parsed", "digest", "links", "mtime_ns", "read_key", "size", "uses")
 
     def __init__(
         self,
@@ -93,6 +95,7 @@ class StoryEntry:
     ) -> None:
         self.size, self.mtime_ns, self.digest, self.read_key = size, mtime_ns, digest, read_key
         self.uses = uses_digest(article) if article is not None else ""  # its images in use
+        self.links: tuple[str | None, ...] | None = None  # None: as the blob has them
         self._parsed: tuple[Article | None, list[Diagnostic]] | None = (article, diagnostics)
         self._blob: bytes | None = None
 
@@ -107,27 +110,53 @@ class StoryEntry:
     def _content(self) -> tuple[Article | None, list[Diagnostic]]:
         if self._parsed is None:
             assert self._blob is not None
-            self._parsed = pickle.loads(self._blob)
+            head, tail, diagnostics = pickle.loads(self._blob)
+            if head is not None and self.links is not None:
+                head["_slugs"] = self.links  # applied to the related items when loaded
+            article = lazy_article(head, tail) if head is not None else None
+            self._parsed = (article, diagnostics)
         return self._parsed
 
     def same_content(self, size: int, mtime_ns: int) -> StoryEntry:
         """This entry for the same bytes found with another size or mtime (a touched file)."""
+        return self._copy(size, mtime_ns, self.links, self._parsed)
+
+    def relinked(self, article: Article) -> StoryEntry:
+        """This entry holding its story as assembly linked it to other stories, so that the
+        next build need not link (copy) it again."""
+        return self._copy(self.size, self.mtime_ns, related_slugs(article),
+                          (article, self.diagnostics))
+
+    def _copy(
+        self,
+        size: int,
+        mtime_ns: int,
+        links: tuple[str | None, ...] | None,
+        parsed: tuple[Article | None, list[Diagnostic]] | None,
+    ) -> StoryEntry:
         entry = StoryEntry.__new__(StoryEntry)
-        entry.__setstate__((size, mtime_ns, self.digest, self.read_key, self.uses,
-                            self._pickled()))
-        entry._parsed = self._parsed
+        entry.size, entry.mtime_ns, entry.digest = size, mtime_ns, self.digest
+        entry.read_key, entry.uses, entry.links = self.read_key, self.uses, links
+        entry._blob, entry._parsed = self._blob, parsed
         return entry
 
     def _pickled(self) -> bytes:
+        """The story as its head, its tail pickled apart (see model.lazy_article), and its
+        diagnostics: a rebuild unpickles only the heads of the stories it does not show."""
         if self._blob is None:
-            self._blob = pickle.dumps(self._parsed, protocol=pickle.HIGHEST_PROTOCOL)
+            assert self._parsed is not None
+            article, diagnostics = self._parsed
+            head, tail = split_article(article) if article is not None else (None, b"")
+            self._blob = pickle.dumps((head, tail, diagnostics), protocol=pickle.HIGHEST_PROTOCOL)
         return self._blob
 
-    def __getstate__(self) -> tuple[int, int, str, str, str, bytes]:
-        return (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self._pickled())
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
+                self._pickled())
 
-    def __setstate__(self, state: tuple[int, int, str, str, str, bytes]) -> None:
-        self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self._blob = state
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
+         self._blob) = state
         self._parsed = None
 
     def parsed(self, shown: str) -> str:
@@ -148,11 +177,12 @@ class UnitRecord:
     facts: Facts
     by_story: dict[str, Facts] = field(default_factory=dict)  # picture facts, by image's story
     shared: tuple[tuple[Any, Any], ...] = ()  # facts read from `site` and the theme (units.py)
+    roots: dict[str, Any] = field(default_factory=dict)  # fingerprint of each root but `site`
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         blob = self.__dict__.get("_blob")
         if blob is None:
-            parts = (self.files, self.key, self.facts, self.by_story, self.shared)
+            parts = (self.files, self.key, self.facts, self.by_story, self.shared, self.roots)
             blob = self.__dict__["_blob"] = pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
         return (_unit_record, (blob,))
 
@@ -175,6 +205,9 @@ class CacheState:
     summary: dict[str, int] = field(default_factory=dict)  # its counts, for the report
     pictures: dict[str, str] = field(default_factory=dict)  # PictureBook.story_digests
     images: StageMemo | None = None  # what the image stage did, to replay
+    # what coverage linking found (assemble.LinkMemo): story URL keys -> slugs, and by
+    # story file, (the digest it was found for, its related items' slugs)
+    links: tuple[dict[str, str], dict[str, tuple[str, tuple[str | None, ...]]]] = ({}, {})
 
 
 _IN_MEMORY: dict[Path, CacheState] = {}  # states this process saved, by cache file
@@ -211,7 +244,8 @@ class BuildCache:
                 state = CacheState(**head)
                 if not head_only:
                     state.stories = pickle.load(handle)
-                    state.units, state.manifest, state.pictures, state.images = pickle.load(handle)
+                    (state.units, state.manifest, state.pictures, state.images,
+                     state.links) = pickle.load(handle)
                     _check_types(state)
         except FileNotFoundError:
             return fresh
@@ -247,7 +281,8 @@ class BuildCache:
             temporary = self.path.with_name(f".{CACHE_FILE}.{os.getpid()}")
             with open(temporary, "wb") as handle:
                 for part in (head, state.stories,
-                             (state.units, state.manifest, state.pictures, state.images)):
+                             (state.units, state.manifest, state.pictures, state.images,
+                              state.links)):
                     pickle.dump(part, handle, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(temporary, self.path)
         except OSError as exc:
@@ -269,7 +304,9 @@ def _check_types(state: CacheState) -> None:
 
     if not (isinstance(state.stories, dict) and isinstance(state.units, dict)
             and isinstance(state.manifest, frozenset) and isinstance(state.pictures, dict)
-            and (state.images is None or isinstance(state.images, StageMemo))):
+            and (state.images is None or isinstance(state.images, StageMemo))
+            and isinstance(state.links, tuple) and len(state.links) == 2
+            and all(isinstance(part, dict) for part in state.links)):
         raise TypeError("unexpected build cache contents")
 
 

@@ -44,6 +44,7 @@ from .thumbnails import (
     crop_operation,
     plan_images,
     preview_scale,
+    story_uses,
     thumb_specs,
 )
 from .urls import UrlBuilder
@@ -117,7 +118,7 @@ class StageMemo:
     every source again (tens of thousands of them on a large site)."""
 
     key: str
-    views: tuple[SourceView, ...]  # one per use, in plan order
+    views: dict[str, tuple[SourceView, ...]]  # by story file: one per use, in plan order
     published: tuple[tuple[str, str], ...]  # (route, cached thumbnail name) linked into output
     placeholders: tuple[tuple[int, int, int], ...]  # the placeholder files written (shapes)
     local: tuple[tuple[str, LocalState], ...]  # each local candidate path and what it was
@@ -139,10 +140,10 @@ def render_images(
     next build may replay. `story_uses` maps each story file to `thumbnails.uses_digest`
     of its article (kept in the build cache), which with the image settings and the state
     of the image cache is what the stage's result depends on."""
-    uses = plan_images(site, crop_operation(config.images.card_aspect))
     key = stage_key(site, config, story_uses) if story_uses is not None else None
     if memo is not None and key is not None and memo.key == key and _same_local(memo.local):
-        return replay(memo, uses, config, urls, sink), memo
+        return replay(memo, site, config, urls, sink), memo
+    uses = plan_images(site, crop_operation(config.images.card_aspect))
     book, sources = _run_stage(uses, config, urls, sink, progress)
     local = tuple(_local_candidates(sources, config))
     downloaded = book.stats.fetched or any(  # a download failed just now, not remembered
@@ -153,7 +154,7 @@ def render_images(
         return book, None  # the cache changed under it: the next build looks again
     return book, StageMemo(
         stage_key(site, config, story_uses) or "",  # as the cache is now, after this run
-        tuple(book.sources[use.image] for use in uses),
+        _views_by_story(uses, book.sources),
         tuple((spec.route, spec.name) for spec in _published_specs(sources, config.images)),
         tuple(_placeholder_shapes(sources)),
         local,
@@ -215,8 +216,59 @@ def _same_local(local: tuple[tuple[str, LocalState], ...]) -> bool:
     return all(_local_state(path) == state for path, state in local)
 
 
+def _views_by_story(
+    uses: list[ImageUse], found: Mapping[Image, SourceView]
+) -> dict[str, tuple[SourceView, ...]]:
+    views: dict[str, list[SourceView]] = {}
+    for use in uses:
+        views.setdefault(use.image.source, []).append(found[use.image])
+    return {story: tuple(items) for story, items in views.items()}
+
+
+class StoryViews(Mapping[Image, SourceView]):
+    """A replayed stage's view of each image, found story by story when first asked.
+
+    Pairing every use with its view up front meant reading every story's related coverage
+    (where most images are) on every rebuild; a page asks only about the stories it shows."""
+
+    def __init__(
+        self, views: dict[str, tuple[SourceView, ...]], site: Site, card_operation: str
+    ) -> None:
+        self._views = views
+        self._articles = {a.source: a for a in site.articles}
+        self._operation = card_operation
+        self._found: dict[str, dict[Image, SourceView]] = {}
+
+    def _story(self, story: str) -> dict[Image, SourceView]:
+        found = self._found.get(story)
+        if found is None:
+            article = self._articles.get(story)
+            uses = list(story_uses(article, self._operation)) if article is not None else []
+            views = self._views.get(story, ())
+            # The same uses as when the memo was made: the stage key holds each story's
+            # thumbnails.uses_digest.
+            found = self._found[story] = dict(
+                zip((use.image for use in uses), views, strict=True))
+        return found
+
+    def __getitem__(self, image: Image) -> SourceView:
+        if not isinstance(image, Image):
+            raise KeyError(image)
+        return self._story(image.source)[image]
+
+    def __contains__(self, image: object) -> bool:
+        return isinstance(image, Image) and image in self._story(image.source)
+
+    def __iter__(self) -> Iterator[Image]:
+        for story in self._views:
+            yield from self._story(story)
+
+    def __len__(self) -> int:
+        return sum(len(self._story(story)) for story in self._views)
+
+
 def replay(
-    memo: StageMemo, uses: list[ImageUse], config: Config, urls: UrlBuilder, sink: FileSink
+    memo: StageMemo, site: Site, config: Config, urls: UrlBuilder, sink: FileSink
 ) -> PictureBook:
     """The memo's result, its files linked into `sink` again (no image is looked at)."""
     thumbs = config.root / config.images.cache_dir / IMAGE_CACHE_FOLDER / "thumbs"
@@ -224,7 +276,7 @@ def replay(
     for route, name in memo.published:
         files[name] = path = thumbs / name
         sink.write_file(route, path)
-    views = {use.image: view for use, view in zip(uses, memo.views, strict=True)}
+    views = StoryViews(memo.views, site, crop_operation(config.images.card_aspect))
     stats = replace(memo.stats, fetched=0, decoded=0, made=0)
     names = frozenset(placeholder_name(*shape) for shape in memo.placeholders)
     return PictureBook(config.images, urls, views, files, names, stats, list(memo.warnings),

@@ -6,8 +6,11 @@ about the content, and every later stage (pages, feeds, thumbnails, caches) deri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import pickle
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,97 @@ class Article:
     @property
     def image(self) -> Image | None:
         return self.images[0] if self.images else None
+
+
+# -- stories kept in the build cache: their tail loaded when first read --------------------
+
+TAIL = ("related", "body_html", "coverage")  # most of a story's bytes; few pages read them
+
+
+class _Tail:
+    """A field of Article that a story from the build cache loads on first read.
+
+    A rebuild of a large site needs every story's head (dates, topics, slug: what orders and
+    groups them) but the related coverage and the body only of the few stories it renders:
+    unpickling every story whole was its largest cost. A story made by its constructor
+    holds all its fields as usual; one made by `lazy_article` holds the tail as one pickled
+    blob, plus what assembly reads of it without loading it (`related_slugs`, `own_key`).
+    Everything else (equality, repr, dataclasses.replace) reads the fields, so loads it."""
+
+    def __init__(self, name: str, default: Any) -> None:
+        self.name, self.default = name, default
+
+    def __get__(self, obj: Article | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.default
+        state = obj.__dict__
+        blob = state.pop("_tail", None)
+        if blob is None:
+            raise AttributeError(self.name)
+        related, body_html, coverage = pickle.loads(blob)
+        slugs = state["_slugs"]  # how assembly linked it since (buildcache.StoryEntry.links)
+        if slugs != tuple(item.story_slug for item in related):
+            related = tuple(item if item.story_slug == slug else replace(item, story_slug=slug)
+                            for slug, item in zip(slugs, related, strict=True))
+        state.update(related=related, body_html=body_html, coverage=coverage)
+        return state[self.name]
+
+
+Article.related = _Tail("related", ())  # type: ignore[assignment]
+Article.body_html = _Tail("body_html", "")  # type: ignore[assignment]
+Article.coverage = _Tail("coverage", None)  # type: ignore[assignment]
+
+
+def lazy_article(head: dict[str, Any], tail: bytes) -> Article:
+    """A story from its `split_article` parts; its tail is unpickled when first read."""
+    article = object.__new__(Article)
+    article.__dict__.update(head)
+    article.__dict__["_tail"] = tail
+    return article
+
+
+def split_article(article: Article) -> tuple[dict[str, Any], bytes]:
+    """A story as (its head fields and what assembly reads of its tail, the tail pickled)."""
+    head = {k: v for k, v in vars(article).items() if k not in TAIL and k != "_tail"}
+    head["_slugs"] = related_slugs(article)
+    head["_own"] = own_key(article)
+    head["_keys"] = related_key_hashes(article)
+    tail = pickle.dumps(tuple(getattr(article, name) for name in TAIL),
+                        protocol=pickle.HIGHEST_PROTOCOL)
+    return head, tail
+
+
+def related_slugs(article: Article) -> tuple[str | None, ...]:
+    """The slug of each related item that is a story here (or None), tail not loaded."""
+    state = article.__dict__
+    if "related" in state:
+        return tuple(item.story_slug for item in state["related"])
+    return state["_slugs"]  # type: ignore[no-any-return]
+
+
+def related_key_hashes(article: Article) -> bytes:
+    """`key_hash` of every comparison key of its related items, end to end, tail not loaded:
+    a key whose hash is not in it is surely not one of them (a hash found may be a false
+    match, or found across two hashes: then the keys themselves decide)."""
+    state = article.__dict__
+    if "_keys" in state and "coverage" not in state:
+        return state["_keys"]  # type: ignore[no-any-return]
+    coverage = article.coverage
+    if coverage is None:
+        return b""
+    return b"".join(key_hash(key) for keys in coverage.related for key in sorted(keys))
+
+
+def key_hash(key: str) -> bytes:
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+
+
+def own_key(article: Article) -> str | None:
+    """The comparison key of the story's own URL (coverage.own), tail not loaded."""
+    state = article.__dict__
+    if "coverage" in state:
+        return state["coverage"].own if state["coverage"] is not None else None
+    return state.get("_own")
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,7 @@ class PatchWriter(_StagedWriter):
         super().__init__(output_dir, "pending")
         self.manifest = manifest
         self.changed: list[str] = []
+        self._present = Listing(output_dir)
 
     def __enter__(self) -> PatchWriter:
         try:
@@ -205,7 +206,7 @@ class PatchWriter(_StagedWriter):
     def write_file(self, name: str, source: Path) -> None:
         """A file named by its content's hash: present under that name means unchanged."""
         self._claim(name)
-        if os.path.isfile(os.path.join(self.output, name)):
+        if self._present.has(name):
             self.unchanged += 1
             return
         target = self._staged(name)
@@ -218,7 +219,7 @@ class PatchWriter(_StagedWriter):
     def write_named(self, name: str, data: Named) -> None:
         """A file named by a hash of its bytes: present under that name means unchanged."""
         self._claim(name)
-        if os.path.isfile(os.path.join(self.output, name)):
+        if self._present.has(name):
             self.unchanged += 1
             return
         self._staged(name).write_bytes(data if isinstance(data, bytes) else data())
@@ -244,6 +245,33 @@ class PatchWriter(_StagedWriter):
     @property
     def removed(self) -> list[str]:
         return sorted(self.manifest - self.written)
+
+
+class Listing:
+    """Which files the previous output holds, one directory read per folder.
+
+    Thumbnails and placeholders live by the thousand in one folder and are named by their
+    content: a rebuild asks for each whether the previous output has it, and one scandir of
+    the folder answers them all (a stat() each was a tenth of a dev-server rebuild)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root)
+        self._folders: dict[str, frozenset[str]] = {}
+
+    def has(self, name: str) -> bool:
+        folder, _, base = name.rpartition("/")
+        names = self._folders.get(folder)
+        if names is None:
+            names = self._folders[folder] = _files_in(os.path.join(self.root, folder))
+        return base in names
+
+
+def _files_in(folder: str) -> frozenset[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(entry.name for entry in entries if entry.is_file())
+    except OSError:
+        return frozenset()
 
 
 def _outside(name: str) -> bool:

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from .assemble import assemble_site
+from .assemble import LinkMemo, assemble_site
 from .buildcache import BuildCache, CacheState, Signature, UnitRecord, engine_key, with_file
 from .config import Config
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
@@ -89,7 +89,10 @@ def run(
         if not options.keep_going:
             raise BuildFailed(diagnostics.items)
         warnings = [d.as_warning() for d in diagnostics.items]
-    site = assemble_site(loaded.articles, config, include_drafts=options.drafts)
+    links = LinkMemo(loaded.parsed, *state.links)
+    site = assemble_site(loaded.articles, config, options.drafts, links)
+    for source, article in links.relinked.items():  # cached as linked: not linked again
+        loaded.entries[source] = loaded.entries[source].relinked(article)
     url_builder = UrlBuilder(config.base_url)
     feeds = plan_feeds(site, config)
     pages = plan_pages(site, config, url_builder, feeds)
@@ -118,6 +121,7 @@ def run(
             {"pages": len(pages), "files": len(outcome.files), **counts.__dict__},
             outcome.picture_digests,
             outcome.image_memo,
+            (links.slug_by_url, links.found),
         )
         cache.save(new_state)
         if cache.note and cache.note not in notes:

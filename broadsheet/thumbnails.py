@@ -176,11 +176,16 @@ def plan_images(site: Site, card_operation: str) -> list[ImageUse]:
 
 def _uses(site: Site, card_operation: str) -> Iterator[ImageUse]:
     for article in sorted(site.articles, key=lambda a: a.source):
-        for image in article.images:
-            yield ImageUse(image, (card_operation, FIT))
-        for related in article.related:
-            if related.images:
-                yield ImageUse(related.images[0], (card_operation,))
+        yield from story_uses(article, card_operation)
+
+
+def story_uses(article: Article, card_operation: str) -> Iterator[ImageUse]:
+    """The images one story gives the pages, in plan order."""
+    for image in article.images:
+        yield ImageUse(image, (card_operation, FIT))
+    for related in article.related:
+        if related.images:
+            yield ImageUse(related.images[0], (card_operation,))
 
 
 def uses_digest(article: Article) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from .model import Article
+from .model import Article, related_slugs
 
 FactPath = tuple[Any, ...]
 Facts = dict[FactPath, Any]
@@ -59,7 +59,7 @@ class Fingerprints:
             derived = (
                 article.issue,
                 [(t.name, t.slug) for t in article.topics],
-                [r.story_slug for r in article.related],
+                list(related_slugs(article)),
             )
             value = ("A", digest(repr((base, derived))))
         self._memo[id(article)] = (article, value)

@@ -270,7 +270,7 @@ class Decider:
             return _key_reason(changed) + (f" ({', '.join(sources)})" if sources else "")
         changed_fact = self._changed_shared(unit, record.shared)
         if changed_fact is None:
-            changed_fact = self.checker.changed(unit.roots, record.facts)
+            changed_fact = self.checker.changed(unit.roots, self._open_facts(unit, record))
         for story, facts in record.by_story.items():
             if changed_fact is not None:
                 break
@@ -282,6 +282,21 @@ class Decider:
             if not os.path.isfile(os.path.join(self.output, name)):
                 return f"{name} is missing from the output folder"
         return None
+
+    def _open_facts(self, unit: Unit, record: UnitRecord) -> tracking.Facts:
+        """The unit's own facts that may have changed: none of those read from a root
+        (the story, the topic, the pager...) whose fingerprint is what it was, since a
+        fact is a function of its root. Cheaper than evaluating each: the fingerprints
+        of shared roots (a topic, an issue) are computed once for all their pages."""
+        if not record.roots:
+            return record.facts
+        fp = self.checker.fp
+        stale = {name for name, seen in record.roots.items()
+                 if name not in unit.roots or fp.of(unit.roots[name]) != seen}
+        if len(stale) == len(record.roots):
+            return record.facts
+        return {path: value for path, value in record.facts.items()
+                if path[0] in stale or path[0] not in record.roots}
 
     def _changed_shared(
         self, unit: Unit, shared: tuple[tuple[Any, Any], ...]
@@ -429,5 +444,8 @@ def _render_serial(
             continue
         for name, data in files:
             result.written.append((name, sink.write(name, data)))
-        result.records[unit.id] = UnitRecord(unit.files, unit.key, *split_facts(recorder.facts))
+        roots = {name: fp.of(value) for name, value in unit.roots.items()
+                 if name not in SHARED_ROOTS}
+        result.records[unit.id] = UnitRecord(unit.files, unit.key, *split_facts(recorder.facts),
+                                             roots)
     return result

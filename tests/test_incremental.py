@@ -64,11 +64,23 @@ def story_text(number: int, variant: int) -> str:
     if number % 3 == 0:
         extra += "images:\n  - url: images/pic.jpg\n    width: 64\n    height: 40\n"
         extra += f"    title: Picture of story {number}\n"
+    # Related coverage that may be another story of the site (linked to its page), by its
+    # URL or an AMP copy of it; a variant also moves the story's own URL, so an edit, an
+    # addition or a deletion can move the links of stories that were not touched.
+    extra += "related:\n" + "".join(
+        f'  - title: "Coverage {k} of story {number}"\n'
+        f'    webUrl: "https://news.example.com/{target}"\n'
+        "    provider:\n      name: Other\n      domain: other.example\n"
+        for k, target in enumerate(
+            [(number + variant) % 6 + 1, f"{(number + 2 * variant) % 9 + 1}/amp/"][: 1 + variant % 2]
+        )
+    )
+    moved = "-moved" if variant % 5 == 4 else ""
     body = f"Paragraph {variant} of story {number}, with a [link](https://example.com/{variant}).\n"
     return story(
         title=f"Story {number} take {variant}",
         when=DATES[(number * 5 + variant) % len(DATES)],
-        url=f"https://news.example.com/{number}",
+        url=f"https://news.example.com/{number}{moved}",
         extra=extra,
         body=body,
     )
@@ -354,10 +366,17 @@ def test_new_story_renders_only_what_lists_it(curator: Curator) -> None:
     report = curator.check()
     units_rendered = rebuilt(report)
     new = next(n for n in curator.names if n not in before)
-    assert f"page:stories/{Path(curator.names[new]).stem}/" in units_rendered
+    slug = Path(curator.names[new]).stem
+    assert f"page:stories/{slug}/" in units_rendered
     assert "page:404.html" not in units_rendered  # it shows no story
-    assert not any(f"page:stories/{Path(curator.names[n]).stem}/" in units_rendered
-                   for n in before), "a new story re-rendered other stories' pages"
+    assert report.site is not None
+    linking = {a.slug for a in report.site.articles
+               if any(item.story_slug == slug for item in a.related)}
+    others = {Path(curator.names[n]).stem for n in before} - linking
+    assert others, "the test needs stories that do not cover the new one"
+    assert not any(f"page:stories/{stem}/" in units_rendered for stem in others), (
+        "a new story re-rendered pages of stories that do not link to it")
+    assert all(f"page:stories/{stem}/" in units_rendered for stem in linking)
 
 
 # -- the image stage ----------------------------------------------------------------------
