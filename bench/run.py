@@ -62,7 +62,8 @@ REPO = BENCH.parent
 PEERS = BENCH / "peers"
 SCENARIOS = ("cold", "nochange", "edit", "new")
 LABELS = {"cold": "cold", "nochange": "no-change", "edit": "one edit", "new": "new story"}
-ALL_TOOLS = ("broadsheet", "pelican", "pelican-cache", "hugo", "eleventy", "eleventy-incremental")
+ALL_TOOLS = ("broadsheet", "broadsheet-serve", "pelican", "pelican-cache", "hugo", "eleventy",
+             "eleventy-incremental")
 SAMPLE_SECONDS = 0.01
 WATCH_GRACE = 3.0  # seconds from Eleventy's "Watching…" until its file watcher sees changes
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -96,6 +97,12 @@ class Tool:
     caches: Callable[[], list[Path]] = list
     stateful: bool = False
     watch: list[str] | None = None
+    # the watch mode's log lines: it saw a change, its rebuild is over, it is ready; whether
+    # it rebuilds when a file is deleted; its environment (None: this one's)
+    markers: tuple[str, str, str] = ("[11ty] File ", "[11ty] Wrote ", "Watching")
+    rebuilds_on_delete: bool = False
+    env: dict[str, str] | None = None
+    watch_output: Path | None = None  # where the watch mode writes, when not `output`
 
 
 @dataclass
@@ -183,7 +190,8 @@ class Watcher:
     `noticed`, and the rebuild is over when one holds `done`.
     """
 
-    def __init__(self, argv: list[str], cwd: Path, log: Path, noticed: str, done: str) -> None:
+    def __init__(self, argv: list[str], cwd: Path, log: Path, noticed: str, done: str,
+                 env: dict[str, str] | None = None) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
         self.noticed = noticed
         self.done = done
@@ -191,7 +199,7 @@ class Watcher:
         self.changed = threading.Condition()
         self.sink = log.open("w")
         self.child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
+                                      stderr=subprocess.STDOUT, text=True, env=env)
         threading.Thread(target=self.read, daemon=True).start()
 
     def read(self) -> None:
@@ -377,18 +385,20 @@ def measure(tool: Tool, ctx: Context, runs: int) -> dict[str, list[Build]]:
 def measure_watched(tool: Tool, ctx: Context, runs: int, results: dict[str, list[Build]]) -> None:
     """The edit and new-story rebuilds in the tool's watch mode, one watcher for all runs."""
     assert tool.watch is not None
+    noticed, done, ready = tool.markers
     watcher = Watcher(tool.watch, tool.cwd, ctx.work / "logs" / tool.name / "watch.log",
-                      noticed="[11ty] File ", done="[11ty] Wrote ")
+                      noticed=noticed, done=done, env=tool.env)
     try:
-        watcher.wait("Watching", 0)
+        watcher.wait(ready, 0)
         time.sleep(WATCH_GRACE + ctx.manifest["stories"] / 2000)  # until its watcher is set
         # (scenario, the change, whether undoing it makes the watcher rebuild)
         for scenario, make, rebuilds in (("edit", edited_story, True),
-                                         ("new", added_story, False)):
+                                         ("new", added_story, tool.rebuilds_on_delete)):
             for run in range(runs):
                 with ExitStack() as undo:
                     change = partial(undo.enter_context, make(ctx, run))
-                    results[scenario].append(watcher.rebuild(change, tool.output))
+                    results[scenario].append(
+                        watcher.rebuild(change, tool.watch_output or tool.output))
                     undone = time.perf_counter()
                 watcher.settle(undone, rebuilds=rebuilds)
     finally:
@@ -422,6 +432,27 @@ def broadsheet_tool(ctx: Context) -> Tool:
         caches=lambda: [site / ".cache", *site.glob(".output.staging*"),
                         *site.glob(".output.old*")],
     )
+
+
+def broadsheet_serve_tool(ctx: Context) -> Tool:
+    """Broadsheet's dev server (`broadsheet serve`): its edit and new-story rebuilds are timed
+    from saving the file to its "Built ..." line, when it tells open browsers to reload (a
+    browser then fetches one page from localhost). Its cold and no-change rows are one-shot
+    builds, as for `broadsheet`. The server builds into a temporary folder of its own,
+    which a TMPDIR inside the work folder makes countable."""
+    tool = broadsheet_tool(ctx)
+    scratch = ctx.work / "serve-tmp"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True)
+    tool.name = "broadsheet-serve"
+    tool.watch_output = scratch
+    tool.watch = [sys.executable, "-m", "broadsheet", "serve", "--site", str(ctx.corpus),
+                  "--port", "0"]
+    tool.markers = ("Changed: ", "Built ", "Built ")
+    tool.rebuilds_on_delete = True
+    tool.env = {**os.environ, "TMPDIR": str(scratch)}
+    return tool
 
 
 def pelican_tool(ctx: Context, cached: bool) -> Tool:
@@ -527,6 +558,7 @@ def make_tool(name: str, ctx: Context) -> Tool:
     """The Tool for a name of --tools."""
     makers: dict[str, Callable[[], Tool]] = {
         "broadsheet": lambda: broadsheet_tool(ctx),
+        "broadsheet-serve": lambda: broadsheet_serve_tool(ctx),
         "pelican": lambda: pelican_tool(ctx, cached=False),
         "pelican-cache": lambda: pelican_tool(ctx, cached=True),
         "hugo": lambda: hugo_tool(ctx),

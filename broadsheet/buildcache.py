@@ -165,31 +165,63 @@ class StoryEntry:
         return f"{shown}|{self.digest}|{self.read_key}"
 
 
-@dataclass(eq=False)
 class UnitRecord:
     """One rendered unit: the output files it wrote, its static key and the facts it read.
 
-    Pickled as one blob of its own, kept from the load: a rebuild that renders a few units
-    writes the thousands of others back without pickling their facts again."""
+    Pickled as two blobs of its own, kept from the load: a rebuild that renders a few units
+    writes the thousands of others back without pickling them again. The first blob is what
+    deciding needs of every unit (files, key, shared facts, root fingerprints, the stories
+    whose pictures it shows); the facts themselves are unpickled only for a unit where a
+    root or a story changed (see units.Decider)."""
 
-    files: tuple[str, ...]
-    key: dict[str, Any]
-    facts: Facts
-    by_story: dict[str, Facts] = field(default_factory=dict)  # picture facts, by image's story
-    shared: tuple[tuple[Any, Any], ...] = ()  # facts read from `site` and the theme (units.py)
-    roots: dict[str, Any] = field(default_factory=dict)  # fingerprint of each root but `site`
+    __slots__ = ("_facts", "_facts_blob", "_head_blob", "files", "key", "loose", "roots",
+                 "shared", "stories")
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        blob = self.__dict__.get("_blob")
-        if blob is None:
-            parts = (self.files, self.key, self.facts, self.by_story, self.shared, self.roots)
-            blob = self.__dict__["_blob"] = pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
-        return (_unit_record, (blob,))
+    def __init__(
+        self,
+        files: tuple[str, ...],
+        key: dict[str, Any],
+        facts: Facts,
+        by_story: dict[str, Facts] | None = None,  # picture facts, by the image's story
+        shared: tuple[tuple[Any, Any], ...] = (),  # read from `site` and the theme (units.py)
+        roots: dict[str, Any] | None = None,  # fingerprint of each root but `site`
+    ) -> None:
+        self.files, self.key, self.shared = files, key, shared
+        self.roots = roots or {}
+        self.stories = tuple(by_story or ())
+        self.loose = any(path[0] not in self.roots for path in facts)  # not from a root
+        self._facts: tuple[Facts, dict[str, Facts]] | None = (facts, by_story or {})
+        self._head_blob: bytes | None = None
+        self._facts_blob: bytes | None = None
+
+    @property
+    def facts(self) -> Facts:
+        return self._content()[0]
+
+    @property
+    def by_story(self) -> dict[str, Facts]:
+        return self._content()[1]
+
+    def _content(self) -> tuple[Facts, dict[str, Facts]]:
+        if self._facts is None:
+            assert self._facts_blob is not None
+            self._facts = pickle.loads(self._facts_blob)
+        return self._facts
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes, bytes]]:
+        if self._head_blob is None:
+            head = (self.files, self.key, self.shared, self.roots, self.stories, self.loose)
+            self._head_blob = pickle.dumps(head, protocol=pickle.HIGHEST_PROTOCOL)
+        if self._facts_blob is None:
+            self._facts_blob = pickle.dumps(self._content(), protocol=pickle.HIGHEST_PROTOCOL)
+        return (_unit_record, (self._head_blob, self._facts_blob))
 
 
-def _unit_record(blob: bytes) -> UnitRecord:
-    record = UnitRecord(*pickle.loads(blob))
-    record.__dict__["_blob"] = blob
+def _unit_record(head_blob: bytes, facts_blob: bytes) -> UnitRecord:
+    record = UnitRecord.__new__(UnitRecord)
+    (record.files, record.key, record.shared, record.roots, record.stories,
+     record.loose) = pickle.loads(head_blob)
+    record._head_blob, record._facts_blob, record._facts = head_blob, facts_blob, None
     return record
 
 

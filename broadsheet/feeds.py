@@ -147,9 +147,10 @@ def render_feeds(
     renderers = {"rss": render_rss, "atom": render_atom, "json": render_json}
     context = FeedContext(config, url_builder, issue_html, enclosure_for)
     for feed in feeds:
+        items = entries(feed, context)  # once for all formats: an issue's HTML is a render
         for fmt, name in config.feeds.formats.items():
             route = feed.folder + name
-            yield route, renderers[fmt](feed, route, context)
+            yield route, renderers[fmt](feed, route, context, items)
 
 
 @dataclass(frozen=True)
@@ -288,9 +289,9 @@ def _entry(generator: FeedGenerator, entry: Entry) -> FeedEntry:
     return item
 
 
-def render_rss(feed: Feed, route: str, context: FeedContext) -> bytes:
+def render_rss(feed: Feed, route: str, context: FeedContext, items: list[Entry]) -> bytes:
     generator = _generator(feed, route, context)
-    for entry in entries(feed, context):
+    for entry in items:
         item = _entry(generator, entry)
         # RSS descriptions are HTML: plain-text excerpts are escaped once more for them.
         item.description(escape(entry.summary or entry.title))
@@ -302,10 +303,10 @@ def render_rss(feed: Feed, route: str, context: FeedContext) -> bytes:
     return bytes(generator.rss_str(pretty=True))
 
 
-def render_atom(feed: Feed, route: str, context: FeedContext) -> bytes:
+def render_atom(feed: Feed, route: str, context: FeedContext, items: list[Entry]) -> bytes:
     generator = _generator(feed, route, context)
     extra_links = []
-    for entry in entries(feed, context):
+    for entry in items:
         item = _entry(generator, entry)
         item.content(entry.content_html, type="html")
         if entry.author:
@@ -342,7 +343,7 @@ def add_entry_links(atom: bytes, links: list[list[dict[str, str]]]) -> bytes:
 # -- JSON Feed 1.1 with the standard library ----------------------------------------------
 
 
-def render_json(feed: Feed, route: str, context: FeedContext) -> bytes:
+def render_json(feed: Feed, route: str, context: FeedContext, items: list[Entry]) -> bytes:
     url_builder = context.urls
     document: dict[str, object] = {
         "version": JSON_FEED_VERSION,
@@ -354,7 +355,7 @@ def render_json(feed: Feed, route: str, context: FeedContext) -> bytes:
         "icon": url_builder.absolute(urls.static_route("favicon.svg")),
         "favicon": url_builder.absolute(urls.static_route("favicon.svg")),
         "authors": [{"name": context.config.publisher, "url": context.config.base_url}],
-        "items": [json_item(entry) for entry in entries(feed, context)],
+        "items": [json_item(entry) for entry in items],
     }
     text = json.dumps(document, ensure_ascii=False, indent=2)
     return (text + "\n").encode("utf-8")

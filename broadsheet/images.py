@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import pickle
 import sys
 import threading
 import time
@@ -118,7 +119,9 @@ class StageMemo:
     every source again (tens of thousands of them on a large site)."""
 
     key: str
-    views: dict[str, tuple[SourceView, ...]]  # by story file: one per use, in plan order
+    # by story file, its uses' views in plan order (pickled: a replay unpickles only the
+    # stories whose pages render)
+    views: dict[str, bytes]
     published: tuple[tuple[str, str], ...]  # (route, cached thumbnail name) linked into output
     placeholders: tuple[tuple[int, int, int], ...]  # the placeholder files written (shapes)
     local: tuple[tuple[str, LocalState], ...]  # each local candidate path and what it was
@@ -216,13 +219,12 @@ def _same_local(local: tuple[tuple[str, LocalState], ...]) -> bool:
     return all(_local_state(path) == state for path, state in local)
 
 
-def _views_by_story(
-    uses: list[ImageUse], found: Mapping[Image, SourceView]
-) -> dict[str, tuple[SourceView, ...]]:
+def _views_by_story(uses: list[ImageUse], found: Mapping[Image, SourceView]) -> dict[str, bytes]:
     views: dict[str, list[SourceView]] = {}
     for use in uses:
         views.setdefault(use.image.source, []).append(found[use.image])
-    return {story: tuple(items) for story, items in views.items()}
+    return {story: pickle.dumps(tuple(items), protocol=pickle.HIGHEST_PROTOCOL)
+            for story, items in views.items()}
 
 
 class StoryViews(Mapping[Image, SourceView]):
@@ -231,9 +233,7 @@ class StoryViews(Mapping[Image, SourceView]):
     Pairing every use with its view up front meant reading every story's related coverage
     (where most images are) on every rebuild; a page asks only about the stories it shows."""
 
-    def __init__(
-        self, views: dict[str, tuple[SourceView, ...]], site: Site, card_operation: str
-    ) -> None:
+    def __init__(self, views: dict[str, bytes], site: Site, card_operation: str) -> None:
         self._views = views
         self._articles = {a.source: a for a in site.articles}
         self._operation = card_operation
@@ -244,7 +244,8 @@ class StoryViews(Mapping[Image, SourceView]):
         if found is None:
             article = self._articles.get(story)
             uses = list(story_uses(article, self._operation)) if article is not None else []
-            views = self._views.get(story, ())
+            blob = self._views.get(story)
+            views: tuple[SourceView, ...] = pickle.loads(blob) if blob is not None else ()
             # The same uses as when the memo was made: the stage key holds each story's
             # thumbnails.uses_digest.
             found = self._found[story] = dict(

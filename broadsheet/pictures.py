@@ -85,6 +85,14 @@ class ImageStats:
     files: int = 0  # files put into the output
 
 
+def picture_fact(result: Picture | Enclosure | None) -> bytes | None:
+    """What a page's build-cache record keeps of a picture or enclosure it showed: a digest
+    of every value in it (srcsets and previews are long, and there are tens of thousands)."""
+    if result is None:
+        return None
+    return tracking.digest(repr(tuple(vars(result).values())))
+
+
 @dataclass
 class PictureBook:
     """Pictures for the images of one build (`picture()`), and feed enclosures."""
@@ -117,7 +125,7 @@ class PictureBook:
         result = self.make_picture(image, variant, alt, seed)
         key = image_key(image) if image is not None else ()
         head = PLANNED if image is not None and image in self.sources else UNPLANNED
-        tracking.note((head, variant, alt, seed, *key), tuple(vars(result).values()))
+        tracking.note((head, variant, alt, seed, *key), picture_fact(result))
         return result
 
     def make_picture(self, image: Image | None, variant: str, alt: str, seed: str) -> Picture:
@@ -181,8 +189,7 @@ class PictureBook:
         image = tracking.unwrap(image)
         result = self.make_enclosure(image)
         key = image_key(image) if image is not None else ()
-        fact = None if result is None else tuple(vars(result).values())
-        tracking.note((ENCLOSURE, *key), fact)
+        tracking.note((ENCLOSURE, *key), picture_fact(result))
         return result
 
     def make_enclosure(self, image: Image | None) -> Enclosure | None:

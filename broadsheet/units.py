@@ -27,7 +27,7 @@ from .diagnostics import Diagnostic
 from .feeds import Feed, render_feeds
 from .model import Article, Image, Issue, Site
 from .newsletter import email_routes, render_email_html, render_email_text
-from .pictures import ENCLOSURE, PLANNED, SOURCE_AT, UNPLANNED, PictureBook
+from .pictures import ENCLOSURE, PLANNED, SOURCE_AT, UNPLANNED, PictureBook, picture_fact
 from .routes import Page
 from .templates import StaticFiles, template_diagnostic
 from .tracking import FactChecker, Fingerprints, Recorder, Tracked
@@ -187,11 +187,10 @@ def fact_specials(
 
     def picture(path: tuple[Any, ...]) -> Any:
         image = Image(*path[4:]) if len(path) > 4 else None
-        return tuple(vars(pictures.make_picture(image, path[1], path[2], path[3])).values())
+        return picture_fact(pictures.make_picture(image, path[1], path[2], path[3]))
 
     def enclosure(path: tuple[Any, ...]) -> Any:
-        found = pictures.make_enclosure(Image(*path[1:]) if len(path) > 1 else None)
-        return tuple(vars(found).values()) if found is not None else None
+        return picture_fact(pictures.make_enclosure(Image(*path[1:]) if len(path) > 1 else None))
 
     return {
         "#template": template,
@@ -271,11 +270,11 @@ class Decider:
         changed_fact = self._changed_shared(unit, record.shared)
         if changed_fact is None:
             changed_fact = self.checker.changed(unit.roots, self._open_facts(unit, record))
-        for story, facts in record.by_story.items():
+        for story in record.stories:
             if changed_fact is not None:
                 break
             if story not in self.settled:
-                changed_fact = self.checker.changed(unit.roots, facts)
+                changed_fact = self.checker.changed(unit.roots, record.by_story[story])
         if changed_fact is not None:
             return self._fact_reason(unit, changed_fact)
         for name in unit.files:
@@ -293,6 +292,8 @@ class Decider:
         fp = self.checker.fp
         stale = {name for name, seen in record.roots.items()
                  if name not in unit.roots or fp.of(unit.roots[name]) != seen}
+        if not stale and not record.loose:
+            return {}
         if len(stale) == len(record.roots):
             return record.facts
         return {path: value for path, value in record.facts.items()
