@@ -136,7 +136,7 @@ class _Tail:
         if obj is None:
             return self.default
         state = obj.__dict__
-        blob = state.pop("_tail", None)
+        blob = state.get("_tail")
         if blob is None:
             raise AttributeError(self.name)
         related, body_html, coverage = pickle.loads(blob)
@@ -145,6 +145,7 @@ class _Tail:
             related = tuple(item if item.story_slug == slug else replace(item, story_slug=slug)
                             for slug, item in zip(slugs, related, strict=True))
         state.update(related=related, body_html=body_html, coverage=coverage)
+        state.pop("_tail", None)
         return state[self.name]
 
 

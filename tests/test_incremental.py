@@ -67,13 +67,12 @@ def story_text(number: int, variant: int) -> str:
     # Related coverage that may be another story of the site (linked to its page), by its
     # URL or an AMP copy of it; a variant also moves the story's own URL, so an edit, an
     # addition or a deletion can move the links of stories that were not touched.
+    targets = [(number + variant) % 6 + 1, f"{(number + 2 * variant) % 9 + 1}/amp/"]
     extra += "related:\n" + "".join(
         f'  - title: "Coverage {k} of story {number}"\n'
         f'    webUrl: "https://news.example.com/{target}"\n'
         "    provider:\n      name: Other\n      domain: other.example\n"
-        for k, target in enumerate(
-            [(number + variant) % 6 + 1, f"{(number + 2 * variant) % 9 + 1}/amp/"][: 1 + variant % 2]
-        )
+        for k, target in enumerate(targets[: 1 + variant % 2])
     )
     moved = "-moved" if variant % 5 == 4 else ""
     body = f"Paragraph {variant} of story {number}, with a [link](https://example.com/{variant}).\n"
@@ -451,3 +450,24 @@ def test_parallel_rebuild_updates_the_output_in_place(
     shutil.copytree(curator.site.root, copy, ignore=shutil.ignore_patterns(".cache", "output"))
     build(copy, BuildOptions(offline=True, use_cache=False, output_dir=curator.clean))
     assert tree(curator.site.output) == tree(curator.clean)
+
+
+# -- what a rebuild reads -----------------------------------------------------------------
+
+
+def test_a_rebuild_reads_related_coverage_only_of_stories_it_shows(tmp_path: Path) -> None:
+    """A story from the cache is its head (dates, topics, slug); its related coverage and
+    body are read only for pages that render. The rebuild is still exact (compared with a
+    clean build), and stories it did not show keep their tails unread."""
+    curator = Curator(tmp_path / "site", tmp_path / "clean")
+    curator.site.write("site.yaml", site_yaml() + "feeds:\n  entries: 2\n")
+    for variant in range(24):
+        curator.add(variant)
+    curator.check()
+    curator.apply(("age", 0, 0))
+    curator.site.build()
+    curator.apply(("edit", 0, 5))
+    report = curator.check()
+    assert report.site is not None
+    unread = [a.source for a in report.site.articles if "_tail" in vars(a)]
+    assert len(unread) >= len(report.site.articles) // 2, unread
