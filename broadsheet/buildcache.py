@@ -82,7 +82,8 @@ class StoryEntry:
     assembly last linked the story to others (its related items' story slugs) is kept
     beside the blob, so linking changes no blob either."""
 
-    __slots__ = ("_blob", "_parsed", "digest", "links", "mtime_ns", "read_key", "size", "uses")
+    __slots__ = ("_blob", "_parsed", "_tail", "digest", "links", "mtime_ns", "read_key", "size",
+                 "uses")
 
     def __init__(
         self,
@@ -97,7 +98,8 @@ class StoryEntry:
         self.uses = uses_digest(article) if article is not None else ""  # its images in use
         self.links: tuple[str | None, ...] | None = None  # None: as the blob has them
         self._parsed: tuple[Article | None, list[Diagnostic]] | None = (article, diagnostics)
-        self._blob: bytes | None = None
+        self._blob: bytes | None = None  # the story's head and diagnostics, pickled
+        self._tail = b""  # its tail, pickled apart (model.split_article)
 
     @property
     def article(self) -> Article | None:
@@ -110,10 +112,10 @@ class StoryEntry:
     def _content(self) -> tuple[Article | None, list[Diagnostic]]:
         if self._parsed is None:
             assert self._blob is not None
-            head, tail, diagnostics = pickle.loads(self._blob)
+            head, diagnostics = pickle.loads(self._blob)
             if head is not None and self.links is not None:
                 head["_slugs"] = self.links  # applied to the related items when loaded
-            article = lazy_article(head, tail) if head is not None else None
+            article = lazy_article(head, self._tail) if head is not None else None
             self._parsed = (article, diagnostics)
         return self._parsed
 
@@ -137,26 +139,27 @@ class StoryEntry:
         entry = StoryEntry.__new__(StoryEntry)
         entry.size, entry.mtime_ns, entry.digest = size, mtime_ns, self.digest
         entry.read_key, entry.uses, entry.links = self.read_key, self.uses, links
-        entry._blob, entry._parsed = self._blob, parsed
+        entry._blob, entry._tail, entry._parsed = self._blob, self._tail, parsed
         return entry
 
-    def _pickled(self) -> bytes:
-        """The story as its head, its tail pickled apart (see model.lazy_article), and its
-        diagnostics: a rebuild unpickles only the heads of the stories it does not show."""
+    def _pickled(self) -> tuple[bytes, bytes]:
+        """The story's head with its diagnostics, and its tail, pickled apart (see
+        model.lazy_article): a rebuild unpickles only the heads of the stories it does not
+        show, and never copies their tails."""
         if self._blob is None:
             assert self._parsed is not None
             article, diagnostics = self._parsed
-            head, tail = split_article(article) if article is not None else (None, b"")
-            self._blob = pickle.dumps((head, tail, diagnostics), protocol=pickle.HIGHEST_PROTOCOL)
-        return self._blob
+            head, self._tail = split_article(article) if article is not None else (None, b"")
+            self._blob = pickle.dumps((head, diagnostics), protocol=pickle.HIGHEST_PROTOCOL)
+        return self._blob, self._tail
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
-                self._pickled())
+                *self._pickled())
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
-         self._blob) = state
+         self._blob, self._tail) = state
         self._parsed = None
 
     def parsed(self, shown: str) -> str:

@@ -59,6 +59,9 @@ class Page:
     info: PageInfo
     template: str
     context: Mapping[str, Any] = field(default_factory=dict)
+    # What `info` is made from besides the config and its feed links, when that is cheaper
+    # to fingerprint than `info` itself (the build cache's key of the page; see units.py).
+    basis: tuple[Any, ...] | None = None
 
     @property
     def route(self) -> str:
@@ -85,7 +88,8 @@ def plan_pages(
         not_found_page(),
     ]
     links = {feed.folder: tuple(feed_links(feed, config)) for feed in feeds}
-    return [with_feed_links(page, links) for page in pages]
+    shared: dict[tuple[FeedLink, ...], tuple[FeedLink, ...]] = {}
+    return [with_feed_links(page, links, shared) for page in pages]
 
 
 def home_page(site: Site, config: Config) -> Page:
@@ -116,7 +120,9 @@ def story_page(
         updated=article.published,
         json_ld=news_article_json_ld(article, config, url_builder),
     )
-    return Page(info, "story.html", {"article": article, "issue": issue})
+    # `info` is a function of the story, the config and the URL builder (made from the
+    # config) alone: keep it so when changing this function, or drop the basis.
+    return Page(info, "story.html", {"article": article, "issue": issue}, ("story", article))
 
 
 def topic_index_page(site: Site) -> Page:
@@ -200,8 +206,14 @@ def search_page(site: Site, config: Config) -> Page:
     )
 
 
-def with_feed_links(page: Page, by_folder: Mapping[str, tuple[FeedLink, ...]]) -> Page:
-    """The feeds a page advertises: its topic's or the digest's first, then the site's."""
+def with_feed_links(
+    page: Page,
+    by_folder: Mapping[str, tuple[FeedLink, ...]],
+    shared: dict[tuple[FeedLink, ...], tuple[FeedLink, ...]] | None = None,
+) -> Page:
+    """The feeds a page advertises: its topic's or the digest's first, then the site's.
+    Pages that advertise the same feeds share one tuple of them (`shared`), which the
+    build cache then fingerprints once."""
     kind = page.info.kind
     if kind == "topic":
         folders = [urls.topic_route(page.context["topic"].slug), urls.HOME]
@@ -210,6 +222,8 @@ def with_feed_links(page: Page, by_folder: Mapping[str, tuple[FeedLink, ...]]) -
     else:
         folders = [urls.HOME, urls.ISSUE_ARCHIVE]
     links = tuple(link for f in folders if f in by_folder for link in by_folder[f])
+    if shared is not None:
+        links = shared.setdefault(links, links)
     return replace(page, info=replace(page.info, feeds=links))
 
 

@@ -103,11 +103,18 @@ class UnitPlanner:
             yield Unit(
                 f"page:{page.route}",
                 (output_file(page.route),),
-                {**self.common, "template": page.template, "page": self.fp.of(page.info)},
+                {**self.common, "template": page.template, "page": self._page_key(page)},
                 {"site": self.site, **page.context},
                 self._page_renderer(page),
                 page.route,
             )
+
+    def _page_key(self, page: Page) -> Any:
+        """A fingerprint of the page's head: of what it is made from when the page says so
+        (a story's page: the story; the config is in every key anyway), else of itself."""
+        if page.basis is None:
+            return self.fp.of(page.info)
+        return ("basis", self.fp.of(page.basis), self.fp.of(page.info.feeds))
 
     def _page_renderer(self, page: Page) -> Renderer:
         def render(recorder: Recorder) -> list[tuple[str, bytes]]:
