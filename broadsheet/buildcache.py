@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Diagnostic
 from .model import Article, lazy_article, related_slugs, split_article
+from .packs import INLINE_MAX, BlobRef, Packs, read_blob
 from .thumbnails import uses_digest
 from .tracking import Facts
 
@@ -99,7 +100,7 @@ class StoryEntry:
         self.links: tuple[str | None, ...] | None = None  # None: as the blob has them
         self._parsed: tuple[Article | None, list[Diagnostic]] | None = (article, diagnostics)
         self._blob: bytes | None = None  # the story's head and diagnostics, pickled
-        self._tail = b""  # its tail, pickled apart (model.split_article)
+        self._tail: bytes | BlobRef = b""  # its tail, pickled apart (model.split_article)
 
     @property
     def article(self) -> Article | None:
@@ -142,7 +143,7 @@ class StoryEntry:
         entry._blob, entry._tail, entry._parsed = self._blob, self._tail, parsed
         return entry
 
-    def _pickled(self) -> tuple[bytes, bytes]:
+    def _pickled(self) -> tuple[bytes, bytes | BlobRef]:
         """The story's head with its diagnostics, and its tail, pickled apart (see
         model.lazy_article): a rebuild unpickles only the heads of the stories it does not
         show, and never copies their tails."""
@@ -195,7 +196,7 @@ class UnitRecord:
         self.loose = any(path[0] not in self.roots for path in facts)  # not from a root
         self._facts: tuple[Facts, dict[str, Facts]] | None = (facts, by_story or {})
         self._head_blob: bytes | None = None
-        self._facts_blob: bytes | None = None
+        self._facts_blob: bytes | BlobRef | None = None
 
     @property
     def facts(self) -> Facts:
@@ -208,10 +209,10 @@ class UnitRecord:
     def _content(self) -> tuple[Facts, dict[str, Facts]]:
         if self._facts is None:
             assert self._facts_blob is not None
-            self._facts = pickle.loads(self._facts_blob)
+            self._facts = pickle.loads(read_blob(self._facts_blob))
         return self._facts
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes, bytes]]:
+    def __reduce__(self) -> tuple[Any, tuple[bytes, bytes | BlobRef]]:
         if self._head_blob is None:
             head = (self.files, self.key, self.shared, self.roots, self.stories, self.loose)
             self._head_blob = pickle.dumps(head, protocol=pickle.HIGHEST_PROTOCOL)
@@ -220,7 +221,7 @@ class UnitRecord:
         return (_unit_record, (self._head_blob, self._facts_blob))
 
 
-def _unit_record(head_blob: bytes, facts_blob: bytes) -> UnitRecord:
+def _unit_record(head_blob: bytes, facts_blob: bytes | BlobRef) -> UnitRecord:
     record = UnitRecord.__new__(UnitRecord)
     (record.files, record.key, record.shared, record.roots, record.stories,
      record.loose) = pickle.loads(head_blob)
@@ -270,18 +271,21 @@ class BuildCache:
         remembered = _IN_MEMORY.get(self.path)
         if remembered is not None:
             return remembered
+        packs = Packs(self.folder)
         try:
-            with open(self.path, "rb") as handle:
-                head = pickle.load(handle)
+            with open(self.path, "rb") as handle, packs.loading():
+                unpickler = pickle.Unpickler(handle)
+                head = unpickler.load()
                 if not isinstance(head, dict) or head.get("engine") != fresh.engine:
                     self.note = "the build cache is from another Broadsheet version; rebuilt"
                     return fresh
                 state = CacheState(**head)
                 if not head_only:
-                    state.stories = pickle.load(handle)
+                    state.stories = unpickler.load()
                     (state.units, state.manifest, state.pictures, state.images,
-                     state.links) = pickle.load(handle)
+                     state.links) = unpickler.load()
                     _check_types(state)
+                    packs.check()
         except FileNotFoundError:
             return fresh
         except Exception as exc:  # truncated, corrupt, unpicklable: never fatal
@@ -311,15 +315,19 @@ class BuildCache:
             "warnings": state.warnings,
             "summary": state.summary,
         }
+        packs = Packs(self.folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            refs = _pack_blobs(state, packs)
             temporary = self.path.with_name(f".{CACHE_FILE}.{os.getpid()}")
             with open(temporary, "wb") as handle:
+                pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
                 for part in (head, state.stories,
                              (state.units, state.manifest, state.pictures, state.images,
                               state.links)):
-                    pickle.dump(part, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickler.dump(part)
             os.replace(temporary, self.path)
+            packs.remove_unused(refs)
         except OSError as exc:
             self.note = f"the build cache could not be saved: {exc.strerror or exc}"
 
@@ -331,6 +339,28 @@ class BuildCache:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
             self.note = f"the build cache could not be removed: {exc.strerror or exc}"
+
+
+def _pack_blobs(state: CacheState, packs: Packs) -> list[BlobRef]:
+    """Move the stories' tails and the units' facts that are still bytes (new since the
+    last save) into a new pack, compact the packs when they hold too much dead weight, and
+    return every reference the state now holds."""
+    holders: list[tuple[StoryEntry | UnitRecord, str]] = []
+    for entry in state.stories.values():
+        entry._pickled()
+        holders.append((entry, "_tail"))
+    for record in state.units.values():
+        record.__reduce__()
+        holders.append((record, "_facts_blob"))
+    new = [(holder, name) for holder, name in holders
+           if type(getattr(holder, name)) is bytes and len(getattr(holder, name)) > INLINE_MAX]
+    for (holder, name), ref in zip(new, packs.store([getattr(h, n) for h, n in new]),
+                                   strict=True):
+        setattr(holder, name, ref)
+    refs = list({id(ref): ref for holder, name in holders
+                 if type(ref := getattr(holder, name)) is BlobRef}.values())
+    packs.compact(refs)
+    return refs
 
 
 def _check_types(state: CacheState) -> None:

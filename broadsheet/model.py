@@ -139,7 +139,8 @@ class _Tail:
         blob = state.get("_tail")
         if blob is None:
             raise AttributeError(self.name)
-        related, body_html, coverage = pickle.loads(blob)
+        # bytes, or a reference into the build cache's packs (packs.BlobRef)
+        related, body_html, coverage = pickle.loads(blob if type(blob) is bytes else blob.read())
         slugs = state["_slugs"]  # how assembly linked it since (buildcache.StoryEntry.links)
         if slugs != tuple(item.story_slug for item in related):
             related = tuple(item if item.story_slug == slug else replace(item, story_slug=slug)
@@ -154,8 +155,9 @@ Article.body_html = _Tail("body_html", "")  # type: ignore[assignment]
 Article.coverage = _Tail("coverage", None)  # type: ignore[assignment]
 
 
-def lazy_article(head: dict[str, Any], tail: bytes) -> Article:
-    """A story from its `split_article` parts; its tail is unpickled when first read."""
+def lazy_article(head: dict[str, Any], tail: bytes | Any) -> Article:
+    """A story from its `split_article` parts; its tail (bytes, or anything whose `read()`
+    gives them: packs.BlobRef) is unpickled when first read."""
     article = object.__new__(Article)
     article.__dict__.update(head)
     article.__dict__["_tail"] = tail

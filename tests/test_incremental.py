@@ -283,6 +283,36 @@ def test_a_damaged_cache_is_ignored_with_a_note(curator: Curator, damage: object
     assert curator.site.build().notes == []  # the cache was rewritten
 
 
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_damaged_pack_makes_the_cache_untrusted(curator: Curator, damage: str) -> None:
+    """Stories' tails and units' facts live in pack files beside the cache file: one that
+    is missing or short is damage like any other (and a build never reads half a blob)."""
+    folder = curator.site.root / ".cache" / "build"
+    packs = sorted(folder.glob("pack-*.bin"))
+    assert packs, "the cache keeps its bulky parts in packs"
+    for pack in packs:
+        if damage == "delete":
+            pack.unlink()
+        else:
+            pack.write_bytes(pack.read_bytes()[:-1])
+    report = curator.check()
+    assert report.notes and "cache" in report.notes[0]
+    assert report.reparsed == len(curator.names)
+    assert curator.site.build().notes == []
+    assert sorted(folder.glob("pack-*.bin")), "a new pack was written"
+
+
+def test_packs_hold_only_what_the_cache_refers_to(curator: Curator) -> None:
+    """Each save writes only new blobs; packs no reference needs are deleted, and dead
+    bytes are compacted away, so the folder does not grow with every edit."""
+    folder = curator.site.root / ".cache" / "build"
+    for variant in range(12):
+        curator.apply(("edit", variant, variant))
+        curator.check()
+    assert 1 <= len(list(folder.glob("pack-*.bin"))) <= 9  # packs.MAX_PACKS, plus the last
+    assert not list(folder.glob(".pack-*"))
+
+
 def test_a_cache_from_another_version_is_not_trusted(
     curator: Curator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,172 @@
+"""Pack files: the bulky parts of the build cache, kept beside it and read only when needed.
+
+Most of the cache's bytes are stories' tails (related coverage, body) and the facts of
+rendered units, and a rebuild reads almost none of them. Kept inside the cache file they
+were read and written whole by every build (a quarter of a gigabyte at 10,000 stories).
+Here they go into immutable pack files in the cache folder: a save writes only the blobs
+that are new since the last one (into a new pack), the cache file holds references (the
+pack's name and a place in it), and a blob is read with one pread() when something asks for it.
+
+Packs are never changed once written, so a reference stays good for as long as its pack
+exists; a save deletes the packs the new cache no longer refers to, and rewrites the live
+blobs into one pack when more than half of the packs' bytes are dead (or when there are
+more than a few packs). A missing or short
+pack makes the whole cache untrusted (`check`), like any other damage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+PREFIX, SUFFIX = "pack-", ".bin"
+INLINE_MAX = 256  # smaller blobs stay inside the cache file
+COMPACT_SLACK = 16 * 2**20  # dead bytes tolerated before live blobs are rewritten
+MAX_PACKS = 8  # more packs than this are rewritten as one
+
+
+class PackDamaged(Exception):
+    """A pack is missing or shorter than a reference into it."""
+
+
+class BlobRef:
+    """Bytes in a pack file, read on demand (`read`). Shared by every holder of the same
+    blob, so rewriting a pack moves them all by updating this one object."""
+
+    __slots__ = ("length", "offset", "path")
+
+    def __init__(self, path: str, offset: int, length: int) -> None:
+        self.path, self.offset, self.length = path, offset, length
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int, int]]:
+        """Pickled as its pack's path and the place in it. Unpickled while a cache loads
+        (`Packs.loading`), it is bound to that cache's folder by the pack's name (a site
+        folder may have moved); elsewhere (a worker process) it keeps its path."""
+        return (_loaded_ref, (self.path, self.offset, self.length))
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as handle:
+            data = os.pread(handle.fileno(), self.length, self.offset)
+        if len(data) != self.length:
+            raise PackDamaged(f"{self.path} is shorter than the build cache expects")
+        return data
+
+
+_LOADING: list[Packs] = []  # the folder whose cache is being unpickled (Packs.loading)
+
+
+def _loaded_ref(path: str, offset: int, length: int) -> BlobRef:
+    if not _LOADING:
+        return BlobRef(path, offset, length)
+    return _LOADING[-1].bind(os.path.basename(path), offset, length)
+
+
+def read_blob(blob: bytes | BlobRef) -> bytes:
+    return blob if isinstance(blob, bytes) else blob.read()
+
+
+class Packs:
+    """The packs of one cache folder, as one load or save sees them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._needed: dict[str, int] = {}  # pack name -> end of the furthest reference
+
+    # -- loading: references come back bound to this folder --------------------------
+
+    @contextmanager
+    def loading(self) -> Iterator[Packs]:
+        """Unpickle a cache inside this block: its references are bound to this folder."""
+        _LOADING.append(self)
+        try:
+            yield self
+        finally:
+            _LOADING.pop()
+
+    def bind(self, name: Any, offset: Any, length: Any) -> BlobRef:
+        if not (isinstance(name, str) and name.startswith(PREFIX) and "/" not in name):
+            raise PackDamaged(f"unexpected pack reference {name!r}")
+        self._needed[name] = max(self._needed.get(name, 0), offset + length)
+        return BlobRef(str(self.folder / name), offset, length)
+
+    def check(self) -> None:
+        """Every pack the loaded cache refers to exists and is long enough."""
+        for name, needed in self._needed.items():
+            try:
+                size = os.stat(self.folder / name).st_size
+            except OSError:
+                raise PackDamaged(f"{name} is missing") from None
+            if size < needed:
+                raise PackDamaged(f"{name} is truncated")
+
+    # -- saving -----------------------------------------------------------------------
+
+    def store(self, blobs: list[bytes]) -> list[BlobRef]:
+        """Write `blobs` into a new pack; their references, in order."""
+        if not blobs:
+            return []
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{PREFIX}{secrets.token_hex(6)}{SUFFIX}"
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        refs = []
+        offset = 0
+        with open(temporary, "wb") as handle:
+            for blob in blobs:
+                handle.write(blob)
+                refs.append(BlobRef(str(path), offset, len(blob)))
+                offset += len(blob)
+        os.replace(temporary, path)
+        return refs
+
+    def compact(self, refs: list[BlobRef]) -> None:
+        """Keep the packs few and mostly alive (references are updated in place).
+
+        Each save adds a small pack of what changed; past MAX_PACKS, all but the largest
+        pack are merged into one (cheap: they are the recent, small ones). When more bytes
+        are dead than alive (and more than COMPACT_SLACK), every live blob is rewritten."""
+        paths = self.paths()
+        sizes = {str(path): _size(path) for path in paths}
+        live = sum(ref.length for ref in refs)
+        if sum(sizes.values()) - live > max(live, COMPACT_SLACK):
+            self._rewrite(refs)
+        elif len(paths) > MAX_PACKS:
+            largest = max(sizes, key=lambda path: sizes[path])
+            self._rewrite([ref for ref in refs if ref.path != largest])
+
+    def _rewrite(self, refs: list[BlobRef]) -> None:
+        ordered = sorted(refs, key=lambda r: (r.path, r.offset))
+        fresh = self.store([ref.read() for ref in ordered])
+        for ref, moved in zip(ordered, fresh, strict=True):
+            ref.path, ref.offset = moved.path, moved.offset
+
+    def remove_unused(self, refs: Iterable[BlobRef]) -> None:
+        """Delete the packs (and leftovers of interrupted writes) no reference needs."""
+        used = {ref.path for ref in refs}
+        for path in self.paths(leftovers=True):
+            if str(path) not in used:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def paths(self, leftovers: bool = False) -> list[Path]:
+        try:
+            names = os.listdir(self.folder)
+        except OSError:
+            return []
+        return [
+            self.folder / name
+            for name in names
+            if (name.startswith(PREFIX) and name.endswith(SUFFIX))
+            or (leftovers and name.startswith(f".{PREFIX}"))
+        ]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
