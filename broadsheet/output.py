@@ -276,6 +276,8 @@ def _files_in(folder: str) -> frozenset[str]:
 
 def _outside(name: str) -> bool:
     """Whether `name` (POSIX, relative to the output folder) would leave it or is empty."""
+    if ".." not in name and not name.startswith("/") and name.strip("/."):
+        return False  # the usual name, decided without splitting it
     parts = [p for p in name.split("/") if p not in ("", ".")]
     return not parts or name.startswith("/") or ".." in parts
 
