@@ -83,8 +83,8 @@ class StoryEntry:
     assembly last linked the story to others (its related items' story slugs) is kept
     beside the blob, so linking changes no blob either."""
 
-    __slots__ = ("_blob", "_parsed", "_tail", "digest", "links", "mtime_ns", "read_key", "size",
-                 "uses")
+    __slots__ = ("_blob", "_images", "_parsed", "_tail", "digest", "links", "mtime_ns",
+                 "read_key", "size", "uses")
 
     def __init__(
         self,
@@ -101,6 +101,7 @@ class StoryEntry:
         self._parsed: tuple[Article | None, list[Diagnostic]] | None = (article, diagnostics)
         self._blob: bytes | None = None  # the story's head and diagnostics, pickled
         self._tail: bytes | BlobRef = b""  # its tail, pickled apart (model.split_article)
+        self._images: bytes | BlobRef = b""  # its related items' first images, pickled
 
     @property
     def article(self) -> Article | None:
@@ -116,7 +117,7 @@ class StoryEntry:
             head, diagnostics = pickle.loads(self._blob)
             if head is not None and self.links is not None:
                 head["_slugs"] = self.links  # applied to the related items when loaded
-            article = lazy_article(head, self._tail) if head is not None else None
+            article = lazy_article(head, self._tail, self._images) if head is not None else None
             self._parsed = (article, diagnostics)
         return self._parsed
 
@@ -140,19 +141,22 @@ class StoryEntry:
         entry = StoryEntry.__new__(StoryEntry)
         entry.size, entry.mtime_ns, entry.digest = size, mtime_ns, self.digest
         entry.read_key, entry.uses, entry.links = self.read_key, self.uses, links
-        entry._blob, entry._tail, entry._parsed = self._blob, self._tail, parsed
+        entry._blob, entry._tail, entry._images = self._blob, self._tail, self._images
+        entry._parsed = parsed
         return entry
 
-    def _pickled(self) -> tuple[bytes, bytes | BlobRef]:
-        """The story's head with its diagnostics, and its tail, pickled apart (see
-        model.lazy_article): a rebuild unpickles only the heads of the stories it does not
-        show, and never copies their tails."""
+    def _pickled(self) -> tuple[bytes, bytes | BlobRef, bytes | BlobRef]:
+        """The story's head with its diagnostics, its tail and its related items' first
+        images, pickled apart (see model.lazy_article): a rebuild unpickles only the heads
+        of the stories it does not show, and never copies their tails."""
         if self._blob is None:
             assert self._parsed is not None
             article, diagnostics = self._parsed
-            head, self._tail = split_article(article) if article is not None else (None, b"")
+            head = None
+            if article is not None:
+                head, self._tail, self._images = split_article(article)
             self._blob = pickle.dumps((head, diagnostics), protocol=pickle.HIGHEST_PROTOCOL)
-        return self._blob, self._tail
+        return self._blob, self._tail, self._images
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
@@ -160,7 +164,7 @@ class StoryEntry:
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
-         self._blob, self._tail) = state
+         self._blob, self._tail, self._images) = state
         self._parsed = None
 
     def parsed(self, shown: str) -> str:
@@ -348,7 +352,7 @@ def _pack_blobs(state: CacheState, packs: Packs) -> list[BlobRef]:
     holders: list[tuple[StoryEntry | UnitRecord, str]] = []
     for entry in state.stories.values():
         entry._pickled()
-        holders.append((entry, "_tail"))
+        holders += [(entry, "_tail"), (entry, "_images")]
     for record in state.units.values():
         record.__reduce__()
         holders.append((record, "_facts_blob"))

@@ -159,7 +159,7 @@ def render_images(
         stage_key(site, config, story_uses) or "",  # as the cache is now, after this run
         _views_by_story(uses, book.sources),
         tuple((spec.route, spec.name) for spec in _published_specs(sources, config.images)),
-        tuple(_placeholder_shapes(sources)),
+        book.unwritten,  # the placeholder shapes, not written yet (after the pages)
         local,
         book.stats,
         tuple(book.warnings),

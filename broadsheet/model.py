@@ -155,24 +155,40 @@ Article.body_html = _Tail("body_html", "")  # type: ignore[assignment]
 Article.coverage = _Tail("coverage", None)  # type: ignore[assignment]
 
 
-def lazy_article(head: dict[str, Any], tail: bytes | Any) -> Article:
-    """A story from its `split_article` parts; its tail (bytes, or anything whose `read()`
-    gives them: packs.BlobRef) is unpickled when first read."""
+def lazy_article(head: dict[str, Any], tail: bytes | Any, images: bytes | Any = b"") -> Article:
+    """A story from its `split_article` parts; its tail and its related items' first images
+    (bytes, or anything whose `read()` gives them: packs.BlobRef) are unpickled when first
+    read."""
     article = object.__new__(Article)
     article.__dict__.update(head)
     article.__dict__["_tail"] = tail
+    article.__dict__["_imgs"] = images
     return article
 
 
-def split_article(article: Article) -> tuple[dict[str, Any], bytes]:
-    """A story as (its head fields and what assembly reads of its tail, the tail pickled)."""
-    head = {k: v for k, v in vars(article).items() if k not in TAIL and k != "_tail"}
+def split_article(article: Article) -> tuple[dict[str, Any], bytes, bytes]:
+    """A story as its head fields with what assembly reads of its tail; the tail pickled;
+    its related items' first images pickled (what the image stage plans: thumbnails.
+    story_uses), so that planning every story's images loads no tail."""
+    head = {k: v for k, v in vars(article).items()
+            if k not in TAIL and k not in ("_tail", "_imgs")}
     head["_slugs"] = related_slugs(article)
     head["_own"] = own_key(article)
     head["_keys"] = related_key_hashes(article)
     tail = pickle.dumps(tuple(getattr(article, name) for name in TAIL),
                         protocol=pickle.HIGHEST_PROTOCOL)
-    return head, tail
+    images = pickle.dumps(related_first_images(article), protocol=pickle.HIGHEST_PROTOCOL)
+    return head, tail, images
+
+
+def related_first_images(article: Article) -> tuple[Image | None, ...]:
+    """Each related item's first image (or None), without loading the story's tail."""
+    state = article.__dict__
+    blob = state.get("_imgs")
+    if "related" in state or not blob:
+        return tuple(item.images[0] if item.images else None for item in article.related)
+    found: tuple[Image | None, ...] = pickle.loads(blob if type(blob) is bytes else blob.read())
+    return found
 
 
 def related_slugs(article: Article) -> tuple[str | None, ...]:

@@ -176,7 +176,7 @@ def plural(count: int, singular: str, many: str | None = None) -> str:
     return f"{count} {singular if count == 1 else (many or singular + 's')}"
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=1 << 19)  # one per image URL of a large site (see pictures.MEMO_SIZE)
 def hue(text: str) -> int:
     """A stable colour angle (0-359) for a placeholder, from any text such as an image URL."""
     return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:6], 16) % 360

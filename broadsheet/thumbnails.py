@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from math import gcd
 
-from .model import Article, Image, Site
+from .model import Article, Image, Site, related_first_images
 
 PIPELINE_VERSION = "3"  # bump when the Pillow work changes: every name changes with it
 FIT = "fit"  # keep the source's own shape (story pages)
@@ -183,9 +183,9 @@ def story_uses(article: Article, card_operation: str) -> Iterator[ImageUse]:
     """The images one story gives the pages, in plan order."""
     for image in article.images:
         yield ImageUse(image, (card_operation, FIT))
-    for related in article.related:
-        if related.images:
-            yield ImageUse(related.images[0], (card_operation,))
+    for first in related_first_images(article):
+        if first is not None:
+            yield ImageUse(first, (card_operation,))
 
 
 def uses_digest(article: Article) -> str:
