@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Diagnostic
 from .model import Article, lazy_article, related_slugs, split_article
-from .packs import INLINE_MAX, BlobRef, Packs, read_blob
+from .packs import INLINE_MAX, BlobRef, PackDamaged, Packs, read_blob
 from .thumbnails import uses_digest
 from .tracking import Facts
 
@@ -334,6 +334,8 @@ class BuildCache:
             packs.remove_unused(refs)
         except OSError as exc:
             self.note = f"the build cache could not be saved: {exc.strerror or exc}"
+        except PackDamaged as exc:  # a pack went away under this save (another process)
+            self.note = f"the build cache could not be saved: {exc}"
 
     def forget(self) -> None:
         """Drop the cache before the output changes, so a crash mid-way cannot leave a cache

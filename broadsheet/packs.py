@@ -50,8 +50,11 @@ class BlobRef:
         return (_loaded_ref, (self.path, self.offset, self.length))
 
     def read(self) -> bytes:
-        with open(self.path, "rb") as handle:
-            data = os.pread(handle.fileno(), self.length, self.offset)
+        try:
+            with open(self.path, "rb") as handle:
+                data = os.pread(handle.fileno(), self.length, self.offset)
+        except OSError as exc:
+            raise PackDamaged(f"{self.path} cannot be read: {exc.strerror or exc}") from None
         if len(data) != self.length:
             raise PackDamaged(f"{self.path} is shorter than the build cache expects")
         return data

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from .buildcache import BuildCache, CacheState, Signature, with_file
 from .buildcache import input_signature as _signature
 from .config import IMAGE_CACHE_FOLDER, Config, load_config
-from .diagnostics import Diagnostic
+from .diagnostics import BuildFailed, Diagnostic
+from .packs import PackDamaged
 
 if TYPE_CHECKING:
     from .model import Site
@@ -101,8 +102,18 @@ def build(
             return _nothing_changed(config, head, started)
     from . import stages  # the stages import Jinja, Pillow, lxml...: only when needed
 
-    with collector_paused():
-        return stages.run(config, options, cache, signature, started, progress, write)
+    try:
+        with collector_paused():
+            return stages.run(config, options, cache, signature, started, progress, write)
+    except PackDamaged as exc:  # another process removed or rewrote the cache mid-build
+        cache.forget()
+        folder = cache.folder.relative_to(config.root) if cache.folder.is_relative_to(
+            config.root) else cache.folder
+        raise BuildFailed(
+            [Diagnostic(str(folder), 0, "", f"the build cache changed during the build ({exc})")],
+            "the build cache was changed by another process during this build; nothing was "
+            "written: run the build again",
+        ) from None
 
 
 @contextmanager

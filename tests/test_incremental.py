@@ -501,3 +501,30 @@ def test_a_rebuild_reads_related_coverage_only_of_stories_it_shows(tmp_path: Pat
     assert report.site is not None
     unread = [a.source for a in report.site.articles if "_tail" in vars(a)]
     assert len(unread) >= len(report.site.articles) // 2, unread
+
+
+def test_a_pack_removed_during_a_build_fails_it_cleanly(
+    curator: Curator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process deleting the cache while a build reads it: the build stops with a
+    clear error and writes nothing; the next build refuses the damaged cache and works."""
+    from broadsheet import stages
+    from broadsheet.diagnostics import BuildFailed
+
+    curator.site.build()
+    before = tree(curator.site.output)
+    curator.apply(("edit", 0, 7))
+    planned = stages.plan_pages
+
+    def plan_then_delete_packs(*args: object, **kwargs: object) -> object:
+        for pack in (curator.site.root / ".cache" / "build").glob("pack-*.bin"):
+            pack.unlink()
+        return planned(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stages, "plan_pages", plan_then_delete_packs)
+    with pytest.raises(BuildFailed, match="build cache was changed"):
+        curator.site.build()
+    assert tree(curator.site.output) == before
+    monkeypatch.setattr(stages, "plan_pages", planned)
+    report = curator.check()
+    assert report.reparsed == len(curator.names)
