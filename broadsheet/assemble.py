@@ -112,7 +112,6 @@ def link_coverage(articles: list[Article], memo: LinkMemo | None = None) -> list
     return linked
 
 
-
 def _moved_keys(before: dict[str, str], after: dict[str, str]) -> frozenset[str]:
     """The URL keys that lead to another story (or none) than in the last build."""
     if before == after:

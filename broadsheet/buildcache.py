@@ -77,11 +77,13 @@ def _installed(names: tuple[str, ...]) -> list[str]:
 class StoryEntry:
     """One story file as the last build read it.
 
-    The parsed Article and the diagnostics travel as one pickled blob: a rebuild writes the
-    cache again with the blobs it loaded, not re-pickling a thousand unchanged Articles, and
-    a parsing worker's result crosses to the parent in the same form the cache keeps. How
-    assembly last linked the story to others (its related items' story slugs) is kept
-    beside the blob, so linking changes no blob either."""
+    The parsed Article travels as three pickled blobs (model.split_article): its head with
+    the diagnostics, read by every build; its tail and its related items' first images,
+    read only when a page or a full image stage needs them (kept in packs by the cache).
+    A rebuild writes the cache again with the blobs it loaded, not re-pickling thousands of
+    unchanged Articles, and a parsing worker's result crosses to the parent in the same
+    form. How assembly last linked the story to others (its related items' story slugs) is
+    kept beside the blobs, so linking changes none of them."""
 
     __slots__ = ("_blob", "_images", "_parsed", "_tail", "digest", "links", "mtime_ns",
                  "read_key", "size", "uses")

@@ -126,8 +126,9 @@ class _Tail:
     groups them) but the related coverage and the body only of the few stories it renders:
     unpickling every story whole was its largest cost. A story made by its constructor
     holds all its fields as usual; one made by `lazy_article` holds the tail as one pickled
-    blob, plus what assembly reads of it without loading it (`related_slugs`, `own_key`).
-    Everything else (equality, repr, dataclasses.replace) reads the fields, so loads it."""
+    blob, plus what assembly and the image stage read of it without loading it
+    (`related_slugs`, `own_key`, `related_key_hashes`, `related_first_images`). Everything
+    else (equality, repr, dataclasses.replace) reads the fields, so loads it."""
 
     def __init__(self, name: str, default: Any) -> None:
         self.name, self.default = name, default
@@ -139,8 +140,7 @@ class _Tail:
         blob = state.get("_tail")
         if blob is None:
             raise AttributeError(self.name)
-        # bytes, or a reference into the build cache's packs (packs.BlobRef)
-        related, body_html, coverage = pickle.loads(blob if type(blob) is bytes else blob.read())
+        related, body_html, coverage = _unpickle(blob)
         slugs = state["_slugs"]  # how assembly linked it since (buildcache.StoryEntry.links)
         if slugs != tuple(item.story_slug for item in related):
             related = tuple(item if item.story_slug == slug else replace(item, story_slug=slug)
@@ -187,8 +187,13 @@ def related_first_images(article: Article) -> tuple[Image | None, ...]:
     blob = state.get("_imgs")
     if "related" in state or not blob:
         return tuple(item.images[0] if item.images else None for item in article.related)
-    found: tuple[Image | None, ...] = pickle.loads(blob if type(blob) is bytes else blob.read())
+    found: tuple[Image | None, ...] = _unpickle(blob)
     return found
+
+
+def _unpickle(blob: bytes | Any) -> Any:
+    """A lazy part: bytes, or a reference into the build cache's packs (packs.BlobRef)."""
+    return pickle.loads(blob if isinstance(blob, bytes) else blob.read())
 
 
 def related_slugs(article: Article) -> tuple[str | None, ...]:
