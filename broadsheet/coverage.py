@@ -53,10 +53,13 @@ _TRACKING = {
     "at_campaign",
 }
 _HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
+_AMP_HOST = ".cdn.ampproject.org"
 _AMP_CACHE = re.compile(r"^/(?:c|v|i)/(s/)?(.+)$")
 _AMP_PATH = re.compile(r"(^|/)(?:platform/)?amp(?=/|$)", re.IGNORECASE)
 _AMP_SUFFIX = re.compile(r"\.amp(\.html?)$", re.IGNORECASE)
 _WORDS = re.compile(r"\w+")
+# Most coverage URLs: a lower-case host, no port, query or fragment, a printable ASCII path.
+_PLAIN = re.compile(r"https?://([a-z0-9][a-z0-9.-]*)(/[\x21\x22\x24-\x3e\x40-\x7e]*)?")
 
 
 def clean_url(url: str) -> str:
@@ -64,7 +67,7 @@ def clean_url(url: str) -> str:
     parameters or fragment. Scheme, host and the order of other parameters are kept."""
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower().rstrip(".")
-    if host.endswith(".cdn.ampproject.org"):
+    if host.endswith(_AMP_HOST):
         inner = _AMP_CACHE.match(parts.path)
         if inner:
             scheme = "https://" if inner.group(1) else "http://"
@@ -86,14 +89,29 @@ def clean_url(url: str) -> str:
 def canonical_url(url: str) -> str:
     """A comparison key for a URL: its clean_url without scheme, www/m/amp host prefixes,
     trailing slash or parameter order. Not a URL to link to."""
+    plain = _PLAIN.fullmatch(url)
+    if plain:
+        # What the general way below gives such a URL, without splitting it twice (every
+        # related item of every story is keyed by up to three URLs): a test holds the two
+        # ways to the same answers.
+        host, path = plain.group(1).rstrip("."), plain.group(2) or ""
+        if "amp" not in path.lower() and "//" not in path and not host.endswith(_AMP_HOST):
+            return _without_prefix(host) + path.rstrip("/")
+    return _canonical(url)
+
+
+def _canonical(url: str) -> str:
     parts = urlsplit(clean_url(url))
-    host = (parts.hostname or "").rstrip(".")
-    for prefix in _HOST_PREFIXES:
-        if host.startswith(prefix) and host.count(".") >= 2:
-            host = host[len(prefix) :]
-            break
+    host = _without_prefix((parts.hostname or "").rstrip("."))
     query = parts.query and urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
     return host + parts.path.rstrip("/") + (f"?{query}" if query else "")
+
+
+def _without_prefix(host: str) -> str:
+    for prefix in _HOST_PREFIXES:
+        if host.startswith(prefix) and host.count(".") >= 2:
+            return host[len(prefix) :]
+    return host
 
 
 def _is_tracking(key: str) -> bool:
@@ -152,7 +170,7 @@ def _keep_best(group: list[Related]) -> Related:
         if key not in seen:
             seen.add(key)
             also.append(Coverage(outlet=item.provider.name or item.provider.domain, url=item.url))
-    return replace(best, also=tuple(also))
+    return replace(best, also=tuple(also)) if also or best.also else best
 
 
 def prepare_coverage(article: Article) -> Article:

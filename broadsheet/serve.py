@@ -35,6 +35,10 @@ from .pipeline import BuildOptions, build, build_cache, configure
 
 PREFIX = "/__broadsheet/"
 KEEPALIVE_SECONDS = 15.0
+# watchfiles yields a burst of changes once the files have been quiet this long: an editor's
+# save (a temporary file renamed over the story) takes a few milliseconds, and every
+# millisecond waited here is one more between the save and the browser's reload.
+WATCH_STEP_MS = 15
 LIVE_SCRIPT = b"""\
 (() => {
   const source = new EventSource("/__broadsheet/events");
@@ -92,12 +96,13 @@ class DevServer:
         self.offline = offline
         self.log = log or sys.stderr
         self.state = BuildState()
-        self.workspace = Path(tempfile.mkdtemp(prefix="broadsheet-serve-"))
         self.builds = 0
         self.stop_event = threading.Event()
         self.watching = threading.Event()
-        self.httpd = PreviewHTTPServer((host, port), PreviewHandler, self)
         self.base_path = urlsplit(load_config(self.root).base_url).path or "/"
+        self.httpd = PreviewHTTPServer((host, port), PreviewHandler, self)
+        # Made last: nothing above can fail after it, so no empty folder is left behind.
+        self.workspace = Path(tempfile.mkdtemp(prefix="broadsheet-serve-"))
         self._threads: list[threading.Thread] = []
 
     @property
@@ -118,8 +123,13 @@ class DevServer:
         self.watching.wait(timeout=10)  # edits made from now on are seen
 
     def stop(self) -> None:
+        """Stop serving and watching, keep the cache, remove the preview's files.
+
+        Safe on a server that was never started (`shutdown` would wait forever for a
+        `serve_forever` that never ran)."""
         self.stop_event.set()
-        self.httpd.shutdown()
+        if self._threads:
+            self.httpd.shutdown()
         self.httpd.server_close()
         with self.state.changed:
             self.state.changed.notify_all()
@@ -183,7 +193,7 @@ class DevServer:
             *self.watched_paths(),
             watch_filter=watch_filter,
             debounce=1600,
-            step=50,
+            step=WATCH_STEP_MS,
             stop_event=self.stop_event,
             raise_interrupt=False,
             rust_timeout=250,

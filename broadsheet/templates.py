@@ -176,10 +176,17 @@ def plural(count: int, singular: str, many: str | None = None) -> str:
     return f"{count} {singular if count == 1 else (many or singular + 's')}"
 
 
+HUE_STEPS = 24  # placeholder tints, 15 degrees apart
+
+
 @lru_cache(maxsize=1 << 19)  # one per image URL of a large site (see pictures.MEMO_SIZE)
 def hue(text: str) -> int:
-    """A stable colour angle (0-359) for a placeholder, from any text such as an image URL."""
-    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:6], 16) % 360
+    """A stable colour angle (0-345, a multiple of 15) for a placeholder, from any text such
+    as an image URL. Few steps on purpose: a placeholder file is one per size and hue, so a
+    site's remote images share a few hundred files, not one each (a large site's first build
+    wrote 13,000 of them), and readers' browsers cache them across pages."""
+    step = int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:6], 16) % HUE_STEPS
+    return step * (360 // HUE_STEPS)
 
 
 def json_ld(data: Mapping[str, Any]) -> Markup:

@@ -383,8 +383,8 @@ def test_dev_server_rebuilds_incrementally_from_memory(curator: Curator, tmp_pat
                                               base_url=server.url, cache_name="clean-preview"))
         assert tree(server.workspace / "site") == tree(clean)
     finally:
-        server.httpd.server_close()
-        server.save_cache()
+        server.stop()
+    assert not server.workspace.exists()
     assert (curator.site.root / ".cache" / "serve" / CACHE_FILE).is_file()
 
 

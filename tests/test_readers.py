@@ -1,10 +1,11 @@
-"""The readers' fast path for plain URLs gives exactly what the full checks give."""
+"""The fast paths for plain URLs (readers, coverage keys) give exactly what the full ways give."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from broadsheet.coverage import _canonical, canonical_url
 from broadsheet.readers import is_plain_url, normalise_url, url_problem
 
 URLISH = st.builds(
@@ -30,3 +31,25 @@ def test_examples() -> None:
                 "https://a.com/?", "https://a.com/x?#f", "javascript://a.com/", "https://a.com/ x",
                 "https://a.com/é", "https://a.com?x"):
         assert not is_plain_url(odd), odd
+
+
+COVERAGE_URLISH = st.builds(
+    lambda scheme, prefix, host, rest: f"{scheme}://{prefix}{host}{rest}",
+    st.sampled_from(["http", "https", "HTTPS"]),
+    st.sampled_from(["", "www.", "m.", "amp.", "WWW."]),
+    st.sampled_from(["example.com", "news.example.co.uk", "a.b", "x", "example.com.",
+                     "www-x-com.cdn.ampproject.org"])
+    | st.from_regex(r"[a-zA-Z0-9.\-@:]{0,16}(\.cdn\.ampproject\.org)?", fullmatch=True),
+    st.lists(st.sampled_from(["/", "//", "amp", "AMP", ".amp.html", "?", "#", "&", "=", "a",
+                              "utm_source=x", "%2F", ":", ";", " ", "é", "c/s/"]),
+             max_size=8).map("".join),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(COVERAGE_URLISH)
+@example("https://www-x-com.cdn.ampproject.org/c/s/x.org/a")
+@example("https://x.org/news/AMP/")
+@example("https://x.org/a//b")
+def test_coverage_keys_of_plain_urls_are_what_the_general_way_gives(value: str) -> None:
+    assert canonical_url(value) == _canonical(value)

@@ -30,6 +30,48 @@ def test_invalid_story_gives_its_expected_diagnostics(make_site, case: Path) -> 
     assert errors == expected_lines(case)
 
 
+# Documents the composer accepts, with and without what the node check refuses; the check
+# skips its full walk when the text can hold no anchor or tag, so both ways must agree.
+NODE_CHECK_CASES = [
+    "title: R & D\nsource: U.S. News & World Report\n",
+    "webUrl: https://example.com/?a=1&b=2\ntitle: Wow! Great\n",
+    "title: &t Hello\nexcerpt: *t\n",
+    "title: &t Hello\n",
+    "a: [&x 1, *x]\n",
+    "title: !!str yes\n",
+    "title: ! plain\n",
+    "title: !!python/name:os.system ''\n",
+    "base: &b {x: 1}\nother:\n  <<: *b\n",
+    "other:\n  <<: {x: 1}\n",
+    "key: =\n",
+    "title: a\ntitle: b\n",
+    "related:\n  - title: a\n    provider: {name: x, name: y}\n",
+    "related:\n  - {title: a}\n  - {title: b, title: c}\n",
+    "? [a, b]\n: c\n",
+    "? {a: 1}\n: c\n",
+    "list:\n  - - a\n    - b: 1\n      b: 2\n",
+    "~: x\nnull: y\n",
+    "tabbed:\t&a x\n",
+    "title: x\n\u2028&a: y\n",
+]
+
+
+@pytest.mark.parametrize("text", NODE_CHECK_CASES)
+def test_the_quick_node_check_agrees_with_the_full_one(text: str) -> None:
+    from broadsheet import frontmatter
+
+    got = frontmatter.compose_mapping(text, "x.md", 2, what="front matter")
+    try:
+        loader = frontmatter._Loader(text)
+        root = loader.get_single_node()
+        loader.dispose()
+    except Exception:  # the composer itself refuses it: both ways report the same error
+        assert isinstance(got, list) and len(got) == 1
+        return
+    full = frontmatter._check_nodes(root, "x.md", 2)
+    assert (got if isinstance(got, list) else []) == full
+
+
 def test_every_error_in_every_file_is_reported_in_one_pass(make_site) -> None:
     site = make_site({"content/good.md": story()})
     for case in CASES:
