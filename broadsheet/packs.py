@@ -79,6 +79,7 @@ class Packs:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._needed: dict[str, int] = {}  # pack name -> end of the furthest reference
+        self._bound: dict[Any, str] = {}  # pack name -> its path in this folder
 
     # -- loading: references come back bound to this folder --------------------------
 
@@ -92,10 +93,17 @@ class Packs:
             _LOADING.pop()
 
     def bind(self, name: Any, offset: Any, length: Any) -> BlobRef:
-        if not (isinstance(name, str) and name.startswith(PREFIX) and "/" not in name):
-            raise PackDamaged(f"unexpected pack reference {name!r}")
-        self._needed[name] = max(self._needed.get(name, 0), offset + length)
-        return BlobRef(str(self.folder / name), offset, length)
+        """A reference into this folder's pack `name` (tens of thousands per load, into a
+        few packs: each pack's name is checked and its path made once)."""
+        path = self._bound.get(name)
+        if path is None:
+            if not (isinstance(name, str) and name.startswith(PREFIX) and "/" not in name):
+                raise PackDamaged(f"unexpected pack reference {name!r}")
+            path = self._bound[name] = os.path.join(self.folder, name)
+        end = offset + length
+        if end > self._needed.get(name, 0):
+            self._needed[name] = end
+        return BlobRef(path, offset, length)
 
     def check(self) -> None:
         """Every pack the loaded cache refers to exists and is long enough."""

@@ -73,12 +73,17 @@ def plan_pages(
 ) -> list[Page]:
     """Every page of the site, in a stable order."""
     issues = {issue.number: issue for issue in site.issues}
+    links = {feed.folder: tuple(feed_links(feed, config)) for feed in feeds}
+    shared: dict[tuple[FeedLink, ...], tuple[FeedLink, ...]] = {}
+    # Stories are most of the pages and all advertise the same feeds: given them at once
+    # rather than copied with them afterwards (two dataclass copies per page add up).
+    story_feeds = advertised_feeds("story", None, links, shared)
+    stories = [
+        story_page(article, issues.get(article.issue or 0), config, url_builder, story_feeds)
+        for article in site.articles
+    ]
     pages = [
         home_page(site, config),
-        *(
-            story_page(article, issues.get(article.issue or 0), config, url_builder)
-            for article in site.articles
-        ),
         topic_index_page(site),
         *(page for topic in site.topics for page in topic_pages(topic, config.topic_page_size)),
         *(issue_page(site, issue, config) for issue in site.issues),
@@ -87,9 +92,8 @@ def plan_pages(
         *([search_page(site, config)] if config.search else []),
         not_found_page(),
     ]
-    links = {feed.folder: tuple(feed_links(feed, config)) for feed in feeds}
-    shared: dict[tuple[FeedLink, ...], tuple[FeedLink, ...]] = {}
-    return [with_feed_links(page, links, shared) for page in pages]
+    pages = [with_feed_links(page, links, shared) for page in pages]
+    return [pages[0], *stories, *pages[1:]]
 
 
 def home_page(site: Site, config: Config) -> Page:
@@ -108,7 +112,11 @@ def home_page(site: Site, config: Config) -> Page:
 
 
 def story_page(
-    article: Article, issue: Issue | None, config: Config, url_builder: UrlBuilder
+    article: Article,
+    issue: Issue | None,
+    config: Config,
+    url_builder: UrlBuilder,
+    feeds: tuple[FeedLink, ...] = (),
 ) -> Page:
     info = PageInfo(
         urls.story_route(article.slug),
@@ -117,6 +125,7 @@ def story_page(
         article.excerpt,
         og_type="article",
         in_sitemap=not article.is_draft,
+        feeds=feeds,
         updated=article.published,
         json_ld=news_article_json_ld(article, config, url_builder),
     )
@@ -214,17 +223,26 @@ def with_feed_links(
     """The feeds a page advertises: its topic's or the digest's first, then the site's.
     Pages that advertise the same feeds share one tuple of them (`shared`), which the
     build cache then fingerprints once."""
-    kind = page.info.kind
-    if kind == "topic":
-        folders = [urls.topic_route(page.context["topic"].slug), urls.HOME]
+    topic = page.context["topic"].slug if page.info.kind == "topic" else None
+    links = advertised_feeds(page.info.kind, topic, by_folder, shared)
+    return replace(page, info=replace(page.info, feeds=links))
+
+
+def advertised_feeds(
+    kind: str,
+    topic: str | None,
+    by_folder: Mapping[str, tuple[FeedLink, ...]],
+    shared: dict[tuple[FeedLink, ...], tuple[FeedLink, ...]] | None = None,
+) -> tuple[FeedLink, ...]:
+    """The feeds a page of this kind advertises (`topic`: a topic page's slug)."""
+    if topic is not None:
+        folders = [urls.topic_route(topic), urls.HOME]
     elif kind in ("issue", "issues"):
         folders = [urls.ISSUE_ARCHIVE, urls.HOME]
     else:
         folders = [urls.HOME, urls.ISSUE_ARCHIVE]
     links = tuple(link for f in folders if f in by_folder for link in by_folder[f])
-    if shared is not None:
-        links = shared.setdefault(links, links)
-    return replace(page, info=replace(page.info, feeds=links))
+    return shared.setdefault(links, links) if shared is not None else links
 
 
 def not_found_page() -> Page:
