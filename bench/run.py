@@ -819,6 +819,10 @@ def main(argv: list[str] | None = None) -> int:
     """Measure every size with every tool and print the report."""
     args = parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
+    # Every tool runs as on a curator's machine, where Python writes each module's bytecode
+    # once and reuses it: a sandbox that sets this variable would make the Python tools
+    # compile (part of) their sources again on every build.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     facts = {"Machine": machine(), "Versions": versions(args.tool_list, args.workdir.resolve())}
     sizes = {count: run_size(count, args) for count in args.size_list}
     after = broadsheet_commit()
