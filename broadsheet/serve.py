@@ -16,6 +16,7 @@ import ipaddress
 import mimetypes
 import posixpath
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -441,6 +442,17 @@ def is_exposed(host: str) -> bool:
         return host.lower() != "localhost"
 
 
+def _stop_on_terminate() -> None:
+    """SIGTERM (`kill`, an editor's stop button, a container stopping) stops the server as
+    Ctrl-C does: the preview's temporary folder removed, its build cache kept."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # only the main thread may set it (not in tests)
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def serve(args: Any) -> int:
     """The `serve` command: returns an exit code; Ctrl-C stops it cleanly with 0."""
     try:
@@ -458,6 +470,7 @@ def serve(args: Any) -> int:
     print(dev.url, flush=True)
     if is_exposed(args.host):
         print(f"Warning: serving on {args.host}, reachable from other machines.", file=sys.stderr)
+    _stop_on_terminate()
     try:
         dev.start()
         if args.open:

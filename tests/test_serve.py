@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from broadsheet.buildcache import CACHE_FILE
 from broadsheet.serve import DevServer
 
 from .conftest import REPO, MiniSite, story
@@ -200,14 +201,20 @@ class EventListener:
         self.connection.close()
 
 
-def test_serve_command_prints_the_url_first_and_exits_0_on_ctrl_c(make_site) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "terminate"])
+def test_serve_command_prints_the_url_first_and_stops_cleanly(make_site, tmp_path, stop) -> None:
+    """Ctrl-C, or SIGTERM from `kill`, an editor's stop button or a container: exit 0, the
+    preview's temporary folder removed, its build cache kept for the next session."""
     site = make_site({"content/a.md": story()})
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     process = subprocess.Popen(
         [sys.executable, str(REPO / "build.py"), "serve", "--port", "0"],
         cwd=site.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     try:
         first_line = process.stdout.readline().strip()
@@ -215,8 +222,11 @@ def test_serve_command_prints_the_url_first_and_exits_0_on_ctrl_c(make_site) -> 
         port = int(first_line.rsplit(":", 1)[1].rstrip("/"))
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         assert wait_until(lambda: _status(connection) == 200)
-        process.send_signal(signal.SIGINT)
+        assert list(scratch.glob("broadsheet-serve-*"))  # the preview is built there
+        process.send_signal(stop)
         assert process.wait(timeout=10) == 0
+        assert not list(scratch.glob("broadsheet-serve-*"))
+        assert (site.root / ".cache" / "serve" / CACHE_FILE).is_file()
     finally:
         if process.poll() is None:
             process.kill()
