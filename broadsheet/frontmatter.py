@@ -22,7 +22,6 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 _STR, _NULL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"
 _SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
-_SPECIAL = _NULLS | {"<<", "="}
 
 
 class _Loader(_Base):  # type: ignore[misc]
@@ -32,13 +31,9 @@ class _Loader(_Base):  # type: ignore[misc]
     null matters, plus the two tags `_check_nodes` refuses (merge `<<` and value `=`); the
     full resolver is asked exactly for those, everything else is a plain string."""
 
-    odd = False  # a plain `<<` or `=` was read: the document needs the full check
-
     def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode:
-            if implicit[0] and value in _SPECIAL:
-                if value in ("<<", "="):
-                    self.odd = True
+            if implicit[0] and (value in _NULLS or value in ("<<", "=")):
                 return str(super().resolve(kind, value, implicit))
             return _STR
         return _SEQ if kind is yaml.SequenceNode else _MAP
@@ -121,8 +116,8 @@ def compose_mapping(
                 f"{what} must be a mapping of fields, got {kind_of(root)}",
             )
         ]
-    if not loader.odd and not _has_properties(yaml_text) and _plain_keys(root):
-        return root  # what _check_nodes would find nothing in, checked at a fraction of its cost
+    if _plain_nodes(root):
+        return root  # nothing _check_nodes would report, found at a fraction of its cost
     problems = _check_nodes(root, path, first_line)
     return problems or root
 
@@ -209,45 +204,31 @@ def _check_nodes(root: yaml.Node, path: str, first_line: int) -> list[Diagnostic
     return problems
 
 
-# Where a YAML token can start: YAML's white space and line breaks, and flow indicators.
-_TOKEN_START = frozenset(" \t\n\r\x85\u2028\u2029[]{},")
-
-
-def _has_properties(text: str) -> bool:
-    """Whether `text` may hold an anchor (`&name`) or a tag (`!name`, `!!str`): each is a
-    token of its own, so it follows a token start. Text with neither composes into no
-    alias and no explicit tag, whatever else it says (`R & D`, `?a=1&b=2` in a URL)."""
-    for char in "&!":
-        at = text.find(char)
-        while at != -1:
-            if at == 0 or text[at - 1] in _TOKEN_START:
-                following = text[at + 1 : at + 2]
-                if char == "!" or following not in (" ", "\t", "\n", "\r", ""):
-                    return True
-            at = text.find(char, at + 1)
-    return False
-
-
-def _plain_keys(root: yaml.Node) -> bool:
-    """Whether every mapping below `root` has distinct plain keys: with no anchors, tags or
-    `<<` in the text, the only problems `_check_nodes` could still find. Every story's every
-    node passes here, so scalars are skipped and no field paths are made."""
-    scalar, mapping = yaml.ScalarNode, yaml.MappingNode
+def _plain_nodes(root: yaml.Node) -> bool:
+    """Whether `_check_nodes` would find nothing: no node seen twice (an alias), every tag
+    allowed (which also rules out merge keys), every mapping's keys plain and distinct.
+    Every node of every story passes here, so no field paths are made: a document that
+    fails is checked again by `_check_nodes`, which says what and where."""
+    allowed, scalar, mapping = _ALLOWED_TAGS, yaml.ScalarNode, yaml.MappingNode
+    seen: set[int] = set()
     stack = [root]
     while stack:
         node = stack.pop()
+        if node.tag not in allowed or id(node) in seen:
+            return False
+        seen.add(id(node))
         if type(node) is mapping:
             keys = set()
             for key, value in node.value:
-                if type(key) is not scalar:
+                if type(key) is not scalar or key.tag not in allowed or id(key) in seen:
                     return False
+                seen.add(id(key))
                 keys.add(key.value)
-                if type(value) is not scalar:
-                    stack.append(value)
+                stack.append(value)
             if len(keys) != len(node.value):
                 return False
-        else:  # a sequence
-            stack.extend(item for item in node.value if type(item) is not scalar)
+        elif type(node) is not scalar:  # a sequence
+            stack.extend(node.value)
     return True
 
 

@@ -30,8 +30,8 @@ def test_invalid_story_gives_its_expected_diagnostics(make_site, case: Path) -> 
     assert errors == expected_lines(case)
 
 
-# Documents the composer accepts, with and without what the node check refuses; the check
-# skips its full walk when the text can hold no anchor or tag, so both ways must agree.
+# Documents the composer accepts, with and without what the node check refuses: a quick
+# walk lets most documents skip the full check, so both ways must agree.
 NODE_CHECK_CASES = [
     "title: R & D\nsource: U.S. News & World Report\n",
     "webUrl: https://example.com/?a=1&b=2\ntitle: Wow! Great\n",
@@ -53,6 +53,12 @@ NODE_CHECK_CASES = [
     "~: x\nnull: y\n",
     "tabbed:\t&a x\n",
     "title: x\n\u2028&a: y\n",
+    'x: {"a":&x [1], "b": *x}\n',  # a property right after a JSON-like key's colon
+    'x: {"a":!!python/object:os.system 1}\n',
+    "a: &a [1, 1]\nb: &b [*a, *a]\nc: &c [*b, *b]\nd: [*c, *c]\n",  # a small "billion laughs"
+    "? &k a\n: 1\nb: *k\n",
+    "!!python/name:os.system k: 1\n",
+    "!!str k: 1\n",
 ]
 
 
