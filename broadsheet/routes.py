@@ -82,8 +82,7 @@ def plan_pages(
         story_page(article, issues.get(article.issue or 0), config, url_builder, story_feeds)
         for article in site.articles
     ]
-    pages = [
-        home_page(site, config),
+    others = [
         topic_index_page(site),
         *(page for topic in site.topics for page in topic_pages(topic, config.topic_page_size)),
         *(issue_page(site, issue, config) for issue in site.issues),
@@ -92,8 +91,11 @@ def plan_pages(
         *([search_page(site, config)] if config.search else []),
         not_found_page(),
     ]
-    pages = [with_feed_links(page, links, shared) for page in pages]
-    return [pages[0], *stories, *pages[1:]]
+    return [
+        with_feed_links(home_page(site, config), links, shared),
+        *stories,
+        *(with_feed_links(page, links, shared) for page in others),
+    ]
 
 
 def home_page(site: Site, config: Config) -> Page:

@@ -102,7 +102,7 @@ class DevServer:
         self.watching = threading.Event()
         self.base_path = urlsplit(load_config(self.root).base_url).path or "/"
         self.httpd = PreviewHTTPServer((host, port), PreviewHandler, self)
-        # Made last: nothing above can fail after it, so no empty folder is left behind.
+        # Made last, once nothing else here can fail: no empty folder is left behind.
         self.workspace = Path(tempfile.mkdtemp(prefix="broadsheet-serve-"))
         self._threads: list[threading.Thread] = []
 
