@@ -10,14 +10,13 @@ a failed build; and a rebuild where nothing changed does no Pillow work at all.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import pickle
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import partial
@@ -51,6 +50,8 @@ from .thumbnails import (
 from .urls import UrlBuilder
 
 if TYPE_CHECKING:  # Pillow, http.client...: imported when the stage really runs (not replayed)
+    import multiprocessing.context
+
     from .imagecache import ImageCache
     from .imaging import ImageJob, JobResult, SourceInfo
 
@@ -541,6 +542,8 @@ def zip_results(
     """Run the jobs (in worker processes when there are several) as results come in."""
     if not jobs:
         return
+    from concurrent.futures import ProcessPoolExecutor  # with multiprocessing: 15 ms
+
     from .imaging import make_thumbnails, prepare_worker
 
     workers = min(len(jobs), os.cpu_count() or 1)
@@ -560,6 +563,8 @@ def zip_results(
 def worker_context() -> multiprocessing.context.BaseContext:
     """Forked workers start at once, but forking a process that runs other threads (the dev
     server's) can deadlock a child, so then workers come from a clean fork server."""
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     if sys.platform == "linux" and threading.active_count() == 1 and "fork" in methods:
         return multiprocessing.get_context("fork")

@@ -197,11 +197,15 @@ def _unpickle(blob: bytes | Any) -> Any:
 
 
 def related_slugs(article: Article) -> tuple[str | None, ...]:
-    """The slug of each related item that is a story here (or None), tail not loaded."""
+    """The slug of each related item that is a story here (or None), tail not loaded.
+
+    Kept in the story's state once worked out (its fields are frozen, so it stays true):
+    every rebuild fingerprints every story with it (tracking.Fingerprints.article)."""
     state = article.__dict__
-    if "related" in state:
-        return tuple(item.story_slug for item in state["related"])
-    return state["_slugs"]  # type: ignore[no-any-return]
+    found = state.get("_slugs")
+    if found is None:  # made by the constructor: its related items are loaded
+        found = state["_slugs"] = tuple(item.story_slug for item in state["related"])
+    return found
 
 
 def related_key_hashes(article: Article) -> bytes:

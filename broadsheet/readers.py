@@ -12,7 +12,6 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from datetime import date, datetime, tzinfo
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import yaml
@@ -308,6 +307,8 @@ def parse_datetime(text: str) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime  # 10 ms to import, for feeds' dates only
+
     try:
         return parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

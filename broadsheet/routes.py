@@ -6,9 +6,11 @@ receives. Reading `plan_pages` tells you every page a build writes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
+from itertools import pairwise
 from typing import Any
 
 from . import urls
@@ -31,6 +33,35 @@ class PageInfo:
     feeds: tuple[FeedLink, ...] = ()  # for <link rel="alternate"> autodiscovery
     updated: datetime | None = None  # newest content date shown, for sitemap <lastmod>
     json_ld: Mapping[str, Any] | None = None
+
+
+class Deferred(Mapping[str, Any]):
+    """A mapping worked out when first read: a story page's JSON-LD, which a rebuild plans
+    for every story but renders for the few that changed. Equal to, and printed as, the
+    dict it stands for."""
+
+    __slots__ = ("_data", "_make")
+
+    def __init__(self, make: Callable[[], dict[str, Any]]) -> None:
+        self._make = make
+        self._data: dict[str, Any] | None = None
+
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self._make()
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data())
+
+    def __len__(self) -> int:
+        return len(self.data())
+
+    def __repr__(self) -> str:
+        return repr(self.data())
 
 
 @dataclass(frozen=True)
@@ -85,7 +116,8 @@ def plan_pages(
     others = [
         topic_index_page(site),
         *(page for topic in site.topics for page in topic_pages(topic, config.topic_page_size)),
-        *(issue_page(site, issue, config) for issue in site.issues),
+        *(issue_page(issue, config, *neighbours)
+          for issue, neighbours in zip(site.issues, issue_neighbours(site), strict=True)),
         issue_archive_page(site),
         feeds_page(site, feeds, config),
         *([search_page(site, config)] if config.search else []),
@@ -129,7 +161,7 @@ def story_page(
         in_sitemap=not article.is_draft,
         feeds=feeds,
         updated=article.published,
-        json_ld=news_article_json_ld(article, config, url_builder),
+        json_ld=Deferred(partial(news_article_json_ld, article, config, url_builder)),
     )
     # `info` is a function of the story, the config and the URL builder (made from the
     # config) alone: keep it so when changing this function, or drop the basis.
@@ -163,7 +195,21 @@ def topic_pages(topic: Topic, page_size: int) -> list[Page]:
     return pages
 
 
-def issue_page(site: Site, issue: Issue, config: Config) -> Page:
+def issue_neighbours(site: Site) -> list[tuple[Issue | None, Issue | None]]:
+    """Each issue's (previous, next) issue, as Site.issue_before and issue_after say, in
+    one pass when the issues are newest first, as assembly orders them (those methods look
+    through every issue: a site with hundreds of issues planned them in O(issues²))."""
+    issues = site.issues
+    numbers = [issue.number for issue in issues]
+    if all(a > b for a, b in pairwise(numbers)):
+        return [(issues[i + 1] if i + 1 < len(issues) else None, issues[i - 1] if i else None)
+                for i in range(len(issues))]
+    return [(site.issue_before(issue), site.issue_after(issue)) for issue in issues]
+
+
+def issue_page(
+    issue: Issue, config: Config, previous: Issue | None = None, following: Issue | None = None
+) -> Page:
     title = f"{config.issues.title} {issue.number}"
     others = len(issue.articles) - 1
     description = issue.lead.title
@@ -174,7 +220,7 @@ def issue_page(site: Site, issue: Issue, config: Config) -> Page:
             urls.issue_route(issue.number), "issue", title, description, updated=issue.updated
         ),
         "issue.html",
-        {"issue": issue, "previous": site.issue_before(issue), "next": site.issue_after(issue)},
+        {"issue": issue, "previous": previous, "next": following},
     )
 
 

@@ -15,9 +15,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from multiprocessing import get_context
 from pathlib import Path
 
 from .assemble import issue_of
@@ -63,7 +61,7 @@ def load_stories(
     root = config.root
     key = read_key(config)
     entries: dict[str, StoryEntry] = {}
-    todo: list[tuple[Path, str, StoryEntry | None]] = []
+    todo: list[tuple[str, str, StoryEntry | None]] = []
     now = time.time_ns()
     for path, shown in find_story_files(root / config.content_dir, root):
         entry = cached.get(shown)
@@ -90,10 +88,10 @@ def load_stories(
     return Loaded(kept, entries, parsed, uses, len(todo))
 
 
-def _unchanged(path: Path, entry: StoryEntry, now: int) -> bool:
+def _unchanged(path: str, entry: StoryEntry, now: int) -> bool:
     """Same size and mtime, and the mtime old enough to trust (not racy)."""
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except OSError:
         return False
     return (
@@ -104,7 +102,7 @@ def _unchanged(path: Path, entry: StoryEntry, now: int) -> bool:
 
 
 def _parse_all(
-    todo: list[tuple[Path, str, StoryEntry | None]], config: Config, key: str,
+    todo: list[tuple[str, str, StoryEntry | None]], config: Config, key: str,
     workers: int | None,
 ) -> Iterator[tuple[str, StoryEntry]]:
     workers = workers or min(os.cpu_count() or 1, 4)
@@ -112,6 +110,9 @@ def _parse_all(
         for path, shown, previous in todo:
             yield shown, parse_story(path, shown, config, key, previous)
         return
+    from concurrent.futures import ProcessPoolExecutor  # not imported by a small rebuild
+    from multiprocessing import get_context
+
     jobs = [(path, shown, previous) for path, shown, previous in todo]
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     with ProcessPoolExecutor(
@@ -130,7 +131,7 @@ def _init_worker(config: Config, key: str) -> None:
 
 
 def _parse_chunk(
-    jobs: list[tuple[Path, str, StoryEntry | None]],
+    jobs: list[tuple[str, str, StoryEntry | None]],
 ) -> list[tuple[str, StoryEntry]]:
     assert _worker is not None
     config, key = _worker
@@ -139,15 +140,16 @@ def _parse_chunk(
 
 
 def parse_story(
-    path: Path, shown: str, config: Config, key: str, previous: StoryEntry | None = None
+    path: str | Path, shown: str, config: Config, key: str, previous: StoryEntry | None = None
 ) -> StoryEntry:
     """One story file, read and validated (or its diagnostics), as a cache entry."""
     try:
-        stat = path.stat()
+        stat = os.stat(path)
         problem = too_large(stat.st_size, shown)
         if problem is not None:
             return StoryEntry(stat.st_size, stat.st_mtime_ns, "", key, None, [problem])
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
         return StoryEntry(0, 0, "", key, None,
                           [Diagnostic(shown, 0, "", f"cannot be read: {exc.strerror or exc}")])
@@ -155,7 +157,7 @@ def parse_story(
     if previous is not None and previous.digest == digest and previous.read_key == key:
         return previous.same_content(stat.st_size, stat.st_mtime_ns)
     diagnostics = Diagnostics()
-    article = _validate(data, path, shown, config, diagnostics)
+    article = _validate(data, Path(path), shown, config, diagnostics)
     return StoryEntry(stat.st_size, stat.st_mtime_ns, digest, key, article, diagnostics.items)
 
 

@@ -193,7 +193,8 @@ def json_ld(data: Mapping[str, Any]) -> Markup:
     """JSON for a `<script type="application/ld+json">`; `<`, `>`, `&` cannot end the script."""
     import json
 
-    text = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    plain = data if isinstance(data, dict) else dict(data)  # routes.Deferred: a Mapping
+    text = json.dumps(plain, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
+import pickle
 import types
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -39,6 +41,35 @@ def digest(data: str) -> bytes:
     return hashlib.blake2b(data.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+def parts_digest(parts: Any) -> bytes | None:
+    """A digest of fingerprint parts (see _PartsDigest), or None if some cannot be pickled."""
+    try:
+        return _PartsDigest()(parts)
+    except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
+        return None
+
+
+class _PartsDigest:
+    """Digests of fingerprint parts (nested tuples and lists of str, bytes, int, float,
+    bool and None), several times quicker than of their repr.
+
+    The parts are pickled without a memo (the pickler's fast mode): the bytes then depend
+    only on the values, never on which equal objects happen to be shared, so equal parts
+    always give the same digest, in any process. The one pickler and buffer are reused."""
+
+    def __init__(self) -> None:
+        self._buffer = io.BytesIO()
+        self._pickler = pickle.Pickler(self._buffer, protocol=5)
+        self._pickler.fast = True
+
+    def __call__(self, parts: Any) -> bytes:
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        self._pickler.dump(parts)
+        return hashlib.blake2b(buffer.getbuffer(), digest_size=16).digest()
+
+
 class Fingerprints:
     """Fingerprints of the model values of one build, memoised for the shared aggregates."""
 
@@ -46,6 +77,7 @@ class Fingerprints:
         self.parsed = parsed  # article.source -> digest of its file and how it was read
         self._memo: dict[int, tuple[object, Any]] = {}  # id -> (the object, kept alive; fp)
         self._fields: dict[type, tuple[str, ...]] = {}
+        self._digest = _PartsDigest()
 
     def article(self, article: Article) -> Any:
         """A story's fingerprint: its file's digest and what assembly set from other stories."""
@@ -59,9 +91,9 @@ class Fingerprints:
             derived = (
                 article.issue,
                 [(t.name, t.slug) for t in article.topics],
-                list(related_slugs(article)),
+                related_slugs(article),
             )
-            value = ("A", digest(repr((base, derived))))
+            value = ("A", self._digest((base, derived)))
         self._memo[id(article)] = (article, value)
         return value
 
@@ -91,7 +123,8 @@ class Fingerprints:
 
     def _structure(self, value: Any) -> Any:
         if isinstance(value, tuple | list):
-            parts: Any = [self.of(item) for item in value]
+            article, of = self.article, self.of
+            parts: Any = [article(item) if type(item) is Article else of(item) for item in value]
         elif type(value).__name__ not in AGGREGATES and dataclasses.is_dataclass(value):
             # Plain values (images, page heads, settings): their repr says everything.
             return ("r", digest(repr(value)))
@@ -109,7 +142,7 @@ class Fingerprints:
             parts = (type(value).__qualname__, str(value))
         else:
             parts = (type(value).__qualname__, repr(value))
-        return ("s", digest(repr(parts)))
+        return ("s", self._digest(parts))
 
 
 class Recorder:

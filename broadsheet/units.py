@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -114,7 +112,8 @@ class UnitPlanner:
         (a story's page: the story; the config is in every key anyway), else of itself."""
         if page.basis is None:
             return self.fp.of(page.info)
-        return ("basis", self.fp.of(page.basis), self.fp.of(page.info.feeds))
+        basis = tuple(self.fp.of(part) for part in page.basis)  # no digest: a few parts
+        return ("basis", basis, self.fp.of(page.info.feeds))
 
     def _page_renderer(self, page: Page) -> Renderer:
         def render(recorder: Recorder) -> list[tuple[str, bytes]]:
@@ -258,7 +257,7 @@ class Decider:
         self.output = output  # the previous output folder, None when it cannot be reused
         self.settled = settled or set()  # story files whose pictures cannot have changed
         self.site = site  # the `site` every unit's shared facts are read from
-        self._shared: dict[tuple[tuple[Any, Any], ...], tuple[Any, ...] | None] = {}
+        self._shared: dict[Any, tuple[Any, ...] | None] = {}  # by UnitRecord.shared_key
 
     def decide(self, unit: Unit) -> Decision:
         return Decision(unit, self.reason(unit))
@@ -274,7 +273,7 @@ class Decider:
                              if unit.key.get(k) != record.key.get(k))
             sources = [v.source for v in unit.roots.values() if isinstance(v, Article)]
             return _key_reason(changed) + (f" ({', '.join(sources)})" if sources else "")
-        changed_fact = self._changed_shared(unit, record.shared)
+        changed_fact = self._changed_shared(unit, record)
         if changed_fact is None:
             changed_fact = self.checker.changed(unit.roots, self._open_facts(unit, record))
         for story in record.stories:
@@ -306,21 +305,20 @@ class Decider:
         return {path: value for path, value in record.facts.items()
                 if path[0] in stale or path[0] not in record.roots}
 
-    def _changed_shared(
-        self, unit: Unit, shared: tuple[tuple[Any, Any], ...]
-    ) -> tuple[Any, ...] | None:
+    def _changed_shared(self, unit: Unit, record: UnitRecord) -> tuple[Any, ...] | None:
         """The first shared fact that changed, each distinct set evaluated once."""
+        shared = record.shared
         if not shared:
             return None
-        if self.site is None or unit.roots.get("site") is not self.site:
+        if (self.site is None or unit.roots.get("site") is not self.site
+                or record.shared_key is None):
             return self.checker.changed(unit.roots, dict(shared))
         try:
-            return self._shared[shared]
+            return self._shared[record.shared_key]
         except KeyError:
-            found = self._shared[shared] = self.checker.changed(unit.roots, dict(shared))
+            found = self.checker.changed(unit.roots, dict(shared))
+            self._shared[record.shared_key] = found
             return found
-        except TypeError:  # a value that cannot be a key: check this unit's alone
-            return self.checker.changed(unit.roots, dict(shared))
 
     def _fact_reason(self, unit: Unit, path: tuple[Any, ...]) -> str:
         head = path[0]
@@ -391,6 +389,9 @@ def render_units(
         if alongside is not None:
             alongside()
         return _render_serial(units, sink, fp, config, progress)
+    from concurrent.futures import ProcessPoolExecutor  # not imported by a small rebuild
+    from multiprocessing import get_context
+
     global _shared
     _shared = (units, sink, fp, config)
     try:

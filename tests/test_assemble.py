@@ -337,3 +337,24 @@ def test_coverage_that_is_also_a_story_here_links_to_it(make_site) -> None:
     )
     article = site.build().site.article("a")
     assert article.related[0].story_slug == "b"
+
+
+def test_related_slugs_follow_the_related_items_of_each_story_object() -> None:
+    """related_slugs keeps what it worked out in the story's state: a story made anew (as
+    assembly does when it links coverage) gets its own, never a stale copy."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from broadsheet.model import Article, Provider, Related, related_slugs
+
+    when = datetime(2024, 5, 1, tzinfo=UTC)
+    outlet = Provider("Outlet", "")
+    related = tuple(Related(f"T{n}", "", when, f"https://o.example/{n}", None, None, "news",
+                            outlet, 1, ()) for n in range(2))
+    article = Article("content/a.md", "a", "A", "", when, "https://o.example/a", "", "news",
+                      1, 1, False, outlet, (), (), related, False, None, "")
+    assert related_slugs(article) == (None, None)
+    linked = replace(article, related=tuple(replace(item, story_slug=f"s{n}")
+                                            for n, item in enumerate(article.related)))
+    assert related_slugs(linked) == ("s0", "s1")
+    assert related_slugs(article) == (None, None)

@@ -528,3 +528,21 @@ def test_a_pack_removed_during_a_build_fails_it_cleanly(
     monkeypatch.setattr(stages, "plan_pages", planned)
     report = curator.check()
     assert report.reparsed == len(curator.names)
+
+
+def test_fingerprints_depend_on_values_not_on_which_objects_are_shared() -> None:
+    """Aggregates are fingerprinted by pickling their parts without a memo: equal parts give
+    equal digests whether or not they are one shared object (a memo would write a shared
+    one as a back-reference, and the next build, sharing differently, would re-render)."""
+    from broadsheet.tracking import Fingerprints, parts_digest
+
+    word = "".join(["sec", "tion"])  # equal to "section", another object
+    pair = ("x", "section")
+    assert word is not "section"  # noqa: F632
+    assert parts_digest([pair, pair, ("section", 1)]) == parts_digest(
+        [("x", word), ("x", "".join(["sec", "tion"])), (word, 1)])
+    assert parts_digest(["a", ("b",)]) != parts_digest(["a", ("c",)])
+    assert parts_digest([lambda: 0]) is None  # not picklable: no digest, never a wrong one
+    fp = Fingerprints({})
+    same = [("x", word)] * 2
+    assert fp.of(same) == Fingerprints({}).of([("x", "section"), ("x", "".join(["sec", "tion"]))])

@@ -205,3 +205,21 @@ def test_draft_is_marked_when_drafts_are_built(make_site) -> None:
     site.build(drafts=True)
     text = " ".join(site.page("stories/d/").find(".//main").itertext())
     assert "Draft" in text.replace("Draft one", "")
+
+
+@pytest.mark.parametrize("order", ["newest first", "shuffled"])
+def test_issue_neighbours_are_the_sites_issue_before_and_after(order: str) -> None:
+    """Planning finds each issue's neighbours in one pass; whatever the order of the
+    issues, they are what Site.issue_before and issue_after (which themes may call) say."""
+    from datetime import date
+
+    from broadsheet.model import Issue, Site
+    from broadsheet.routes import issue_neighbours
+
+    numbers = [9, 7, 4, 3, 1] if order == "newest first" else [4, 9, 1, 7, 3]
+    issues = tuple(Issue(n, date(2024, 1, n), date(2024, 1, n), "daily", (), ()) for n in numbers)
+    site = Site((), (), issues)
+    expected = [(site.issue_before(i), site.issue_after(i)) for i in issues]
+    assert issue_neighbours(site) == expected
+    if order == "newest first":
+        assert expected[0] == (issues[1], None) and expected[-1] == (None, issues[-2])
