@@ -213,12 +213,12 @@ def related_key_hashes(article: Article) -> bytes:
     a key whose hash is not in it is surely not one of them (a hash found may be a false
     match, or found across two hashes: then the keys themselves decide)."""
     state = article.__dict__
-    if "_keys" in state and "coverage" not in state:
-        return state["_keys"]  # type: ignore[no-any-return]
-    coverage = article.coverage
-    if coverage is None:
-        return b""
-    return b"".join(key_hash(key) for keys in coverage.related for key in sorted(keys))
+    found = state.get("_keys")
+    if found is None:  # kept once worked out: linking asks for it of every story, every build
+        coverage = article.coverage
+        found = state["_keys"] = b"" if coverage is None else b"".join(
+            key_hash(key) for keys in coverage.related for key in sorted(keys))
+    return found
 
 
 def key_hash(key: str) -> bytes:

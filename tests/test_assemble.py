@@ -339,13 +339,22 @@ def test_coverage_that_is_also_a_story_here_links_to_it(make_site) -> None:
     assert article.related[0].story_slug == "b"
 
 
-def test_related_slugs_follow_the_related_items_of_each_story_object() -> None:
-    """related_slugs keeps what it worked out in the story's state: a story made anew (as
-    assembly does when it links coverage) gets its own, never a stale copy."""
+def test_related_slugs_and_key_hashes_follow_each_story_object() -> None:
+    """related_slugs and related_key_hashes keep what they worked out in the story's state:
+    a story made anew (as assembly does when it links coverage) gets its own, never a stale
+    copy."""
     from dataclasses import replace
     from datetime import UTC, datetime
 
-    from broadsheet.model import Article, Provider, Related, related_slugs
+    from broadsheet.model import (
+        Article,
+        CoverageKeys,
+        Provider,
+        Related,
+        key_hash,
+        related_key_hashes,
+        related_slugs,
+    )
 
     when = datetime(2024, 5, 1, tzinfo=UTC)
     outlet = Provider("Outlet", "")
@@ -358,3 +367,7 @@ def test_related_slugs_follow_the_related_items_of_each_story_object() -> None:
                                             for n, item in enumerate(article.related)))
     assert related_slugs(linked) == ("s0", "s1")
     assert related_slugs(article) == (None, None)
+    keyed = replace(article, coverage=CoverageKeys("a", (frozenset({"x"}), frozenset())))
+    assert related_key_hashes(keyed) == key_hash("x") != related_key_hashes(
+        replace(keyed, coverage=CoverageKeys("a", (frozenset({"y"}), frozenset()))))
+    assert related_key_hashes(keyed) == key_hash("x")  # kept, and still its own
