@@ -110,6 +110,36 @@ def test_an_edit_is_served_and_announced(running) -> None:
     events.close()
 
 
+def test_the_collector_tidies_up_once_edits_have_stopped_not_during_a_reload(
+    make_site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full collection walks the whole model with the interpreter lock held (0.15 s at
+    1,000 stories): run right after a rebuild, it held up the browser's reload and the next
+    save. It waits for COLLECT_AFTER_SECONDS of quiet, and does happen."""
+    from broadsheet import serve
+
+    collected: list[float] = []
+    monkeypatch.setattr(serve, "COLLECT_AFTER_SECONDS", 0.6)
+    monkeypatch.setattr(serve.gc, "collect", lambda *a: collected.append(time.monotonic()) or 0)
+    site = make_site({"content/a.md": story(title="First title")})
+    log = io.StringIO()
+    dev = DevServer(site.root, port=0, log=log)
+    dev.start()
+    try:
+        assert wait_until(dev.watching.is_set)
+        site.write("content/a.md", story(title="Second title"))
+        assert wait_until(lambda: "Built" in log.getvalue().partition("Changed:")[2])
+        built = time.monotonic()
+        assert b"Second title" in get(dev, "/stories/a/")[2]
+        assert wait_until(lambda: bool(collected), timeout=10)
+        assert collected[0] - built >= 0.4, "collected while the reload was being served"
+        assert len(collected) == 1  # once per quiet spell, not at every idle tick
+        time.sleep(1.0)
+        assert len(collected) == 1
+    finally:
+        dev.stop()
+
+
 def test_a_broken_edit_keeps_the_last_good_build_with_an_overlay(running) -> None:
     site, dev = running
     site.write("content/a.md", story(title="First title", url="javascript:alert(1)"))
