@@ -182,3 +182,31 @@ def test_sample_secured_value_is_in_no_output_file(sample_site, tmp_path: Path) 
         if path.is_file():
             data = path.read_bytes()
             assert not any(n in data for n in needles), path
+
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_bidirectional_overrides_reach_no_output_file(make_site) -> None:
+    """An override left open in a title or a name reverses the text after it wherever it is
+    shown ("Trojan Source"): every field, the body and the topics lose them."""
+    from .conftest import story
+
+    spoof = "\u202eevil\u2066 txt.exe"
+    site = make_site({"content/a.md": story(
+        title=f"Invoice {spoof}",
+        extra=f"topics: [{yaml_string('AI ' + spoof)}]\n"
+              f"provider: {{name: {yaml_string(spoof)}, domain: news.example.com}}",
+        body=f"Body {spoof} and [link {spoof}](https://example.com/)\n",
+    )})
+    site.build()
+    seen = 0
+    for path in site.output.rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".xml", ".json", ".txt"):
+            text = path.read_text(encoding="utf-8")
+            seen += "evil" in text
+            assert not set(BIDI) & set(text), path
+            lowered = text.lower()
+            assert not any(f"\\u{ord(c):04x}" in lowered or f"&#x{ord(c):x};" in lowered
+                           or f"&#{ord(c)};" in lowered for c in BIDI), path
+    assert seen >= 3  # the text itself is kept: only the invisible controls go
