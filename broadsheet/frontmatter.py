@@ -50,6 +50,8 @@ _ALLOWED_TAGS = frozenset(
     for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
 )
 _FENCES = ("---", "...")
+_ALIAS_PROBLEM = "YAML aliases (*name) are not allowed; repeat the value instead"
+_DUPLICATE = "duplicate key "
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class FrontMatter:
     first_line: int  # file line (1-based) of the first YAML line, after the opening ---
     body: str
     body_line: int
+    # Keys the node check refused as repeated: the fields (the last of each key) are still
+    # validated, so a file's every problem is told in one pass.
+    problems: tuple[Diagnostic, ...] = ()
 
     def line(self, node: yaml.Node) -> int:
         """The 1-based line in the story file where `node` starts."""
@@ -72,16 +77,26 @@ def parse_front_matter(text: str, path: str) -> FrontMatter | list[Diagnostic]:
     if isinstance(split, Diagnostic):
         return [split]
     yaml_text, first_line, body, body_line = split
-    root = compose_mapping(yaml_text, path, first_line, what="front matter")
-    if isinstance(root, list):
-        return root
-    return FrontMatter(root, first_line, body, body_line)
+    root, problems = _compose(yaml_text, path, first_line, what="front matter")
+    if root is None or not all(p.message.startswith(_DUPLICATE) for p in problems):
+        # An alias may stand for a bomb, and a foreign tag or a merge key for anything:
+        # the fields of such a file are not read.
+        return problems
+    return FrontMatter(root, first_line, body, body_line, tuple(problems))
 
 
 def compose_mapping(
     yaml_text: str, path: str, first_line: int, what: str
 ) -> yaml.MappingNode | list[Diagnostic]:
     """Compose YAML text that must be a mapping (front matter, site.yaml) into checked nodes."""
+    root, problems = _compose(yaml_text, path, first_line, what)
+    return problems if problems or root is None else root
+
+
+def _compose(
+    yaml_text: str, path: str, first_line: int, what: str
+) -> tuple[yaml.MappingNode | None, list[Diagnostic]]:
+    """The mapping's nodes (None when there is no mapping to read) and what is wrong."""
     try:
         loader = _Loader(yaml_text)
         try:
@@ -89,10 +104,10 @@ def compose_mapping(
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        return [_yaml_error(exc, path, first_line)]
+        return None, [_yaml_error(exc, path, first_line)]
     except yaml.reader.ReaderError as exc:
         line = first_line + yaml_text[: exc.position].count("\n")
-        return [
+        return None, [
             Diagnostic(
                 path,
                 line,
@@ -102,13 +117,13 @@ def compose_mapping(
             )
         ]
     except yaml.YAMLError as exc:
-        return [Diagnostic(path, first_line, "", f"invalid YAML: {exc}")]
+        return None, [Diagnostic(path, first_line, "", f"invalid YAML: {exc}")]
     except RecursionError:
-        return [Diagnostic(path, first_line, "", f"{what} is nested too deeply")]
+        return None, [Diagnostic(path, first_line, "", f"{what} is nested too deeply")]
     if root is None:
-        return [Diagnostic(path, max(first_line - 1, 1), "", f"{what} is empty")]
+        return None, [Diagnostic(path, max(first_line - 1, 1), "", f"{what} is empty")]
     if not isinstance(root, yaml.MappingNode):
-        return [
+        return None, [
             Diagnostic(
                 path,
                 first_line + root.start_mark.line,
@@ -117,9 +132,8 @@ def compose_mapping(
             )
         ]
     if _plain_nodes(root):
-        return root  # nothing _check_nodes would report, found at a fraction of its cost
-    problems = _check_nodes(root, path, first_line)
-    return problems or root
+        return root, []  # nothing _check_nodes would report, found at a fraction of its cost
+    return root, _check_nodes(root, path, first_line)
 
 
 def _split(text: str, path: str) -> tuple[str, int, str, int] | Diagnostic:
@@ -187,8 +201,7 @@ def _check_nodes(root: yaml.Node, path: str, first_line: int) -> list[Diagnostic
         if id(node) in seen:
             if not alias_reported:  # one is enough: a bomb would repeat it a million times
                 problems.append(Diagnostic(
-                    path, first_line + node.start_mark.line, field_name(where),
-                    "YAML aliases (*name) are not allowed; repeat the value instead"))
+                    path, first_line + node.start_mark.line, field_name(where), _ALIAS_PROBLEM))
                 alias_reported = True
             continue
         seen.add(id(node))
@@ -260,7 +273,7 @@ def _mapping_children(
             first = first_line + keys[name].start_mark.line
             problems.append(Diagnostic(path, first_line + key_node.start_mark.line,
                                        field_name((*where, name)),
-                                       f"duplicate key (first given on line {first})"))
+                                       f"{_DUPLICATE}(first given on line {first})"))
             continue
         keys[name] = key_node
         children.append((value_node, (*where, name)))

@@ -172,9 +172,10 @@ def _validate(
     if isinstance(front, list):
         diagnostics.extend(front)
         return None
+    diagnostics.extend(list(front.problems))  # its fields are still read: all in one pass
     default_slug = make_slug(path.stem, "story")
     article = validate_story(front, shown, default_slug, config, diagnostics)
-    if article is None:
+    if article is None or front.problems:
         return None
     article = prepare_coverage(article)
     issue = issue_of(article, config.issues, config.tz)  # what assembly would give it

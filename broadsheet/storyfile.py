@@ -100,8 +100,9 @@ def fold_into(text: str, item: FeedItem, published: datetime | None, outlet: Out
     Only lines are inserted; every existing line, comment and blank stays as it was.
     """
     front = parse_front_matter(text, "story")
-    if isinstance(front, list):
-        raise FoldImpossible("its front matter does not parse: " + str(front[0]))
+    if isinstance(front, list) or front.problems:
+        problem = front[0] if isinstance(front, list) else front.problems[0]
+        raise FoldImpossible(f"its front matter does not parse: {problem}")
     lines = text.splitlines(keepends=True)
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
     related = next((value for key, value in front.root.value if key.value == "related"), None)
