@@ -198,7 +198,8 @@ class NodeReader:
             return None
         parsed = parse_datetime(raw.strip())
         if parsed is None:
-            self.error(node, field, f"expected {_DATE_HINT}, got {raw!r}")
+            self.error(node, field, f"{no_such_day(raw.strip())}expected {_DATE_HINT}, "
+                       f"got {raw!r}")
             return None
         if not MIN_YEAR <= parsed.year <= MAX_YEAR:
             self.error(
@@ -305,6 +306,23 @@ def normalise_url(value: str) -> str:
     if "@" not in netloc:
         netloc = netloc.lower()
     return parts._replace(scheme=parts.scheme.lower(), netloc=netloc).geturl()
+
+
+_ISO_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ]|$)")
+
+
+def no_such_day(text: str) -> str:
+    """`2020-02-30T10:00:00Z` has the right shape: say that the day itself does not exist
+    (a curator reading "expected a date like ..." would see nothing wrong), else ""."""
+    match = _ISO_DAY.match(text)
+    if match is None:
+        return ""
+    year, month, day = (int(part) for part in match.groups())
+    try:
+        date(year, month, day)
+    except ValueError:
+        return f"there is no day {year}-{month:02d}-{day:02d}; "
+    return ""
 
 
 def parse_datetime(text: str) -> datetime | None:
