@@ -103,6 +103,7 @@ class DevServer:
         self.log = log or sys.stderr
         self.state = BuildState()
         self.builds = 0
+        self.shown_warnings: set[str] = set()  # the last good build's, printed already
         self.stop_event = threading.Event()
         self.watching = threading.Event()
         self.base_path = urlsplit(load_config(self.root).base_url).path or "/"
@@ -174,14 +175,21 @@ class DevServer:
             print(f"Build failed: still showing the last good build at {self.url}", file=self.log)
             self.state.publish(None, [d for d in failure.diagnostics if d.is_error])
             return False
-        for warning in report.warnings:
-            print(warning, file=self.log)
+        # Each warning once: the same ones after every save would bury what the save changed.
+        warnings = [str(warning) for warning in report.warnings]
+        for warning in warnings:
+            if warning not in self.shown_warnings:
+                print(warning, file=self.log)
+        repeated = sum(1 for warning in warnings if warning in self.shown_warnings)
+        self.shown_warnings = set(warnings)
         self.state.publish(folder, [])
         count = report.counts.stories
         noun = "story" if count == 1 else "stories"
         pages = len(report.rebuilt)
+        again = f"; {repeated} {'warning' if repeated == 1 else 'warnings'} as before" \
+            if repeated else ""
         print(f"Built {count} {noun} in {report.seconds:.2f} s "
-              f"({pages} {'page' if pages == 1 else 'pages'} rendered)", file=self.log)
+              f"({pages} {'page' if pages == 1 else 'pages'} rendered{again})", file=self.log)
         return True
 
     def watched_paths(self) -> list[Path]:

@@ -140,6 +140,29 @@ def test_the_collector_tidies_up_once_edits_have_stopped_not_during_a_reload(
         dev.stop()
 
 
+def test_warnings_are_printed_once_not_after_every_save(make_site) -> None:
+    """The same warnings after every save would bury what the save did: a rebuild prints the
+    new ones and counts the others."""
+    site = make_site({"content/a.md": story(title="A", extra="colour: red"),
+                      "content/b.md": story(title="B", url="https://news.example.com/b")})
+    log = io.StringIO()
+    dev = DevServer(site.root, port=0, log=log)
+    dev.start()
+    try:
+        assert wait_until(dev.watching.is_set)
+        assert log.getvalue().count("colour: unknown field") == 1
+        site.write("content/b.md", story(title="B2", url="https://news.example.com/b"))
+        assert wait_until(lambda: "Built" in log.getvalue().partition("Changed:")[2])
+        after = log.getvalue().partition("Changed:")[2]
+        assert "colour" not in after and "1 warning as before" in after
+        site.write("content/b.md", story(title="B3", url="https://news.example.com/b",
+                                         extra="flavour: odd"))
+        assert wait_until(lambda: "flavour" in log.getvalue())
+        assert log.getvalue().count("colour: unknown field") == 1
+    finally:
+        dev.stop()
+
+
 def test_a_broken_edit_keeps_the_last_good_build_with_an_overlay(running) -> None:
     site, dev = running
     site.write("content/a.md", story(title="First title", url="javascript:alert(1)"))
