@@ -46,6 +46,12 @@ class FetchRules:
     allow_private_hosts: bool = False
     max_redirects: int = MAX_REDIRECTS
     private_setting: str = "images.allow_private_hosts"  # named in the refusal message
+    # Each host's DNS answer (or why there is none), looked up once for all the downloads
+    # made with these rules (one build's, one import's): a site shows hundreds of images
+    # from one CDN, and resolvers that answer parallel queries slowly (a 5 s stall now and
+    # then was seen) or not at all made every image pay the lookup again.
+    answers: dict[tuple[str, int], list[str] | str] = field(
+        default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -169,13 +175,12 @@ def check_target(url: str, rules: FetchRules) -> Target:
 
 
 def resolve(host: str, port: int, rules: FetchRules) -> str:
-    try:
-        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise FetchFailed(f"cannot resolve {host} ({getattr(exc, 'strerror', exc)})") from None
-    addresses = list(dict.fromkeys(str(answer[4][0]) for answer in answers))
-    if not addresses:
-        raise FetchFailed(f"cannot resolve {host}")
+    found = rules.answers.get((host, port))
+    if found is None:
+        found = rules.answers[(host, port)] = _look_up(host, port)
+    if isinstance(found, str):
+        raise FetchFailed(found)
+    addresses = found
     if not rules.allow_private_hosts:
         for address in addresses:
             if not is_public(address):
@@ -184,6 +189,16 @@ def resolve(host: str, port: int, rules: FetchRules) -> str:
                     f"refused ({rules.private_setting}: true allows it)"
                 )
     return addresses[0]
+
+
+def _look_up(host: str, port: int) -> list[str] | str:
+    """The host's addresses, or why it has none (a message)."""
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot resolve {host} ({getattr(exc, 'strerror', exc)})"
+    addresses = list(dict.fromkeys(str(answer[4][0]) for answer in answers))
+    return addresses or f"cannot resolve {host}"
 
 
 def is_public(address: str) -> bool:

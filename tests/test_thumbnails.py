@@ -521,6 +521,36 @@ def test_only_http_urls_to_public_hosts_are_fetched() -> None:
             check_target(url, rules)
 
 
+def test_each_host_is_looked_up_once_per_set_of_rules(monkeypatch) -> None:
+    """A site shows hundreds of images from one host: one DNS query serves them all, a failed
+    one too (a resolver that stalled on parallel queries made every image wait again: 200
+    images of an unresolvable host took 36 s). The address checks still apply every time."""
+    import socket
+
+    from broadsheet import fetch
+
+    calls: list[str] = []
+
+    def lookup(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        calls.append(host)
+        if host == "gone.example":
+            raise socket.gaierror(-2, "Name or service not known")
+        address = "10.0.0.7" if host == "intranet.example" else "93.184.215.14"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", lookup)
+    rules = FetchRules()
+    for n in range(5):
+        assert check_target(f"https://cdn.example/{n}.jpg", rules).address == "93.184.215.14"
+        with pytest.raises(FetchFailed, match=r"cannot resolve gone\.example"):
+            check_target(f"https://gone.example/{n}.jpg", rules)
+        with pytest.raises(FetchFailed, match="private, loopback or link-local"):
+            check_target(f"https://intranet.example/{n}.jpg", rules)
+    assert sorted(calls) == ["cdn.example", "gone.example", "intranet.example"]
+    check_target("https://cdn.example/x.jpg", FetchRules())  # other rules (another build)
+    assert len(calls) == 4
+
+
 def test_local_images_are_found_next_to_the_story_or_under_content(make_site) -> None:
     site = make_site(
         {
