@@ -39,6 +39,10 @@ class FetchFailed(Exception):
     """Why an image could not be downloaded, in words for the warning."""
 
 
+class Unanswered(FetchFailed):
+    """The host took the connection or the request but did not answer in time."""
+
+
 @dataclass(frozen=True)
 class FetchRules:
     timeout: float = 10.0  # seconds, for connecting and for each read
@@ -136,7 +140,7 @@ def _fetch(url: str, rules: FetchRules, headers: dict[str, str],
                 continue
             return take(response, current, deadline)
         except TimeoutError:
-            raise FetchFailed(f"timed out (no answer within {rules.timeout:g} s)") from None
+            raise Unanswered(f"timed out (no answer within {rules.timeout:g} s)") from None
         except ssl.SSLError as exc:
             raise FetchFailed(f"TLS error ({exc.reason or exc})") from None
         except http.client.HTTPException as exc:

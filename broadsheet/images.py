@@ -15,6 +15,7 @@ import pickle
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -52,6 +53,7 @@ from .urls import UrlBuilder
 if TYPE_CHECKING:  # Pillow, http.client...: imported when the stage really runs (not replayed)
     import multiprocessing.context
 
+    from .fetch import Fetched
     from .imagecache import ImageCache
     from .imaging import ImageJob, JobResult, SourceInfo
 
@@ -59,6 +61,7 @@ Progress = Callable[[str, int, int], None]
 FETCH_THREADS = 8
 OFFLINE = "not downloaded yet, and fetching is off (--offline or images.fetch: false)"
 PER_HOST = 2  # downloads at once from one host
+UNANSWERED_LIMIT = 3  # timeouts in a row from one host before its other images are skipped
 
 
 class FileSink(Protocol):
@@ -81,6 +84,7 @@ class Source:
     problem: str = ""
     remembered: bool = False  # the problem is a cached failure of a download
     offline: bool = False  # not downloaded because fetching is off
+    skipped: bool = False  # not asked for: its host stopped answering (images.download)
 
     @property
     def operations(self) -> tuple[str, ...]:
@@ -323,7 +327,8 @@ def _run_stage(
         {s.key for s in sources if not s.key.startswith("file:")},
     )
     outcome.warnings.extend(
-        warn(s) for s in sources if s.problem and not s.remembered and not s.offline
+        warn(s) for s in sources
+        if s.problem and not s.remembered and not s.offline and not s.skipped
     )
     outcome.warnings.extend(summarise_placeholders(sources, settings))
     stats = ImageStats(
@@ -453,18 +458,40 @@ def locate_remote(source: Source, settings: ImageSettings, cache: ImageCache) ->
 def download(
     sources: list[Source], settings: ImageSettings, cache: ImageCache, progress: Progress | None
 ) -> None:
-    """Fetch in parallel, at most PER_HOST at once from any one host; keep every outcome."""
-    from .fetch import FetchFailed, FetchRules, fetch_image
+    """Fetch in parallel, at most PER_HOST at once from any one host; keep every outcome.
+
+    A host that leaves UNANSWERED_LIMIT downloads in a row unanswered is not asked for its
+    other images in this build (each would wait the whole timeout: hours for a large site
+    whose CDN is down); they are remembered as failed like the others (--refetch)."""
+    from .fetch import FetchFailed, FetchRules, Unanswered, fetch_image
     from .imagecache import RemoteRecord
 
     rules = FetchRules(settings.timeout, settings.max_bytes, settings.allow_private_hosts)
     hosts = {urlsplit(s.key).hostname or "" for s in sources}
     gates = {host: threading.BoundedSemaphore(PER_HOST) for host in hosts}
+    silent = dict.fromkeys(hosts, 0)  # downloads in a row each host left unanswered
+    counting = threading.Lock()  # two downloads of one host run at once
+
+    def attempt(source: Source, host: str) -> Fetched:
+        if silent[host] >= UNANSWERED_LIMIT:
+            source.skipped = True
+            raise FetchFailed(f"not tried: {host} left {UNANSWERED_LIMIT} downloads in a row "
+                              "unanswered in this build")
+        try:
+            fetched = fetch_image(source.key, rules)
+        except Unanswered:
+            with counting:
+                silent[host] += 1
+            raise
+        with counting:
+            silent[host] = 0
+        return fetched
 
     def fetch(source: Source) -> None:
-        with gates[urlsplit(source.key).hostname or ""]:
+        host = urlsplit(source.key).hostname or ""
+        with gates[host]:
             try:
-                fetched = fetch_image(source.key, rules)
+                fetched = attempt(source, host)
             except FetchFailed as failure:
                 record, data = RemoteRecord(source.key, problem=str(failure)), None
                 source.problem = str(failure)
@@ -669,6 +696,11 @@ def summarise_placeholders(sources: list[Source], settings: ImageSettings) -> li
     if offline:
         noun = "remote image is a placeholder" if offline == 1 else "remote images are placeholders"
         lines.append(f"{offline} {noun}: {OFFLINE}")
+    skipped = Counter(urlsplit(s.key).hostname or "" for s in sources if s.skipped)
+    for host, count in sorted(skipped.items()):
+        noun = "image" if count == 1 else "images"
+        lines.append(f"{count} more {noun} from {host} not tried: it left {UNANSWERED_LIMIT} "
+                     "downloads in a row unanswered in this build; --refetch tries again")
     return [Diagnostic(where, 0, "", line, Severity.WARNING) for line in lines]
 
 

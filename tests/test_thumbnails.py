@@ -487,6 +487,25 @@ def test_downloads_from_one_host_are_limited_to_two_at_a_time(make_site, server)
     assert images.most_in_flight == 2
 
 
+def test_a_host_that_stops_answering_is_not_asked_for_all_its_images(make_site, server) -> None:
+    """Each download of a host that has gone quiet waits the whole timeout: after a few in a
+    row its other images are not tried in this build (remembered as failed, like the ones
+    that timed out), so a large site whose CDN is down does not build for hours."""
+    from broadsheet.images import PER_HOST, UNANSWERED_LIMIT
+
+    images, base = server
+    images.delay = 2.0  # beyond the site's 0.5 s timeout: every download times out
+    files = {f"content/s{i}.md": image_story(f"{base}/q{i}.jpg") for i in range(12)}
+    site = make_site(files, site_yaml=FETCH_YAML)
+    report = site.build(offline=False)
+    asked = sum(images.hits.values())
+    assert asked <= UNANSWERED_LIMIT + PER_HOST - 1, images.hits
+    text = "\n".join(str(w) for w in report.warnings)
+    assert text.count("timed out") == asked, text  # one warning each, then one summary line
+    assert f"{12 - asked} more images from 127.0.0.1 not tried: it left 3 downloads" in text
+    assert len(report.warnings) == asked + 1
+
+
 @pytest.mark.parametrize(
     "address",
     [
