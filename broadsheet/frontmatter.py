@@ -78,11 +78,31 @@ def parse_front_matter(text: str, path: str) -> FrontMatter | list[Diagnostic]:
         return [split]
     yaml_text, first_line, body, body_line = split
     root, problems = _compose(yaml_text, path, first_line, what="front matter")
-    if root is None or not all(p.message.startswith(_DUPLICATE) for p in problems):
+    if root is None or (problems and not _only_repeated_keys(root, problems)):
         # An alias may stand for a bomb, and a foreign tag or a merge key for anything:
         # the fields of such a file are not read.
         return problems
     return FrontMatter(root, first_line, body, body_line, tuple(problems))
+
+
+def _only_repeated_keys(root: yaml.Node, problems: list[Diagnostic]) -> bool:
+    """Whether all the node check found is repeated keys, with no alias or foreign tag
+    hidden under a repeated key either (the check does not walk into those, but validation
+    reads the last of each: aliases there could multiply its work without end)."""
+    if not all(p.message.startswith(_DUPLICATE) for p in problems):
+        return False
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.tag not in _ALLOWED_TAGS or id(node) in seen:
+            return False
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return True
 
 
 def compose_mapping(
