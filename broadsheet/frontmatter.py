@@ -89,20 +89,8 @@ def _only_repeated_keys(root: yaml.Node, problems: list[Diagnostic]) -> bool:
     """Whether all the node check found is repeated keys, with no alias or foreign tag
     hidden under a repeated key either (the check does not walk into those, but validation
     reads the last of each: aliases there could multiply its work without end)."""
-    if not all(p.message.startswith(_DUPLICATE) for p in problems):
-        return False
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if node.tag not in _ALLOWED_TAGS or id(node) in seen:
-            return False
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            stack.extend(part for pair in node.value for part in pair)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-    return True
+    return (all(p.message.startswith(_DUPLICATE) for p in problems)
+            and _plain_nodes(root, repeated_keys=True))
 
 
 def compose_mapping(
@@ -237,11 +225,12 @@ def _check_nodes(root: yaml.Node, path: str, first_line: int) -> list[Diagnostic
     return problems
 
 
-def _plain_nodes(root: yaml.Node) -> bool:
+def _plain_nodes(root: yaml.Node, repeated_keys: bool = False) -> bool:
     """Whether `_check_nodes` would find nothing: no node seen twice (an alias), every tag
-    allowed (which also rules out merge keys), every mapping's keys plain and distinct.
-    Every node of every story passes here, so no field paths are made: a document that
-    fails is checked again by `_check_nodes`, which says what and where."""
+    allowed (which also rules out merge keys), every mapping's keys plain and distinct
+    (or, with `repeated_keys`, plain and maybe repeated: every value is walked, those of a
+    repeated key too). Every node of every story passes here, so no field paths are made:
+    a document that fails is checked again by `_check_nodes`, which says what and where."""
     allowed, scalar, mapping = _ALLOWED_TAGS, yaml.ScalarNode, yaml.MappingNode
     seen: set[int] = set()
     stack = [root]
@@ -258,7 +247,7 @@ def _plain_nodes(root: yaml.Node) -> bool:
                 seen.add(id(key))
                 keys.add(key.value)
                 stack.append(value)
-            if len(keys) != len(node.value):
+            if len(keys) != len(node.value) and not repeated_keys:
                 return False
         elif type(node) is not scalar:  # a sequence
             stack.extend(node.value)
