@@ -91,11 +91,18 @@ def canonical_url(url: str) -> str:
     trailing slash or parameter order. Not a URL to link to."""
     plain = _PLAIN.fullmatch(url)
     if plain:
-        # What the general way below gives such a URL, without splitting it twice (every
-        # related item of every story is keyed by up to three URLs): a test holds the two
-        # ways to the same answers.
+        # What the general way below gives such a URL, without splitting, joining and
+        # splitting it again (every related item of every story is keyed by up to three
+        # URLs, two of them AMP forms): a test holds the two ways to the same answers.
         host, path = plain.group(1).rstrip("."), plain.group(2) or ""
-        if "amp" not in path.lower() and "//" not in path and not host.endswith(_AMP_HOST):
+        if host.endswith(_AMP_HOST):
+            inner = _AMP_CACHE.match(path)
+            if inner:  # the AMP cache's copy: the key of the page it copies
+                return canonical_url(("https://" if inner.group(1) else "http://")
+                                     + inner.group(2))
+        elif "//" not in path:
+            if "amp" in path.lower():
+                path = _AMP_SUFFIX.sub(r"\1", _AMP_PATH.sub(r"\1", path)).replace("//", "/")
             return _without_prefix(host) + path.rstrip("/")
     return _canonical(url)
 
@@ -133,19 +140,24 @@ def related_keys(item: Related) -> set[str]:
     return keys
 
 
-def fold_coverage(items: Iterable[Related], own_urls: set[str]) -> tuple[Related, ...]:
-    """Deduplicate related items, keeping the curator's order of first appearance.
+def fold_coverage(
+    items: Iterable[Related], own_urls: set[str]
+) -> tuple[tuple[Related, frozenset[str]], ...]:
+    """Deduplicate related items, keeping the curator's order of first appearance; each
+    kept item comes with its comparison keys (worked out once per item).
 
     Items sharing a canonical URL or an (outlet, title) are one story; the highest-quality
     copy is kept and the others' distinct links become its `also`. Items that point at the
     story itself (`own_urls`, canonical) are dropped.
     """
     groups: list[list[Related]] = []
+    keys_of: dict[int, frozenset[str]] = {}
     group_of: dict[str, int] = {}
     for item in items:
-        keys = related_keys(item)
+        keys = frozenset(related_keys(item))
         if keys & own_urls:
             continue
+        keys_of[id(item)] = keys
         found = sorted({group_of[k] for k in keys if k in group_of})
         if not found:
             groups.append([item])
@@ -158,10 +170,16 @@ def fold_coverage(items: Iterable[Related], own_urls: set[str]) -> tuple[Related
                 groups[other] = []
                 group_of.update({k: index for k, v in group_of.items() if v == other})
         group_of.update({k: index for k in keys})
-    return tuple(_keep_best(group) for group in groups if group)
+    kept = []
+    for group in groups:
+        if group:
+            best = _keep_best(group)
+            kept.append((best[0], keys_of[id(best[1])]))
+    return tuple(kept)
 
 
-def _keep_best(group: list[Related]) -> Related:
+def _keep_best(group: list[Related]) -> tuple[Related, Related]:
+    """The group's best item with the others' links as its `also`, and the item it is."""
     best = max(group, key=lambda item: (item.quality, -group.index(item)))
     seen = {canonical_url(best.url)}
     also = []
@@ -170,7 +188,7 @@ def _keep_best(group: list[Related]) -> Related:
         if key not in seen:
             seen.add(key)
             also.append(Coverage(outlet=item.provider.name or item.provider.domain, url=item.url))
-    return replace(best, also=tuple(also)) if also or best.also else best
+    return (replace(best, also=tuple(also)) if also or best.also else best), best
 
 
 def prepare_coverage(article: Article) -> Article:
@@ -178,5 +196,5 @@ def prepare_coverage(article: Article) -> Article:
     is read: both depend on the file alone, so the build cache keeps them with the story."""
     own = canonical_url(article.url)
     folded = fold_coverage(article.related, {own})
-    keys = tuple(frozenset(related_keys(item)) for item in folded)
-    return replace(article, related=folded, coverage=CoverageKeys(own, keys))
+    return replace(article, related=tuple(item for item, _ in folded),
+                   coverage=CoverageKeys(own, tuple(keys for _, keys in folded)))
