@@ -382,8 +382,11 @@ def render_units(
     files through its copy of the sink and sends back its records and the names of the
     files it wrote, which the parent's sink then adopts (so a writer that patches the
     previous output moves them into place, and deletes none of them as stale). The parent
-    renders too: it takes slices from the end of the queue the workers take from the
-    front, so one process fewer holds a copy of the model. Output is the same as serial."""
+    renders too, so one process fewer holds a copy of the model: the units are cut into
+    small slices, which the workers claim from the front and the parent from the back, each
+    slice only when it starts on it (a slice handed out in advance, as a pool queues its
+    tasks, left the parent idle for a tenth of a large site's build while a worker finished
+    two large slices). Output is the same as serial."""
     workers = workers or min(os.cpu_count() or 1, 4)
     if len(units) < PARALLEL_MIN or workers < 2:
         if alongside is not None:
@@ -393,22 +396,24 @@ def render_units(
     from multiprocessing import get_context
 
     global _shared
-    _shared = (units, sink, fp, config)
+    context = get_context("fork")
+    parts = max(workers * 8, len(units) // SLICE_UNITS)
+    slices = [list(range(i, len(units), parts)) for i in range(parts)]
+    bounds = context.Array("i", [0, parts])  # the next slice from the front; the end
+    _shared = (units, slices, bounds, sink, fp, config)
     try:
-        parts = workers * 4
-        slices = [list(range(i, len(units), parts)) for i in range(parts)]
         result = Rendered()
-        done = 0
-        with ProcessPoolExecutor(workers - 1, mp_context=get_context("fork")) as pool:
-            futures = [pool.submit(_render_slice, part) for part in slices]
+        with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
+            futures = [pool.submit(_render_claimed) for _ in range(parts)]
             if alongside is not None:
                 alongside()
-            for future, part in zip(reversed(futures), reversed(slices), strict=True):
-                if future.cancel():  # not started by a worker: render it here
-                    result.add(_render_serial([units[i] for i in part], sink, fp, config, None))
-                    done += 1
-                    if progress:
-                        progress(len(units) * done // parts)
+            while (index := _claim(bounds, front=False)) is not None:
+                result.add(_render_serial([units[i] for i in slices[index]], sink, fp, config,
+                                          None))
+                if progress:
+                    progress(len(units) * (parts - _unclaimed(bounds)) // parts)
+            for future in futures:
+                future.cancel()  # all claimed: those not started have nothing left to do
             for future in futures:
                 if future.cancelled():
                     continue
@@ -416,21 +421,44 @@ def render_units(
                 for name, same in rendered.written:
                     sink.adopt(name, same)
                 result.add(rendered)
-                done += 1
-                if progress:
-                    progress(len(units) * done // parts)
         return result
     finally:
         _shared = None
 
 
-_shared: tuple[list[Unit], FileSink, Fingerprints, Config] | None = None
+# Units per slice on a large site: small enough that the last slices even out the processes'
+# shares, large enough that claiming one (a lock, a message back) costs nothing in comparison.
+SLICE_UNITS = 32
+
+_shared: tuple[list[Unit], list[list[int]], Any, FileSink, Fingerprints, Config] | None = None
 
 
-def _render_slice(indexes: list[int]) -> Rendered:
+def _claim(bounds: Any, front: bool) -> int | None:
+    """The next unclaimed slice from the front (workers) or the back (the parent), if any."""
+    with bounds.get_lock():
+        first, end = bounds[0], bounds[1]
+        if first >= end:
+            return None
+        if front:
+            bounds[0] = first + 1
+            return int(first)
+        bounds[1] = end - 1
+        return int(end - 1)
+
+
+def _unclaimed(bounds: Any) -> int:
+    with bounds.get_lock():
+        return max(0, int(bounds[1] - bounds[0]))
+
+
+def _render_claimed() -> Rendered:
+    """In a worker: render the next unclaimed slice (nothing when all are claimed)."""
     assert _shared is not None
-    units, sink, fp, config = _shared
-    return _render_serial([units[i] for i in indexes], sink, fp, config, None)
+    units, slices, bounds, sink, fp, config = _shared
+    index = _claim(bounds, front=True)
+    if index is None:
+        return Rendered()
+    return _render_serial([units[i] for i in slices[index]], sink, fp, config, None)
 
 
 def _render_serial(

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from broadsheet import images, stories, units
+from broadsheet import images, stories, tracking, units
 from broadsheet.buildcache import CACHE_FILE
 from broadsheet.cli import main
 from broadsheet.pipeline import BuildOptions, BuildReport, build
@@ -351,6 +351,52 @@ def test_parallel_rendering_matches_serial(curator: Curator, monkeypatch: pytest
     build(curator.site.root, BuildOptions(offline=True, use_cache=False, output_dir=serial,
                                           cache_name="serial", workers=1))
     assert tree(parallel) == tree(serial)
+
+
+class _FileSink:
+    """Writes each file into a folder (workers' files too: they share the disk)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def write(self, name: str, data: bytes) -> bool:
+        (self.folder / name).write_bytes(data)
+        return False
+
+    def keep(self, name: str) -> None:
+        raise AssertionError("nothing is kept here")
+
+    def adopt(self, name: str, same: bool) -> None:
+        pass
+
+
+def test_a_worker_that_is_held_up_leaves_the_other_slices_to_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slices are claimed when a process starts on them, never handed out in advance: a
+    worker busy with a slow first slice does not sit on a second one while the parent is
+    idle (a pool queues a task ahead for each worker: at 10,000 stories the parent waited
+    ten seconds for the worker to render its last two large slices)."""
+    monkeypatch.setattr(units, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(units, "SLICE_UNITS", 1)
+    parent = os.getpid()
+
+    def renderer(index: int) -> units.Renderer:
+        def render(recorder: object) -> list[tuple[str, bytes]]:
+            if index == 0 and os.getpid() != parent:
+                time.sleep(1.5)  # the worker's first slice holds it up
+            return [(f"{index}.txt", str(os.getpid()).encode())]
+
+        return render
+
+    work = [units.Unit(f"unit:{i}", (f"{i}.txt",), {}, {}, renderer(i), f"{i}.txt")
+            for i in range(40)]
+    fp = tracking.Fingerprints({})
+    rendered = units.render_units(work, _FileSink(tmp_path), fp, None, workers=2)  # type: ignore[arg-type]
+    assert sorted(rendered.records) == sorted(unit.id for unit in work)
+    by_worker = [i for i in range(40) if (tmp_path / f"{i}.txt").read_text() != str(parent)]
+    # 40 slices of one unit: the worker rendered at most the one it started with.
+    assert len(by_worker) <= 1, by_worker
 
 
 def test_explain_says_why(curator: Curator, capsys: pytest.CaptureFixture[str]) -> None:
