@@ -113,8 +113,7 @@ def _parse_all(
     from concurrent.futures import ProcessPoolExecutor  # not imported by a small rebuild
     from multiprocessing import get_context
 
-    jobs = [(path, shown, previous) for path, shown, previous in todo]
-    chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+    chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
     with ProcessPoolExecutor(
         workers, mp_context=get_context("fork"), initializer=_init_worker, initargs=(config, key)
     ) as pool:
