@@ -178,14 +178,15 @@ class StoryEntry:
 class UnitRecord:
     """One rendered unit: the output files it wrote, its static key and the facts it read.
 
-    Pickled as two blobs of its own, kept from the load: a rebuild that renders a few units
-    writes the thousands of others back without pickling them again. The first blob is what
-    deciding needs of every unit (files, key, shared facts, root fingerprints, the stories
-    whose pictures it shows); the facts themselves are unpickled only for a unit where a
-    root or a story changed (see units.Decider)."""
+    What deciding needs of every unit (files, key, shared facts, root fingerprints, the
+    stories whose pictures it shows) is pickled inline with the cache, where one unpickler
+    shares the values many records hold (each in a blob of its own, unpickling them took
+    ten times as long). The facts themselves are a blob of their own, kept from the load: a
+    rebuild writes the thousands it did not render back without pickling them again, and
+    unpickles them only for a unit where a root or a story changed (see units.Decider)."""
 
-    __slots__ = ("_facts", "_facts_blob", "_head_blob", "files", "key", "loose", "roots",
-                 "shared", "shared_key", "stories")
+    __slots__ = ("_facts", "_facts_blob", "files", "key", "loose", "roots", "shared",
+                 "shared_key", "stories")
 
     def __init__(
         self,
@@ -204,7 +205,6 @@ class UnitRecord:
         self.stories = tuple(by_story or ())
         self.loose = any(path[0] not in self.roots for path in facts)  # not from a root
         self._facts: tuple[Facts, dict[str, Facts]] | None = (facts, by_story or {})
-        self._head_blob: bytes | None = None
         self._facts_blob: bytes | BlobRef | None = None
 
     @property
@@ -221,22 +221,35 @@ class UnitRecord:
             self._facts = pickle.loads(read_blob(self._facts_blob))
         return self._facts
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes, bytes | BlobRef]]:
-        if self._head_blob is None:
-            head = (self.files, self.key, self.shared, self.shared_key, self.roots,
-                    self.stories, self.loose)
-            self._head_blob = pickle.dumps(head, protocol=pickle.HIGHEST_PROTOCOL)
+    def facts_blob(self) -> bytes | BlobRef:
         if self._facts_blob is None:
             self._facts_blob = pickle.dumps(self._content(), protocol=pickle.HIGHEST_PROTOCOL)
-        return (_unit_record, (self._head_blob, self._facts_blob))
+        return self._facts_blob
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_unit_record, (self.files, self.key, self.shared, self.shared_key, self.roots,
+                               self.stories, self.loose, self.facts_blob()))
 
 
-def _unit_record(head_blob: bytes, facts_blob: bytes | BlobRef) -> UnitRecord:
+def _unit_record(
+    files: tuple[str, ...], key: dict[str, Any], shared: tuple[tuple[Any, Any], ...],
+    shared_key: bytes | None, roots: dict[str, Any], stories: tuple[str, ...], loose: bool,
+    facts_blob: bytes | BlobRef,
+) -> UnitRecord:
     record = UnitRecord.__new__(UnitRecord)
-    (record.files, record.key, record.shared, record.shared_key, record.roots, record.stories,
-     record.loose) = pickle.loads(head_blob)
-    record._head_blob, record._facts_blob, record._facts = head_blob, facts_blob, None
+    record.files, record.key, record.shared, record.shared_key = files, key, shared, shared_key
+    record.roots, record.stories, record.loose = roots, stories, loose
+    record._facts_blob, record._facts = facts_blob, None
     return record
+
+
+def share_facts(records: dict[str, UnitRecord]) -> None:
+    """Let records with equal shared facts hold one tuple of them, so the cache pickles it
+    once (most pages of a template read the same facts of `site` and the theme)."""
+    seen: dict[bytes, tuple[tuple[Any, Any], ...]] = {}
+    for record in records.values():
+        if record.shared_key is not None:
+            record.shared = seen.setdefault(record.shared_key, record.shared)
 
 
 @dataclass
@@ -362,7 +375,7 @@ def _pack_blobs(state: CacheState, packs: Packs) -> list[BlobRef]:
         entry._pickled()
         holders += [(entry, "_tail"), (entry, "_images")]
     for record in state.units.values():
-        record.__reduce__()
+        record.facts_blob()
         holders.append((record, "_facts_blob"))
     new = [(holder, name) for holder, name in holders
            if type(getattr(holder, name)) is bytes and len(getattr(holder, name)) > INLINE_MAX]

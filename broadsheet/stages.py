@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Protocol
 
 from .assemble import LinkMemo, assemble_site
-from .buildcache import BuildCache, CacheState, Signature, UnitRecord, engine_key, with_file
+from .buildcache import (
+    BuildCache,
+    CacheState,
+    Signature,
+    UnitRecord,
+    engine_key,
+    share_facts,
+    with_file,
+)
 from .config import Config
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
 from .feeds import OPML, Feed, plan_feeds, render_opml
@@ -246,6 +254,7 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
     if rendered.problems:
         raise BuildFailed(summarise_template_errors(rendered.problems))
     records.update(rendered.records)
+    share_facts(records)
     files = {name for unit in units for name in unit.files}
     for route, data in (
         (OPML, render_opml(job.feeds, config, job.url_builder) if job.feeds else None),

@@ -313,6 +313,26 @@ def test_packs_hold_only_what_the_cache_refers_to(curator: Curator) -> None:
     assert not list(folder.glob(".pack-*"))
 
 
+def test_the_cache_holds_facts_shared_by_many_pages_once(curator: Curator) -> None:
+    """Pages of one template read the same facts of `site` and the theme: the cache pickles
+    them once, after a clean build and after a rebuild that renders a few pages."""
+    from broadsheet.buildcache import BuildCache
+
+    def distinct_shared() -> tuple[int, int, int]:
+        state = BuildCache(curator.site.root / ".cache" / "build").load()
+        records = [r for r in state.units.values() if r.shared_key is not None]
+        return len(records), len({id(r.shared) for r in records}), len(
+            {r.shared_key for r in records})
+
+    curator.check()
+    records, tuples, keys = distinct_shared()
+    assert tuples == keys < records
+    curator.apply(("edit", 0, 3))
+    assert curator.check().rebuilt
+    records, tuples, keys = distinct_shared()
+    assert tuples == keys < records
+
+
 def test_a_cache_from_another_version_is_not_trusted(
     curator: Curator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
