@@ -21,6 +21,7 @@ import pickle
 import re
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -284,12 +285,14 @@ class BuildCache:
         self.path = folder / CACHE_FILE
         self.persist = persist
         self.note = ""
+        self._parts: dict[str, list[_Part]] = {}  # as loaded: "stories", "units"
 
     def load(self, head_only: bool = False) -> CacheState:
         """The last build's state, or an empty one (with a note when one was refused).
 
         The file holds three pickles: a small head (what the nothing-changed exit needs),
-        the stories, then the units; `head_only` stops after the first."""
+        the stories' parts, then the units' parts and the rest; `head_only` stops after the
+        first."""
         fresh = CacheState(engine_key())
         remembered = _IN_MEMORY.get(self.path)
         if remembered is not None:
@@ -304,9 +307,11 @@ class BuildCache:
                     return fresh
                 state = CacheState(**head)
                 if not head_only:
-                    state.stories = unpickler.load()
-                    (state.units, state.manifest, state.pictures, state.images,
+                    stories = unpickler.load()
+                    (units, state.manifest, state.pictures, state.images,
                      state.links) = unpickler.load()
+                    state.stories = self._unpickle_parts("stories", stories)
+                    state.units = self._unpickle_parts("units", units)
                     _check_types(state)
                     packs.check()
         except FileNotFoundError:
@@ -341,12 +346,16 @@ class BuildCache:
         packs = Packs(self.folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            refs = _pack_blobs(state, packs)
+            refs, moved = _pack_blobs(state, packs)
+            if moved:  # pickled parts name the blobs where they were
+                self._parts.clear()
+            stories = self._pickle_parts("stories", state.stories)
+            units = self._pickle_parts("units", state.units)
             temporary = self.path.with_name(f".{CACHE_FILE}.{os.getpid()}")
             with open(temporary, "wb") as handle:
                 pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
-                for part in (head, state.stories,
-                             (state.units, state.manifest, state.pictures, state.images,
+                for part in (head, stories,
+                             (units, state.manifest, state.pictures, state.images,
                               state.links)):
                     pickler.dump(part)
             os.replace(temporary, self.path)
@@ -355,6 +364,31 @@ class BuildCache:
             self.note = f"the build cache could not be saved: {exc.strerror or exc}"
         except PackDamaged as exc:  # a pack went away under this save (another process)
             self.note = f"the build cache could not be saved: {exc}"
+
+    def _unpickle_parts(self, kind: str, blobs: Any) -> dict[str, Any]:
+        if not isinstance(blobs, list) or len(blobs) != PARTS:
+            raise TypeError(f"unexpected build cache {kind}")
+        found: dict[str, Any] = {}
+        parts = []
+        for blob in blobs:
+            items = pickle.loads(blob)
+            parts.append(_Part(blob, items))
+            found.update(items)
+        self._parts[kind] = parts
+        return found
+
+    def _pickle_parts(self, kind: str, entries: dict[str, Any]) -> list[bytes]:
+        """`entries` pickled in PARTS parts by name; a part whose entries are all the very
+        objects loaded (the stories and pages a rebuild did not touch) keeps its bytes."""
+        grouped: list[list[tuple[str, Any]]] = [[] for _ in range(PARTS)]
+        for name in sorted(entries):
+            grouped[_part_of(name)].append((name, entries[name]))
+        loaded: list[_Part | None] = [*self._parts.get(kind, [None] * PARTS)]
+        return [
+            before.blob if before is not None and before.holds(items)
+            else _pickle_part(items)
+            for items, before in zip(grouped, loaded, strict=True)
+        ]
 
     def forget(self) -> None:
         """Drop the cache before the output changes, so a crash mid-way cannot leave a cache
@@ -366,10 +400,39 @@ class BuildCache:
             self.note = f"the build cache could not be removed: {exc.strerror or exc}"
 
 
-def _pack_blobs(state: CacheState, packs: Packs) -> list[BlobRef]:
+# The stories and the unit records are pickled in this many parts (by a hash of the name):
+# a rebuild pickles again only the parts where something changed.
+PARTS = 32
+
+
+def _part_of(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8", "surrogatepass")) % PARTS
+
+
+def _pickle_part(items: list[tuple[str, Any]]) -> bytes:
+    return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _Part:
+    """One part as loaded: its bytes, and the (name, entry) pairs they gave."""
+
+    __slots__ = ("blob", "items")
+
+    def __init__(self, blob: bytes, items: list[tuple[str, Any]]) -> None:
+        self.blob, self.items = blob, items
+
+    def holds(self, items: list[tuple[str, Any]]) -> bool:
+        """Whether `items` are these very entries (not equal ones: the same objects, which
+        nothing changed since they were unpickled from these bytes)."""
+        return len(items) == len(self.items) and all(
+            name == before_name and entry is before
+            for (name, entry), (before_name, before) in zip(items, self.items, strict=True))
+
+
+def _pack_blobs(state: CacheState, packs: Packs) -> tuple[list[BlobRef], bool]:
     """Move the stories' tails and the units' facts that are still bytes (new since the
     last save) into a new pack, compact the packs when they hold too much dead weight, and
-    return every reference the state now holds."""
+    return every reference the state now holds, and whether compacting moved any."""
     holders: list[tuple[StoryEntry | UnitRecord, str]] = []
     for entry in state.stories.values():
         entry._pickled()
@@ -384,8 +447,7 @@ def _pack_blobs(state: CacheState, packs: Packs) -> list[BlobRef]:
         setattr(holder, name, ref)
     refs = list({id(ref): ref for holder, name in holders
                  if type(ref := getattr(holder, name)) is BlobRef}.values())
-    packs.compact(refs)
-    return refs
+    return refs, packs.compact(refs)
 
 
 def _check_types(state: CacheState) -> None:

@@ -134,8 +134,9 @@ class Packs:
         os.replace(temporary, path)
         return refs
 
-    def compact(self, refs: list[BlobRef]) -> None:
-        """Keep the packs few and mostly alive (references are updated in place).
+    def compact(self, refs: list[BlobRef]) -> bool:
+        """Keep the packs few and mostly alive (references are updated in place); whether
+        any moved.
 
         Each save adds a small pack of what changed; past MAX_PACKS, all but the largest
         pack are merged into one (cheap: they are the recent, small ones). When more bytes
@@ -145,9 +146,12 @@ class Packs:
         live = sum(ref.length for ref in refs)
         if sum(sizes.values()) - live > max(live, COMPACT_SLACK):
             self._rewrite(refs)
-        elif len(paths) > MAX_PACKS:
+            return True
+        if len(paths) > MAX_PACKS:
             largest = max(sizes, key=lambda path: sizes[path])
             self._rewrite([ref for ref in refs if ref.path != largest])
+            return True
+        return False
 
     def _rewrite(self, refs: list[BlobRef]) -> None:
         ordered = sorted(refs, key=lambda r: (r.path, r.offset))

@@ -314,15 +314,15 @@ def test_packs_hold_only_what_the_cache_refers_to(curator: Curator) -> None:
 
 
 def test_the_cache_holds_facts_shared_by_many_pages_once(curator: Curator) -> None:
-    """Pages of one template read the same facts of `site` and the theme: the cache pickles
-    them once, after a clean build and after a rebuild that renders a few pages."""
-    from broadsheet.buildcache import BuildCache
+    """Pages of one template read the same facts of `site` and the theme: each part of the
+    cache pickles them once, after a clean build and after a rebuild of a few pages."""
+    from broadsheet.buildcache import BuildCache, _part_of
 
     def distinct_shared() -> tuple[int, int, int]:
         state = BuildCache(curator.site.root / ".cache" / "build").load()
-        records = [r for r in state.units.values() if r.shared_key is not None]
-        return len(records), len({id(r.shared) for r in records}), len(
-            {r.shared_key for r in records})
+        records = [(_part_of(name), r) for name, r in state.units.items() if r.shared_key]
+        return (len(records), len({(part, id(r.shared)) for part, r in records}),
+                len({(part, r.shared_key) for part, r in records}))
 
     curator.check()
     records, tuples, keys = distinct_shared()
@@ -331,6 +331,42 @@ def test_the_cache_holds_facts_shared_by_many_pages_once(curator: Curator) -> No
     assert curator.check().rebuilt
     records, tuples, keys = distinct_shared()
     assert tuples == keys < records
+
+
+def test_a_rebuild_pickles_again_only_the_cache_parts_that_changed(
+    curator: Curator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stories and unit records are saved in parts; a part where no story or page
+    changed keeps the bytes it had, and what the cache holds is still what was built."""
+    from broadsheet import buildcache
+
+    pickled: list[list[tuple[str, object]]] = []
+    real = buildcache._pickle_part
+    monkeypatch.setattr(buildcache, "_pickle_part", lambda items: pickled.append(items)
+                        or real(items))
+    for number in range(5, 30):
+        curator.add(number)
+    curator.apply(("age", 0, 0))  # else every story is read again, as just written
+    curator.check()
+    folder = curator.site.root / ".cache" / "build"
+    pickled.clear()
+    curator.apply(("edit", 2, 7))
+    report = curator.site.build()
+    edited = curator.names[curator.pick(2)]
+    assert 0 < len(pickled) <= 1 + len(report.rebuilt)  # the story's part, the pages' parts
+    assert any(name == edited for items in pickled for name, _ in items)
+    state = buildcache.BuildCache(folder).load()
+    article = state.stories[edited].article
+    assert article is not None and "take 7" in article.title
+    assert len(state.stories) == len(curator.names)
+    curator.site.build(use_cache=False)  # the same cache, pickled whole
+    whole = buildcache.BuildCache(folder).load()
+    assert sorted(state.units) == sorted(whole.units)
+    assert sorted(state.stories) == sorted(whole.stories)
+    assert [state.units[u].files for u in sorted(state.units)] == [
+        whole.units[u].files for u in sorted(whole.units)]
+    curator.check()  # and the output is still that of a clean build
+    assert curator.site.build().rebuilt == []
 
 
 def test_a_cache_from_another_version_is_not_trusted(
