@@ -1,12 +1,15 @@
 """The persistent build cache in `.cache/build/`: parsed stories and what each output read.
 
-One pickle file, written atomically after a successful build. It holds
+One pickle file, written atomically after a successful build (its bulkiest blobs in pack
+files beside it, see packs.py). It holds
   - every story file's parsed and validated form (or its diagnostics), keyed by its path and
     fingerprint: size and mtime first, the content's digest to confirm;
   - for every rendered unit (a page, a feed, an email), the files it wrote, its static key
     and the facts it read (see tracking.py);
   - the manifest of the output folder it left, and a signature of every input, so a build
     where nothing changed can stop after a few thousand stat() calls.
+Stories and units are pickled in parts (PARTS), so that a rebuild which changed a few of
+them writes the others' bytes back as it read them.
 
 The cache is an optimisation only. A cache that is missing, from another Broadsheet or
 Python version, truncated or corrupt is ignored with a note and rebuilt; it never fails a

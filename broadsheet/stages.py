@@ -32,7 +32,6 @@ from .output import Named, OutputError, OutputWriter, PatchWriter
 from .pictures import PictureBook
 from .pipeline import BuildOptions, BuildReport, Counts, Progress, _output_id, image_index
 from .routes import Page, plan_pages
-from .search import index_site
 from .sitemap import render_robots, render_sitemap
 from .stories import load_stories
 from .templates import StaticFiles, make_environment
@@ -164,6 +163,8 @@ def _render_and_commit(
     with sink:
         outcome = render_site(job, sink, progress)
         if job.config.search and isinstance(sink, OutputWriter):
+            from .search import index_site  # runs Pagefind: subprocess, not needed else
+
             index_site(sink.staging)
         cache.forget()  # the output is about to change: an old cache must not describe it
     if isinstance(sink, PatchWriter):
