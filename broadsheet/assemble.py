@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from .config import Config, IssueSettings
@@ -24,6 +24,8 @@ from .model import (
     own_key,
     related_key_hashes,
     related_slugs,
+    relink,
+    with_head,
 )
 from .periods import issue_bounds, issue_number
 
@@ -105,7 +107,7 @@ def link_coverage(articles: list[Article], memo: LinkMemo | None = None) -> list
         if parsed is not None:
             found[article.source] = (parsed, slugs)
         if slugs != related_slugs(article):
-            article = relinked[article.source] = _with_links(article, slugs)
+            article = relinked[article.source] = relink(article, slugs)
         linked.append(article)
     if memo is not None:
         memo.slug_by_url, memo.found, memo.relinked = slug_by_url, found, relinked
@@ -141,14 +143,6 @@ def _known_links(
     return known[1]
 
 
-def _with_links(article: Article, slugs: tuple[str | None, ...]) -> Article:
-    related = tuple(
-        item if item.story_slug == slug else replace(item, story_slug=slug)
-        for slug, item in zip(slugs, article.related, strict=True)
-    )
-    return replace(article, related=related)
-
-
 def _first_match(keys: frozenset[str], slug_by_url: dict[str, str]) -> str | None:
     found = keys & slug_by_url.keys()  # a set operation: most items match no story here
     return min(slug_by_url[k] for k in found) if found else None
@@ -167,7 +161,8 @@ def canonical_topics(articles: list[Article]) -> list[Article]:
     return [
         article
         if all(names[t.slug] == t.name for t in article.topics)
-        else replace(article, topics=tuple(TopicRef(names[t.slug], t.slug) for t in article.topics))
+        else with_head(article,
+                       topics=tuple(TopicRef(names[t.slug], t.slug) for t in article.topics))
         for article in articles
     ]
 
@@ -198,7 +193,7 @@ def assign_issues(articles: list[Article], settings: IssueSettings, tz: ZoneInfo
     assigned = []
     for article in articles:
         number = issue_of(article, settings, tz)
-        assigned.append(article if article.issue == number else replace(article, issue=number))
+        assigned.append(article if article.issue == number else with_head(article, issue=number))
     return assigned
 
 

@@ -81,16 +81,17 @@ def _installed(names: tuple[str, ...]) -> list[str]:
 class StoryEntry:
     """One story file as the last build read it.
 
-    The parsed Article travels as three pickled blobs (model.split_article): its head with
-    the diagnostics, read by every build; its tail and its related items' first images,
-    read only when a page or a full image stage needs them (kept in packs by the cache).
+    The parsed Article travels as four pickled blobs (model.split_article): its head with
+    the diagnostics, read by every build; its tail, its coverage keys and its related
+    items' first images, read only when a page, linking or a full image stage needs them
+    (kept in packs by the cache).
     A rebuild writes the cache again with the blobs it loaded, not re-pickling thousands of
     unchanged Articles, and a parsing worker's result crosses to the parent in the same
     form. How assembly last linked the story to others (its related items' story slugs) is
     kept beside the blobs, so linking changes none of them."""
 
-    __slots__ = ("_blob", "_images", "_parsed", "_tail", "digest", "links", "mtime_ns",
-                 "read_key", "size", "uses")
+    __slots__ = ("_blob", "_coverage", "_images", "_parsed", "_tail", "digest", "links",
+                 "mtime_ns", "read_key", "size", "uses")
 
     def __init__(
         self,
@@ -108,6 +109,7 @@ class StoryEntry:
         self._blob: bytes | None = None  # the story's head and diagnostics, pickled
         self._tail: bytes | BlobRef = b""  # its tail, pickled apart (model.split_article)
         self._images: bytes | BlobRef = b""  # its related items' first images, pickled
+        self._coverage: bytes | BlobRef = b""  # its coverage keys, pickled
 
     @property
     def article(self) -> Article | None:
@@ -123,7 +125,8 @@ class StoryEntry:
             head, diagnostics = pickle.loads(self._blob)
             if head is not None and self.links is not None:
                 head["_slugs"] = self.links  # applied to the related items when loaded
-            article = lazy_article(head, self._tail, self._images) if head is not None else None
+            article = (lazy_article(head, self._tail, self._images, self._coverage)
+                       if head is not None else None)
             self._parsed = (article, diagnostics)
         return self._parsed
 
@@ -148,21 +151,22 @@ class StoryEntry:
         entry.size, entry.mtime_ns, entry.digest = size, mtime_ns, self.digest
         entry.read_key, entry.uses, entry.links = self.read_key, self.uses, links
         entry._blob, entry._tail, entry._images = self._blob, self._tail, self._images
+        entry._coverage = self._coverage
         entry._parsed = parsed
         return entry
 
-    def _pickled(self) -> tuple[bytes, bytes | BlobRef, bytes | BlobRef]:
-        """The story's head with its diagnostics, its tail and its related items' first
-        images, pickled apart (see model.lazy_article): a rebuild unpickles only the heads
-        of the stories it does not show, and never copies their tails."""
+    def _pickled(self) -> tuple[bytes, bytes | BlobRef, bytes | BlobRef, bytes | BlobRef]:
+        """The story's head with its diagnostics, its tail, its related items' first images
+        and its coverage keys, pickled apart (see model.lazy_article): a rebuild unpickles
+        only the heads of the stories it does not show, and never copies their tails."""
         if self._blob is None:
             assert self._parsed is not None
             article, diagnostics = self._parsed
             head = None
             if article is not None:
-                head, self._tail, self._images = split_article(article)
+                head, self._tail, self._images, self._coverage = split_article(article)
             self._blob = pickle.dumps((head, diagnostics), protocol=pickle.HIGHEST_PROTOCOL)
-        return self._blob, self._tail, self._images
+        return self._blob, self._tail, self._images, self._coverage
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
@@ -170,7 +174,7 @@ class StoryEntry:
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
-         self._blob, self._tail, self._images) = state
+         self._blob, self._tail, self._images, self._coverage) = state
         self._parsed = None
 
     def parsed(self, shown: str) -> str:
@@ -439,7 +443,7 @@ def _pack_blobs(state: CacheState, packs: Packs) -> tuple[list[BlobRef], bool]:
     holders: list[tuple[StoryEntry | UnitRecord, str]] = []
     for entry in state.stories.values():
         entry._pickled()
-        holders += [(entry, "_tail"), (entry, "_images")]
+        holders += [(entry, "_tail"), (entry, "_images"), (entry, "_coverage")]
     for record in state.units.values():
         record.facts_blob()
         holders.append((record, "_facts_blob"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -116,69 +117,115 @@ class Article:
 
 # -- stories kept in the build cache: their tail loaded when first read --------------------
 
-TAIL = ("related", "body_html", "coverage")  # most of a story's bytes; few pages read them
+TAIL = ("related", "body_html")  # most of a story's bytes; few pages read them
 
 
 class _Tail:
-    """A field of Article that a story from the build cache loads on first read.
+    """Fields of Article that a story from the build cache loads on first read.
 
     A rebuild of a large site needs every story's head (dates, topics, slug: what orders and
     groups them) but the related coverage and the body only of the few stories it renders:
     unpickling every story whole was its largest cost. A story made by its constructor
-    holds all its fields as usual; one made by `lazy_article` holds the tail as one pickled
-    blob, plus what assembly and the image stage read of it without loading it
-    (`related_slugs`, `own_key`, `related_key_hashes`, `related_first_images`). Everything
-    else (equality, repr, dataclasses.replace) reads the fields, so loads it."""
+    holds all its fields as usual; one made by `lazy_article` holds its tail (`related`,
+    `body_html`) as one pickled blob and its coverage keys as another (linking reads those
+    of every story, in a fifth of the time), plus what assembly and the image stage read
+    without loading either (`related_slugs`, `own_key`, `related_key_hashes`,
+    `related_first_images`). Everything else (equality, repr, dataclasses.replace) reads
+    the fields, so loads them."""
 
-    def __init__(self, name: str, default: Any) -> None:
-        self.name, self.default = name, default
+    def __init__(self, name: str, default: Any, blob: str,
+                 load: Callable[[dict[str, Any], Any], None]) -> None:
+        self.name, self.default, self.blob, self.load = name, default, blob, load
 
     def __get__(self, obj: Article | None, owner: type | None = None) -> Any:
         if obj is None:
             return self.default
         state = obj.__dict__
-        blob = state.get("_tail")
+        blob = state.get(self.blob)
         if blob is None:
             raise AttributeError(self.name)
-        related, body_html, coverage = _unpickle(blob)
-        slugs = state["_slugs"]  # how assembly linked it since (buildcache.StoryEntry.links)
-        if slugs != tuple(item.story_slug for item in related):
-            related = tuple(item if item.story_slug == slug else replace(item, story_slug=slug)
-                            for slug, item in zip(slugs, related, strict=True))
-        state.update(related=related, body_html=body_html, coverage=coverage)
-        state.pop("_tail", None)
+        self.load(state, _unpickle(blob))
+        del state[self.blob]
         return state[self.name]
 
 
-Article.related = _Tail("related", ())  # type: ignore[assignment]
-Article.body_html = _Tail("body_html", "")  # type: ignore[assignment]
-Article.coverage = _Tail("coverage", None)  # type: ignore[assignment]
+def _load_tail(state: dict[str, Any], tail: Any) -> None:
+    related, body_html = tail
+    # how assembly linked it since it was pickled (relinked, buildcache.StoryEntry.links)
+    state.update(related=_with_slugs(related, state["_slugs"]), body_html=body_html)
 
 
-def lazy_article(head: dict[str, Any], tail: bytes | Any, images: bytes | Any = b"") -> Article:
-    """A story from its `split_article` parts; its tail and its related items' first images
-    (bytes, or anything whose `read()` gives them: packs.BlobRef) are unpickled when first
-    read."""
+def _with_slugs(related: tuple[Related, ...], slugs: tuple[str | None, ...]
+                ) -> tuple[Related, ...]:
+    if slugs == tuple(item.story_slug for item in related):
+        return related
+    return tuple(item if item.story_slug == slug else replace(item, story_slug=slug)
+                 for slug, item in zip(slugs, related, strict=True))
+
+
+def _load_coverage(state: dict[str, Any], coverage: Any) -> None:
+    state["coverage"] = coverage
+
+
+Article.related = _Tail("related", (), "_tail", _load_tail)  # type: ignore[assignment]
+Article.body_html = _Tail("body_html", "", "_tail", _load_tail)  # type: ignore[assignment]
+Article.coverage = _Tail("coverage", None, "_cov", _load_coverage)  # type: ignore[assignment]
+_LAZY = ("_tail", "_cov", "_imgs")  # a lazy story's blobs (not fields)
+
+
+def lazy_article(
+    head: dict[str, Any], tail: bytes | Any, images: bytes | Any, coverage: bytes | Any
+) -> Article:
+    """A story from its `split_article` parts; its tail, its coverage keys and its related
+    items' first images (bytes, or anything whose `read()` gives them: packs.BlobRef) are
+    unpickled when first read."""
     article = object.__new__(Article)
     article.__dict__.update(head)
     article.__dict__["_tail"] = tail
     article.__dict__["_imgs"] = images
+    article.__dict__["_cov"] = coverage
     return article
 
 
-def split_article(article: Article) -> tuple[dict[str, Any], bytes, bytes]:
+def split_article(article: Article) -> tuple[dict[str, Any], bytes, bytes, bytes]:
     """A story as its head fields with what assembly reads of its tail; the tail pickled;
     its related items' first images pickled (what the image stage plans: thumbnails.
-    story_uses), so that planning every story's images loads no tail."""
+    story_uses), so that planning every story's images loads no tail; its coverage keys
+    pickled, so that linking every story loads no tail."""
     head = {k: v for k, v in vars(article).items()
-            if k not in TAIL and k not in ("_tail", "_imgs")}
+            if k not in TAIL and k != "coverage" and k not in _LAZY}
     head["_slugs"] = related_slugs(article)
     head["_own"] = own_key(article)
     head["_keys"] = related_key_hashes(article)
     tail = pickle.dumps(tuple(getattr(article, name) for name in TAIL),
                         protocol=pickle.HIGHEST_PROTOCOL)
     images = pickle.dumps(related_first_images(article), protocol=pickle.HIGHEST_PROTOCOL)
-    return head, tail, images
+    coverage = pickle.dumps(article.coverage, protocol=pickle.HIGHEST_PROTOCOL)
+    return head, tail, images, coverage
+
+
+def relink(article: Article, slugs: tuple[str | None, ...]) -> Article:
+    """The story with its related items pointing at these story slugs. A lazy story stays
+    lazy: its copy holds the same blobs and the new slugs, which loading the tail applies."""
+    if "_tail" not in article.__dict__:
+        return replace(article, related=_with_slugs(article.related, slugs))
+    return _lazy_copy(article, {"_slugs": slugs})
+
+
+def with_head(article: Article, **changes: Any) -> Article:
+    """dataclasses.replace for fields of a story's head (its topics, its issue), which
+    leaves a lazy story's tail and coverage keys unloaded."""
+    if any(name in TAIL or name == "coverage" for name in changes) or not any(
+            blob in article.__dict__ for blob in ("_tail", "_cov")):
+        return replace(article, **changes)
+    return _lazy_copy(article, changes)
+
+
+def _lazy_copy(article: Article, state: dict[str, Any]) -> Article:
+    copy = object.__new__(Article)
+    copy.__dict__.update(article.__dict__)
+    copy.__dict__.update(state)
+    return copy
 
 
 def related_first_images(article: Article) -> tuple[Image | None, ...]:

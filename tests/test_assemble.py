@@ -371,3 +371,46 @@ def test_related_slugs_and_key_hashes_follow_each_story_object() -> None:
     assert related_key_hashes(keyed) == key_hash("x") != related_key_hashes(
         replace(keyed, coverage=CoverageKeys("a", (frozenset({"y"}), frozenset()))))
     assert related_key_hashes(keyed) == key_hash("x")  # kept, and still its own
+
+
+def test_linking_and_head_changes_leave_a_cached_story_unloaded() -> None:
+    """A story from the build cache (model.lazy_article) linked to other stories' pages or
+    given its canonical topics and issue by assembly is copied with its blobs unread; its
+    fields, when read, are those dataclasses.replace would have given."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from broadsheet.model import (
+        Article,
+        CoverageKeys,
+        Provider,
+        Related,
+        TopicRef,
+        lazy_article,
+        related_slugs,
+        relink,
+        split_article,
+        with_head,
+    )
+
+    when = datetime(2024, 5, 1, tzinfo=UTC)
+    outlet = Provider("Outlet", "")
+    related = tuple(Related(f"T{n}", "", when, f"https://o.example/{n}", None, None, "news",
+                            outlet, 1, ()) for n in range(3))
+    article = Article("content/a.md", "a", "A", "", when, "https://o.example/a", "", "news",
+                      1, 1, False, outlet, (TopicRef("ai", "ai"),), (), related, False, None,
+                      "<p>Body</p>", 4, CoverageKeys("a", (frozenset({"x"}),) * 3))
+
+    def cached() -> Article:
+        return lazy_article(*split_article(article))
+
+    linked = relink(with_head(cached(), topics=(TopicRef("AI", "ai"),), issue=5),
+                    ("b", None, "c"))
+    assert {"_tail", "_cov", "_imgs"} <= vars(linked).keys()
+    assert related_slugs(linked) == ("b", None, "c")
+    expected = replace(article, topics=(TopicRef("AI", "ai"),), issue=5, related=tuple(
+        replace(item, story_slug=slug) for item, slug in zip(related, ("b", None, "c"),
+                                                              strict=True)))
+    assert linked == expected  # reading the fields loads them, links applied
+    assert linked.coverage == article.coverage
+    assert with_head(linked, issue=6).issue == 6 and linked.issue == 5  # loaded: replaced

@@ -605,6 +605,41 @@ def test_a_rebuild_reads_related_coverage_only_of_stories_it_shows(tmp_path: Pat
     assert len(unread) >= len(report.site.articles) // 2, unread
 
 
+def test_linking_a_cold_build_loads_no_story_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stories read by parsing workers arrive pickled; linking their coverage to each
+    other's pages reads only their coverage keys, not their related items and bodies, and
+    a story it links stays unloaded (its copy holds the new links, which loading applies).
+    The output is still that of a clean build."""
+    from broadsheet import assemble
+    from broadsheet.model import related_slugs
+
+    monkeypatch.setattr(stories, "PARALLEL_MIN", 1)
+    linked: list[tuple[list[object], dict[str, object]]] = []
+    real = assemble.link_coverage
+
+    def spy(articles: list[object], memo: assemble.LinkMemo | None = None) -> list[object]:
+        found = real(articles, memo)  # type: ignore[arg-type]
+        relinked = memo.relinked if memo else {}
+        linked.append((["_tail" in vars(a) for a in found], dict(relinked)))
+        return found  # type: ignore[return-value]
+
+    monkeypatch.setattr(assemble, "link_coverage", spy)
+    curator = Curator(tmp_path / "site", tmp_path / "clean")
+    for variant in range(12):
+        curator.add(variant)
+    report = curator.check()
+    unloaded, relinked = linked[0]
+    assert report.site is not None and len(unloaded) == len(report.site.articles) > 8
+    assert all(unloaded)
+    assert any(slug for a in relinked.values() for slug in related_slugs(a))  # type: ignore
+    shown = {a.source: a for a in report.site.articles}
+    for source in relinked:  # loading the tail applies the links
+        assert tuple(item.story_slug for item in shown[source].related) == related_slugs(
+            shown[source])
+
+
 def test_a_pack_removed_during_a_build_fails_it_cleanly(
     curator: Curator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
