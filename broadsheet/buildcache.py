@@ -234,6 +234,13 @@ class UnitRecord:
             self._facts_blob = pickle.dumps(self._content(), protocol=pickle.HIGHEST_PROTOCOL)
         return self._facts_blob
 
+    def pickle_facts(self) -> UnitRecord:
+        """Hold the facts pickled only (a fifth of the memory; the cache and a worker's
+        answer pickle them anyway): a build keeps every unit's record until it ends."""
+        self.facts_blob()
+        self._facts = None
+        return self
+
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (_unit_record, (self.files, self.key, self.shared, self.shared_key, self.roots,
                                self.stories, self.loose, self.facts_blob()))

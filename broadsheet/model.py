@@ -131,7 +131,8 @@ class _Tail:
     of every story, in a fifth of the time), plus what assembly and the image stage read
     without loading either (`related_slugs`, `own_key`, `related_key_hashes`,
     `related_first_images`). Everything else (equality, repr, dataclasses.replace) reads
-    the fields, so loads them."""
+    the fields, so loads them. The blob stays, so that a loaded field can be let go again
+    (`forget_related`)."""
 
     def __init__(self, name: str, default: Any, blob: str,
                  load: Callable[[dict[str, Any], Any], None]) -> None:
@@ -145,7 +146,6 @@ class _Tail:
         if blob is None:
             raise AttributeError(self.name)
         self.load(state, _unpickle(blob))
-        del state[self.blob]
         return state[self.name]
 
 
@@ -209,7 +209,18 @@ def relink(article: Article, slugs: tuple[str | None, ...]) -> Article:
     lazy: its copy holds the same blobs and the new slugs, which loading the tail applies."""
     if "_tail" not in article.__dict__:
         return replace(article, related=_with_slugs(article.related, slugs))
-    return _lazy_copy(article, {"_slugs": slugs})
+    copy = _lazy_copy(article, {"_slugs": slugs})
+    copy.__dict__.pop("related", None)  # loaded with the old links
+    return copy
+
+
+def forget_related(article: Article) -> None:
+    """Let a lazy story's related items go once its page is rendered (the one page that
+    shows them, in the default theme): read again, they are unpickled again. Rendering
+    kept every story's (most of a story's memory) until the build ended."""
+    state = article.__dict__
+    if "_tail" in state:
+        state.pop("related", None)
 
 
 def with_head(article: Article, **changes: Any) -> Article:

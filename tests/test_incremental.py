@@ -601,7 +601,7 @@ def test_a_rebuild_reads_related_coverage_only_of_stories_it_shows(tmp_path: Pat
     curator.apply(("edit", 0, 5))
     report = curator.check()
     assert report.site is not None
-    unread = [a.source for a in report.site.articles if "_tail" in vars(a)]
+    unread = [a.source for a in report.site.articles if "body_html" not in vars(a)]
     assert len(unread) >= len(report.site.articles) // 2, unread
 
 
@@ -611,7 +611,8 @@ def test_linking_a_cold_build_loads_no_story_tail(
     """Stories read by parsing workers arrive pickled; linking their coverage to each
     other's pages reads only their coverage keys, not their related items and bodies, and
     a story it links stays unloaded (its copy holds the new links, which loading applies).
-    The output is still that of a clean build."""
+    Rendering lets each story's related items go once its page is done. The output is still
+    that of a clean build."""
     from broadsheet import assemble
     from broadsheet.model import related_slugs
 
@@ -622,7 +623,7 @@ def test_linking_a_cold_build_loads_no_story_tail(
     def spy(articles: list[object], memo: assemble.LinkMemo | None = None) -> list[object]:
         found = real(articles, memo)  # type: ignore[arg-type]
         relinked = memo.relinked if memo else {}
-        linked.append((["_tail" in vars(a) for a in found], dict(relinked)))
+        linked.append((["body_html" not in vars(a) for a in found], dict(relinked)))
         return found  # type: ignore[return-value]
 
     monkeypatch.setattr(assemble, "link_coverage", spy)
@@ -634,6 +635,9 @@ def test_linking_a_cold_build_loads_no_story_tail(
     assert report.site is not None and len(unloaded) == len(report.site.articles) > 8
     assert all(unloaded)
     assert any(slug for a in relinked.values() for slug in related_slugs(a))  # type: ignore
+    # Each story page loaded its story's tail; its related items were let go afterwards.
+    assert all("body_html" in vars(a) and "related" not in vars(a)
+               for a in report.site.articles)
     shown = {a.source: a for a in report.site.articles}
     for source in relinked:  # loading the tail applies the links
         assert tuple(item.story_slug for item in shown[source].related) == related_slugs(
