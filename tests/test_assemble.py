@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
 from broadsheet.config import IssueSettings
 from broadsheet.coverage import canonical_url
+from broadsheet.model import Article, Provider, Related
 from broadsheet.periods import issue_bounds, issue_number
 from broadsheet.urls import make_slug
 
@@ -339,29 +340,28 @@ def test_coverage_that_is_also_a_story_here_links_to_it(make_site) -> None:
     assert article.related[0].story_slug == "b"
 
 
+def story_with_related(count: int, **fields: object) -> Article:
+    """An Article made by hand with `count` related items (the model tests' story)."""
+    from dataclasses import replace
+
+    when = datetime(2024, 5, 1, tzinfo=UTC)
+    outlet = Provider("Outlet", "")
+    related = tuple(Related(f"T{n}", "", when, f"https://o.example/{n}", None, None, "news",
+                            outlet, 1, ()) for n in range(count))
+    article = Article("content/a.md", "a", "A", "", when, "https://o.example/a", "", "news",
+                      1, 1, False, outlet, (), (), related, False, None, "")
+    return replace(article, **fields)
+
+
 def test_related_slugs_and_key_hashes_follow_each_story_object() -> None:
     """related_slugs and related_key_hashes keep what they worked out in the story's state:
     a story made anew (as assembly does when it links coverage) gets its own, never a stale
     copy."""
     from dataclasses import replace
-    from datetime import UTC, datetime
 
-    from broadsheet.model import (
-        Article,
-        CoverageKeys,
-        Provider,
-        Related,
-        key_hash,
-        related_key_hashes,
-        related_slugs,
-    )
+    from broadsheet.model import CoverageKeys, key_hash, related_key_hashes, related_slugs
 
-    when = datetime(2024, 5, 1, tzinfo=UTC)
-    outlet = Provider("Outlet", "")
-    related = tuple(Related(f"T{n}", "", when, f"https://o.example/{n}", None, None, "news",
-                            outlet, 1, ()) for n in range(2))
-    article = Article("content/a.md", "a", "A", "", when, "https://o.example/a", "", "news",
-                      1, 1, False, outlet, (), (), related, False, None, "")
+    article = story_with_related(2)
     assert related_slugs(article) == (None, None)
     linked = replace(article, related=tuple(replace(item, story_slug=f"s{n}")
                                             for n, item in enumerate(article.related)))
@@ -378,13 +378,9 @@ def test_linking_and_head_changes_leave_a_cached_story_unloaded() -> None:
     given its canonical topics and issue by assembly is copied with its blobs unread; its
     fields, when read, are those dataclasses.replace would have given."""
     from dataclasses import replace
-    from datetime import UTC, datetime
 
     from broadsheet.model import (
-        Article,
         CoverageKeys,
-        Provider,
-        Related,
         TopicRef,
         lazy_article,
         related_slugs,
@@ -393,13 +389,9 @@ def test_linking_and_head_changes_leave_a_cached_story_unloaded() -> None:
         with_head,
     )
 
-    when = datetime(2024, 5, 1, tzinfo=UTC)
-    outlet = Provider("Outlet", "")
-    related = tuple(Related(f"T{n}", "", when, f"https://o.example/{n}", None, None, "news",
-                            outlet, 1, ()) for n in range(3))
-    article = Article("content/a.md", "a", "A", "", when, "https://o.example/a", "", "news",
-                      1, 1, False, outlet, (TopicRef("ai", "ai"),), (), related, False, None,
-                      "<p>Body</p>", 4, CoverageKeys("a", (frozenset({"x"}),) * 3))
+    article = story_with_related(3, topics=(TopicRef("ai", "ai"),), body_html="<p>Body</p>",
+                                 issue=4, coverage=CoverageKeys("a", (frozenset({"x"}),) * 3))
+    related = article.related
 
     def cached() -> Article:
         return lazy_article(*split_article(article))
