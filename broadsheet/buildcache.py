@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Diagnostic
 from .model import Article, lazy_article, related_slugs, split_article
-from .packs import INLINE_MAX, BlobRef, PackDamaged, Packs, read_blob
+from .packs import INLINE_MAX, BlobRef, PackDamaged, Packs, PackWriter, read_blob
 from .thumbnails import uses_digest
 from .tracking import Facts, parts_digest
 
@@ -167,6 +167,13 @@ class StoryEntry:
                 head, self._tail, self._images, self._coverage = split_article(article)
             self._blob = pickle.dumps((head, diagnostics), protocol=pickle.HIGHEST_PROTOCOL)
         return self._blob, self._tail, self._images, self._coverage
+
+    def spill_tail(self, writer: PackWriter) -> None:
+        """Move the tail of a story not yet unpickled into `writer`'s pack."""
+        if self._parsed is None and type(self._tail) is bytes and len(self._tail) > INLINE_MAX:
+            ref = writer.add(self._tail)
+            if ref is not None:
+                self._tail = ref
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,

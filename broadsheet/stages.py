@@ -29,6 +29,7 @@ from .feeds import OPML, Feed, plan_feeds, render_opml
 from .images import StageMemo, render_images, write_placeholder_files
 from .model import Article, Site
 from .output import Named, OutputError, OutputWriter, PatchWriter
+from .packs import PackWriter
 from .pictures import PictureBook
 from .pipeline import BuildOptions, BuildReport, Counts, Progress, _output_id, image_index
 from .routes import Page, plan_pages
@@ -86,11 +87,35 @@ def run(
     write: bool,
 ) -> BuildReport:
     """The build proper, once `pipeline.build` found that something changed: load ->
-    validate -> assemble -> plan -> render -> write, reusing what the cache says is current."""
+    validate -> assemble -> plan -> render -> write, reusing what the cache says is current.
+
+    Stories parsed in worker processes keep their tails in a new pack of the cache folder
+    (`spill`), which the saved cache then refers to; a build that fails removes it. Not in
+    the dev server, whose cache lives in memory: each rebuild that read many stories again
+    (a config edit) would leave a pack on disk until the server stops."""
+    spill = PackWriter(cache.folder) if write and cache.persist else None
+    try:
+        return _run(config, options, cache, signature, started, progress, write, spill)
+    except BaseException:
+        if spill is not None:
+            spill.discard()  # the cache was not saved: nothing refers to it
+        raise
+
+
+def _run(
+    config: Config,
+    options: BuildOptions,
+    cache: BuildCache,
+    signature: Signature,
+    started: float,
+    progress: Progress | None,
+    write: bool,
+    spill: PackWriter | None,
+) -> BuildReport:
     output_dir = config.root / config.output_dir
     state = cache.load() if options.use_cache else CacheState(engine_key())
     diagnostics = Diagnostics()
-    loaded = load_stories(config, diagnostics, state.stories, progress, options.workers)
+    loaded = load_stories(config, diagnostics, state.stories, progress, options.workers, spill)
     warnings = diagnostics.warnings
     if diagnostics.errors:
         if not options.keep_going:

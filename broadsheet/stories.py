@@ -25,6 +25,7 @@ from .coverage import prepare_coverage
 from .diagnostics import Diagnostic, Diagnostics
 from .frontmatter import parse_front_matter
 from .model import Article
+from .packs import PackWriter
 from .sources import decode_story, find_story_files, too_large
 from .urls import make_slug
 from .validate import check_unique_slugs, validate_story
@@ -56,8 +57,12 @@ def load_stories(
     cached: dict[str, StoryEntry],
     progress: Progress | None = None,
     workers: int | None = None,
+    spill: PackWriter | None = None,
 ) -> Loaded:
-    """Read and validate every story; problems go to `diagnostics`, good stories come back."""
+    """Read and validate every story; problems go to `diagnostics`, good stories come back.
+
+    Stories parsed in worker processes arrive pickled; with `spill`, their tails go
+    straight to that pack (closed before this returns)."""
     root = config.root
     key = read_key(config)
     entries: dict[str, StoryEntry] = {}
@@ -69,10 +74,16 @@ def load_stories(
             entries[shown] = entry
         else:
             todo.append((path, shown, entry))
-    for done, (shown, entry) in enumerate(_parse_all(todo, config, key, workers), start=1):
-        if progress:
-            progress("Reading stories", done, len(todo))
-        entries[shown] = entry
+    try:
+        for done, (shown, entry) in enumerate(_parse_all(todo, config, key, workers), start=1):
+            if progress:
+                progress("Reading stories", done, len(todo))
+            if spill is not None:
+                entry.spill_tail(spill)
+            entries[shown] = entry
+    finally:
+        if spill is not None:
+            spill.close()
     articles = []
     for shown in sorted(entries):
         entry = entries[shown]

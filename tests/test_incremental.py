@@ -644,6 +644,49 @@ def test_linking_a_cold_build_loads_no_story_tail(
             shown[source])
 
 
+def test_stories_parsed_in_workers_keep_their_tails_in_a_pack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build that parses many stories in worker processes writes their tails to a pack
+    as they arrive instead of holding them; the cache it saves refers to that pack, the
+    output is that of a clean build, and a build that fails leaves no pack behind."""
+    from broadsheet import stages
+    from broadsheet.packs import BlobRef
+
+    monkeypatch.setattr(stories, "PARALLEL_MIN", 1)
+    tails: list[object] = []
+    real = stages.load_stories
+
+    def spy(*args: object, **kwargs: object) -> stories.Loaded:
+        loaded = real(*args, **kwargs)  # type: ignore[arg-type]
+        tails.extend(entry._tail for entry in loaded.entries.values())
+        return loaded
+
+    monkeypatch.setattr(stages, "load_stories", spy)
+    curator = Curator(tmp_path / "site", tmp_path / "clean")
+    for variant in range(12):
+        curator.add(variant)
+    curator.check()
+    assert len(tails) >= 2 * len(curator.names)  # this build's and the clean build's
+    assert all(type(tail) is BlobRef for tail in tails)
+    folder = curator.site.root / ".cache" / "build"
+    packs = sorted(folder.glob("pack-*.bin"))
+    spilled = {Path(tail.path) for tail in tails[: len(curator.names)]}  # type: ignore
+    assert len(spilled) == 1 and spilled <= set(packs)
+    assert curator.site.build().rebuilt == []  # the cache, packs and all, is good
+
+    from broadsheet.packs import PackWriter
+
+    written: list[Path] = []
+    add = PackWriter.add
+    monkeypatch.setattr(PackWriter, "add", lambda self, blob: written.append(self.path)
+                        or add(self, blob))
+    curator.site.write("content/zz-broken.md", "---\ntitle: [unclosed\n---\nBody\n")
+    curator.site.fail(use_cache=False)  # every story read again, then the build fails
+    assert written and not written[0].exists()
+    assert sorted(folder.glob("pack-*.bin")) == packs
+
+
 def test_a_pack_removed_during_a_build_fails_it_cleanly(
     curator: Curator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
