@@ -220,6 +220,16 @@ class PackWriter:
         with contextlib.suppress(OSError):
             self.path.unlink(missing_ok=True)
 
+    def __enter__(self) -> PackWriter:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        """Closed on success; discarded when the block failed (the build that wrote it)."""
+        if kind is None:
+            self.close()
+        else:
+            self.discard()
+
 
 def _size(path: Path) -> int:
     try:

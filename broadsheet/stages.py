@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -94,85 +95,68 @@ def run(
     the dev server, whose cache lives in memory: each rebuild that read many stories again
     (a config edit) would leave a pack on disk until the server stops."""
     spill = PackWriter(cache.folder) if write and cache.persist else None
-    try:
-        return _run(config, options, cache, signature, started, progress, write, spill)
-    except BaseException:
-        if spill is not None:
-            spill.discard()  # the cache was not saved: nothing refers to it
-        raise
-
-
-def _run(
-    config: Config,
-    options: BuildOptions,
-    cache: BuildCache,
-    signature: Signature,
-    started: float,
-    progress: Progress | None,
-    write: bool,
-    spill: PackWriter | None,
-) -> BuildReport:
-    output_dir = config.root / config.output_dir
-    state = cache.load() if options.use_cache else CacheState(engine_key())
-    diagnostics = Diagnostics()
-    loaded = load_stories(config, diagnostics, state.stories, progress, options.workers, spill)
-    warnings = diagnostics.warnings
-    if diagnostics.errors:
-        if not options.keep_going:
-            raise BuildFailed(diagnostics.items)
-        warnings = [d.as_warning() for d in diagnostics.items]
-    links = LinkMemo(loaded.parsed, *state.links)
-    site = assemble_site(loaded.articles, config, options.drafts, links)
-    for source, article in links.relinked.items():  # cached as linked: not linked again
-        loaded.entries[source] = loaded.entries[source].relinked(article)
-    url_builder = UrlBuilder(config.base_url)
-    feeds = plan_feeds(site, config)
-    pages = plan_pages(site, config, url_builder, feeds)
-    previous = _reusable_output(state, output_dir) if write else None
-    notes = [cache.note] if cache.note else []
-    job = RenderJob(site, pages, feeds, config, url_builder, Fingerprints(loaded.parsed),
-                    state, previous, options.workers, loaded.uses)
-    try:
-        if not write:
-            outcome = render_site(job, DiscardingSink(), progress)
-        else:
-            outcome = _render_and_commit(job, cache, output_dir, progress)
-    except OutputError as exc:
-        raise BuildFailed(
-            [Diagnostic(str(config.output_dir), 0, "output_dir", str(exc))],
-            "the output folder could not be written",
-        ) from None
-    all_warnings = warnings + outcome.pictures.warnings
-    counts = Counts.of(site)
-    if write:
-        new_state = CacheState(
-            state.engine, loaded.entries, outcome.records, frozenset(outcome.files),
-            _output_id(output_dir),
-            "" if signature.racy else with_file(signature, image_index(config)).value,
+    with spill or nullcontext():  # a failure discards the pack: nothing refers to it
+        output_dir = config.root / config.output_dir
+        state = cache.load() if options.use_cache else CacheState(engine_key())
+        diagnostics = Diagnostics()
+        loaded = load_stories(config, diagnostics, state.stories, progress, options.workers, spill)
+        warnings = diagnostics.warnings
+        if diagnostics.errors:
+            if not options.keep_going:
+                raise BuildFailed(diagnostics.items)
+            warnings = [d.as_warning() for d in diagnostics.items]
+        links = LinkMemo(loaded.parsed, *state.links)
+        site = assemble_site(loaded.articles, config, options.drafts, links)
+        for source, article in links.relinked.items():  # cached as linked: not linked again
+            loaded.entries[source] = loaded.entries[source].relinked(article)
+        url_builder = UrlBuilder(config.base_url)
+        feeds = plan_feeds(site, config)
+        pages = plan_pages(site, config, url_builder, feeds)
+        previous = _reusable_output(state, output_dir) if write else None
+        notes = [cache.note] if cache.note else []
+        job = RenderJob(site, pages, feeds, config, url_builder, Fingerprints(loaded.parsed),
+                        state, previous, options.workers, loaded.uses)
+        try:
+            if not write:
+                outcome = render_site(job, DiscardingSink(), progress)
+            else:
+                outcome = _render_and_commit(job, cache, output_dir, progress)
+        except OutputError as exc:
+            raise BuildFailed(
+                [Diagnostic(str(config.output_dir), 0, "output_dir", str(exc))],
+                "the output folder could not be written",
+            ) from None
+        all_warnings = warnings + outcome.pictures.warnings
+        counts = Counts.of(site)
+        if write:
+            new_state = CacheState(
+                state.engine, loaded.entries, outcome.records, frozenset(outcome.files),
+                _output_id(output_dir),
+                "" if signature.racy else with_file(signature, image_index(config)).value,
+                all_warnings,
+                {"pages": len(pages), "files": len(outcome.files), **counts.__dict__},
+                outcome.picture_digests,
+                outcome.image_memo,
+                (links.slug_by_url, links.found),
+            )
+            cache.save(new_state)
+            if cache.note and cache.note not in notes:
+                notes.append(cache.note)
+        return BuildReport(
+            config,
+            site,
+            len(pages),
+            len(outcome.files),
+            outcome.unchanged,
+            time.perf_counter() - started,
             all_warnings,
-            {"pages": len(pages), "files": len(outcome.files), **counts.__dict__},
-            outcome.picture_digests,
-            outcome.image_memo,
-            (links.slug_by_url, links.found),
+            outcome.pictures.stats,
+            counts,
+            outcome.rebuilt,
+            outcome.removed,
+            loaded.reparsed,
+            notes=notes,
         )
-        cache.save(new_state)
-        if cache.note and cache.note not in notes:
-            notes.append(cache.note)
-    return BuildReport(
-        config,
-        site,
-        len(pages),
-        len(outcome.files),
-        outcome.unchanged,
-        time.perf_counter() - started,
-        all_warnings,
-        outcome.pictures.stats,
-        counts,
-        outcome.rebuilt,
-        outcome.removed,
-        loaded.reparsed,
-        notes=notes,
-    )
 
 
 def _render_and_commit(
