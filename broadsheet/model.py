@@ -171,6 +171,7 @@ Article.related = _Tail("related", (), "_tail", _load_tail)  # type: ignore[assi
 Article.body_html = _Tail("body_html", "", "_tail", _load_tail)  # type: ignore[assignment]
 Article.coverage = _Tail("coverage", None, "_cov", _load_coverage)  # type: ignore[assignment]
 _LAZY = ("_tail", "_cov", "_imgs")  # a lazy story's blobs (not fields)
+_APART = (*TAIL, "coverage")  # the fields a lazy story loads from its blobs
 
 
 def lazy_article(
@@ -193,7 +194,7 @@ def split_article(article: Article) -> tuple[dict[str, Any], bytes, bytes, bytes
     story_uses), so that planning every story's images loads no tail; its coverage keys
     pickled, so that linking every story loads no tail."""
     head = {k: v for k, v in vars(article).items()
-            if k not in TAIL and k != "coverage" and k not in _LAZY}
+            if k not in _APART and k not in _LAZY}
     head["_slugs"] = related_slugs(article)
     head["_own"] = own_key(article)
     head["_keys"] = related_key_hashes(article)
@@ -226,8 +227,8 @@ def forget_related(article: Article) -> None:
 def with_head(article: Article, **changes: Any) -> Article:
     """dataclasses.replace for fields of a story's head (its topics, its issue), which
     leaves a lazy story's tail and coverage keys unloaded."""
-    if any(name in TAIL or name == "coverage" for name in changes) or not any(
-            blob in article.__dict__ for blob in ("_tail", "_cov")):
+    if any(name in _APART for name in changes) or not any(
+            blob in article.__dict__ for blob in _LAZY):
         return replace(article, **changes)
     return _lazy_copy(article, changes)
 
