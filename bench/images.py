@@ -44,7 +44,6 @@ from broadsheet.imaging import encode
 from broadsheet.output import OutputWriter
 from broadsheet.stages import load_articles
 from broadsheet.thumbnails import FIT, ImageUse
-from broadsheet.urls import UrlBuilder
 
 SIZE = (1600, 1000)
 WIDTHS = (320, 640, 1280)
@@ -99,14 +98,13 @@ def run_pipeline(root: Path) -> tuple[float, int, int]:
     config = load_config(root)
     site = assemble_site(load_articles(config, Diagnostics()), config)
     uses = [ImageUse(a.images[0], (FIT,)) for a in site.articles]
-    urls = UrlBuilder(config.base_url)
     started = time.perf_counter()
     with OutputWriter(root / "output") as sink:
-        book = process_images(uses, config, urls, sink)
+        stats, warnings = process_images(uses, config, sink)
     seconds = time.perf_counter() - started
-    if book.warnings:
-        raise SystemExit(f"unexpected warnings: {book.warnings[:3]}")
-    return seconds, book.stats.files, book.stats.decoded
+    if warnings:
+        raise SystemExit(f"unexpected warnings: {warnings[:3]}")
+    return seconds, stats.files, stats.decoded
 
 
 def plain_loop(sources: list[Path], target: Path, quality: int) -> None:

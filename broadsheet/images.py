@@ -15,7 +15,7 @@ import pickle
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -37,6 +37,7 @@ from .pictures import (
     placeholder_data,
     placeholder_name,
     placeholder_shape,
+    story_digests,
 )
 from .thumbnails import (
     THUMBS_FOLDER,
@@ -132,7 +133,7 @@ class StageMemo:
     local: tuple[tuple[str, LocalState], ...]  # each local candidate path and what it was
     stats: ImageStats
     warnings: tuple[Diagnostic, ...]
-    digests: dict[str, str]  # PictureBook.story_digests()
+    digests: dict[str, str]  # pictures.story_digests
 
 
 def render_images(
@@ -151,8 +152,16 @@ def render_images(
     key = stage_key(site, config, story_uses) if story_uses is not None else None
     if memo is not None and key is not None and memo.key == key and _same_local(memo.local):
         return replay(memo, site, config, urls, sink), memo
-    uses = plan_images(site, crop_operation(config.images.card_aspect))
-    book, sources = _run_stage(uses, config, urls, sink, progress)
+    operation = crop_operation(config.images.card_aspect)
+    uses = plan_images(site, operation)
+    ran = _run_stage(uses, config, sink, progress)
+    by_story = _views_by_story(uses, ran.found)
+    digests = story_digests(zip((use.image for use in uses), ran.found, strict=True),
+                            ran.names, operation)
+    book = PictureBook(config.images, urls, StoryViews(by_story, site, operation), ran.files,
+                       ran.names, ran.stats, ran.warnings, digests, ran.shapes)
+    sources = ran.sources
+    del uses, ran  # every planned Image: let them go before the pages render
     local = tuple(_local_candidates(sources, config))
     downloaded = book.stats.fetched or any(  # a download failed just now, not remembered
         s.problem and not (s.remembered or s.offline or s.key.startswith("file:"))
@@ -162,13 +171,13 @@ def render_images(
         return book, None  # the cache changed under it: the next build looks again
     return book, StageMemo(
         stage_key(site, config, story_uses) or "",  # as the cache is now, after this run
-        _views_by_story(uses, book.sources),
+        by_story,
         tuple((spec.route, spec.name) for spec in _published_specs(sources, config.images)),
         book.unwritten,  # the placeholder shapes, not written yet (after the pages)
         local,
         book.stats,
         tuple(book.warnings),
-        book.story_digests(),
+        digests,
     )
 
 
@@ -224,53 +233,90 @@ def _same_local(local: tuple[tuple[str, LocalState], ...]) -> bool:
     return all(_local_state(path) == state for path, state in local)
 
 
-def _views_by_story(uses: list[ImageUse], found: Mapping[Image, SourceView]) -> dict[str, bytes]:
+def _views_by_story(uses: list[ImageUse], found: list[SourceView]) -> dict[str, bytes]:
+    """Each story's views (`found`: one per use), pickled in plan order (see StoryViews)."""
     views: dict[str, list[SourceView]] = {}
-    for use in uses:
-        views.setdefault(use.image.source, []).append(found[use.image])
+    for use, view in zip(uses, found, strict=True):
+        views.setdefault(use.image.source, []).append(view)
     return {story: pickle.dumps(tuple(items), protocol=pickle.HIGHEST_PROTOCOL)
             for story, items in views.items()}
 
 
 class StoryViews(Mapping[Image, SourceView]):
-    """A replayed stage's view of each image, found story by story when first asked.
+    """What the image stage found for each image it planned, worked out story by story when
+    a page first asks: `views` holds each story's views in plan order (thumbnails.
+    story_uses), pickled.
 
-    Pairing every use with its view up front meant reading every story's related coverage
-    (where most images are) on every rebuild; a page asks only about the stories it shows."""
+    A mapping keyed by every planned image kept each one alive from the image stage to the
+    end of the build: at 10,000 stories ~285,000 related items' images (~200 MB with the
+    mapping), counted twice once the render worker forks. Here a story's own images (its
+    cards, shown on many list pages) are kept once found, and its related items' images
+    (asked for by its own page) only for the last RECENT stories. A replayed stage also
+    skips pairing every use with its view, which reads every story's related coverage."""
+
+    RECENT = 64
 
     def __init__(self, views: dict[str, bytes], site: Site, card_operation: str) -> None:
         self._views = views
         self._articles = {a.source: a for a in site.articles}
         self._operation = card_operation
-        self._found: dict[str, dict[Image, SourceView]] = {}
+        self._own: dict[str, dict[Image, SourceView]] = {}
+        self._related: OrderedDict[str, dict[Image, SourceView]] = OrderedDict()
 
-    def _story(self, story: str) -> dict[Image, SourceView]:
-        found = self._found.get(story)
-        if found is None:
-            article = self._articles.get(story)
-            uses = list(story_uses(article, self._operation)) if article is not None else []
-            blob = self._views.get(story)
-            views: tuple[SourceView, ...] = pickle.loads(blob) if blob is not None else ()
-            # The same uses as when the memo was made: the stage key holds each story's
-            # thumbnails.uses_digest.
-            found = self._found[story] = dict(
-                zip((use.image for use in uses), views, strict=True))
-        return found
+    def find(self, image: object) -> SourceView | None:
+        """The view of `image`, or None when the stage was not asked about it."""
+        if not isinstance(image, Image):
+            return None
+        story = image.source
+        own = self._own.get(story)
+        if own is None:
+            own = self._own[story] = self._pairs(story, own=True)
+        found = own.get(image)
+        if found is not None:
+            return found
+        related = self._related.get(story)
+        if related is None:
+            related = self._related[story] = self._pairs(story, own=False)
+            if len(self._related) > self.RECENT:
+                self._related.popitem(last=False)
+        else:
+            self._related.move_to_end(story)
+        return related.get(image)
+
+    def _pairs(self, story: str, own: bool) -> dict[Image, SourceView]:
+        """The story's own images (story_uses gives them first) or its other planned ones,
+        each with its view. A list page's card needs only the first: it does not read the
+        story's related items' images."""
+        article = self._articles.get(story)
+        blob = self._views.get(story)
+        if article is None or blob is None:
+            return {}
+        views: tuple[SourceView, ...] = pickle.loads(blob)
+        mine = len(article.images)
+        if own:
+            return dict(zip(article.images, views[:mine], strict=True))
+        # The same uses as when the views were found: the stage key holds each story's
+        # thumbnails.uses_digest.
+        uses = list(story_uses(article, self._operation))
+        return {use.image: view for use, view in zip(uses[mine:], views[mine:], strict=True)}
 
     def __getitem__(self, image: Image) -> SourceView:
-        if not isinstance(image, Image):
+        found = self.find(image)
+        if found is None:
             raise KeyError(image)
-        return self._story(image.source)[image]
+        return found
 
     def __contains__(self, image: object) -> bool:
-        return isinstance(image, Image) and image in self._story(image.source)
+        return self.find(image) is not None
 
     def __iter__(self) -> Iterator[Image]:
         for story in self._views:
-            yield from self._story(story)
+            article = self._articles.get(story)
+            if article is not None:
+                yield from (use.image for use in story_uses(article, self._operation))
 
     def __len__(self) -> int:
-        return sum(len(self._story(story)) for story in self._views)
+        return sum(1 for _ in self)
 
 
 def replay(
@@ -286,37 +332,50 @@ def replay(
     stats = replace(memo.stats, fetched=0, decoded=0, made=0)
     names = frozenset(placeholder_name(*shape) for shape in memo.placeholders)
     return PictureBook(config.images, urls, views, files, names, stats, list(memo.warnings),
-                       digests=memo.digests, unwritten=memo.placeholders)
+                       memo.digests, memo.placeholders)
 
 
 def process_images(
     uses: list[ImageUse],
     config: Config,
-    urls: UrlBuilder,
     sink: FileSink,
     progress: Progress | None = None,
-) -> PictureBook:
+) -> tuple[ImageStats, list[Diagnostic]]:
     """The stage for any list of uses (the benchmark passes its own): locate, download,
     decode and make what the cache lacks, publish, write placeholders, warn, tidy the
-    cache."""
-    book = _run_stage(uses, config, urls, sink, progress)[0]
-    write_placeholder_files(book, sink)
-    return book
+    cache; what it did, and its warnings."""
+    ran = _run_stage(uses, config, sink, progress)
+    for shape in ran.shapes:
+        name = placeholder_name(*shape)
+        sink.write_named(THUMBS_FOLDER + name, partial(placeholder_data, *shape))
+    return ran.stats, ran.warnings
+
+
+@dataclass
+class _Ran:
+    """One run of the stage over a list of uses."""
+
+    sources: list[Source]
+    found: list[SourceView]  # each use's view, in the order of the uses
+    files: dict[str, Path]  # name -> the file in the cache, of every file published
+    names: frozenset[str]  # the placeholder files the pages may show
+    shapes: tuple[tuple[int, int, int], ...]  # their shapes, in first-use order
+    stats: ImageStats
+    warnings: list[Diagnostic]
 
 
 def _run_stage(
     uses: list[ImageUse],
     config: Config,
-    urls: UrlBuilder,
     sink: FileSink,
     progress: Progress | None = None,
-) -> tuple[PictureBook, list[Source]]:
+) -> _Ran:
     from .imagecache import ImageCache
 
     settings = config.images
     cache = ImageCache(config.root / settings.cache_dir)
     outcome = Outcome()
-    sources = group_sources(uses, config)
+    sources, owners = group_sources(uses, config)
     locate_sources(sources, config, cache, outcome, progress)
     describe_sources(sources, settings, cache, outcome, progress)
     files = publish(sources, settings, cache, sink)
@@ -340,21 +399,26 @@ def _run_stage(
         files=len(files),
     )
     names = frozenset(placeholder_name(*shape) for shape in shapes)
-    book = PictureBook(settings, urls, views(sources), files, names, stats, outcome.warnings,
-                       unwritten=shapes)
-    return book, sources
+    view_of = {id(source): source_view(source) for source in sources}
+    found = [view_of[id(owner)] for owner in owners]
+    return _Ran(sources, found, files, names, shapes, stats, outcome.warnings)
 
 
 # -- where each source is -----------------------------------------------------------------
 
 
-def group_sources(uses: list[ImageUse], config: Config) -> list[Source]:
-    """One Source per distinct URL or file, in first-use order."""
+def group_sources(uses: list[ImageUse], config: Config) -> tuple[list[Source], list[Source]]:
+    """One Source per distinct URL or file, in first-use order; and each use's Source."""
     found: dict[str, Source] = {}
+    owners = []
     for use in uses:
         key = source_key(use.image, config)
-        found.setdefault(key, Source(key)).uses.append(use)
-    return list(found.values())
+        source = found.get(key)
+        if source is None:
+            source = found[key] = Source(key)
+        source.uses.append(use)
+        owners.append(source)
+    return list(found.values()), owners
 
 
 def source_key(image: Image, config: Config) -> str:
@@ -656,26 +720,16 @@ def _placeholder_shapes(sources: list[Source]) -> Iterator[tuple[int, int, int]]
                     yield shape
 
 
-def views(sources: list[Source]) -> dict[Image, SourceView]:
-    found: dict[Image, SourceView] = {}
-    for source in sources:
-        info = source.info if not source.problem else None
-        view = (
-            SourceView(
-                source.digest,
-                info.width,
-                info.height,
-                info.color,
-                info.preview,
-                source.operations,
-                info.jpeg,
-            )
-            if info is not None
-            else SourceView()
-        )
-        for use in source.uses:
-            found[use.image] = view
-    return found
+_UNREADABLE = SourceView()
+
+
+def source_view(source: Source) -> SourceView:
+    """What pages need to know of a source once the stage has been through it."""
+    info = source.info if not source.problem else None
+    if info is None:
+        return _UNREADABLE
+    return SourceView(source.digest, info.width, info.height, info.color, info.preview,
+                      source.operations, info.jpeg)
 
 
 def summarise_placeholders(sources: list[Source], settings: ImageSettings) -> list[Diagnostic]:

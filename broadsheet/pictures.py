@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -105,7 +105,7 @@ class PictureBook:
     placeholders: frozenset[str] = frozenset()  # names of the placeholder files written
     stats: ImageStats = ImageStats()
     warnings: list[Diagnostic] = field(default_factory=list)  # one per source not available
-    digests: dict[str, str] | None = None  # story_digests(), when already known
+    digests: dict[str, str] = field(default_factory=dict)  # story_digests() of the stage
     unwritten: tuple[tuple[int, int, int], ...] = ()  # placeholder files still to write
 
     @property
@@ -123,15 +123,21 @@ class PictureBook:
         if variant not in VARIANTS:
             raise ValueError(f"picture(): variant must be 'card' or 'story', got {variant!r}")
         image = tracking.unwrap(image)
-        result = self.make_picture(image, variant, alt, seed)
+        view = self.sources.get(image) if image is not None else None
+        result = self._picture(image, view, variant, alt, seed)
         key = image_key(image) if image is not None else ()
-        head = PLANNED if image is not None and image in self.sources else UNPLANNED
+        head = PLANNED if view is not None else UNPLANNED
         tracking.note((head, variant, alt, seed, *key), picture_fact(result))
         return result
 
     def make_picture(self, image: Image | None, variant: str, alt: str, seed: str) -> Picture:
-        operation = FIT if variant == "story" else self.card_operation
         view = self.sources.get(image) if image is not None else None
+        return self._picture(image, view, variant, alt, seed)
+
+    def _picture(
+        self, image: Image | None, view: SourceView | None, variant: str, alt: str, seed: str
+    ) -> Picture:
+        operation = FIT if variant == "story" else self.card_operation
         specs = self._specs(view, operation)
         if image is None or view is None or not specs:
             return self.placeholder(image, operation, seed)
@@ -158,36 +164,6 @@ class PictureBook:
         name = placeholder_name(width, height, angle)
         src = self.urls.href(THUMBS_FOLDER + name) if name in self.placeholders else ""
         return Picture(width, height, "", src, hue=angle, placeholder=True)
-
-    def story_digests(self) -> dict[str, str]:
-        """For each story file, a digest of everything the image stage decided about the
-        images it gives: what each source is and which placeholder files exist for them.
-
-        A picture of a planned image is a function of that image, its source's view and
-        those placeholders, so while a story's digest stays the same the pictures of its
-        images cannot change: the build cache then keeps those facts without re-checking
-        each one (tens of thousands of related-coverage cards on a large site)."""
-        if self.digests is not None:
-            return self.digests
-        found: dict[str, list[object]] = {}
-        operations = (FIT, self.card_operation)
-        placeholders = self.placeholders
-        values: dict[int, tuple[object, ...]] = {}  # by view: many images share one
-        for image, view in self.sources.items():
-            present = [placeholder_name(*placeholder_shape(image, op)) in placeholders
-                       for op in operations]
-            seen = values.get(id(view))
-            if seen is None:
-                seen = values[id(view)] = tuple(vars(view).values())
-            found.setdefault(image.source, []).append((image_key(image), seen, present))
-        # Pickled rather than repr'd for speed (a tenth of a large site's image stage): equal
-        # entries pickle alike here, and a digest that differed anyway would only make the
-        # build cache check that story's pictures one by one.
-        self.digests = {
-            story: hashlib.blake2b(pickle.dumps(entries, protocol=5), digest_size=16).hexdigest()
-            for story, entries in found.items()
-        }
-        return self.digests
 
     def largest_jpeg(self, image: Image | None) -> Enclosure | None:
         """The absolute URL, byte length and MIME type of the largest JPEG made of `image`
@@ -236,6 +212,36 @@ class PictureBook:
         return ", ".join(f"{self.urls.href(s.route)} {s.width}w" for s in specs)
 
 
+def story_digests(
+    views: Iterable[tuple[Image, SourceView]], placeholders: frozenset[str], card_operation: str
+) -> dict[str, str]:
+    """For each story file, a digest of everything the image stage decided about the
+    images it gives (`views`: each planned image and its source's view): what each source
+    is and which placeholder files exist for them.
+
+    A picture of a planned image is a function of that image, its source's view and
+    those placeholders, so while a story's digest stays the same the pictures of its
+    images cannot change: the build cache then keeps those facts without re-checking
+    each one (tens of thousands of related-coverage cards on a large site)."""
+    found: dict[str, list[object]] = {}
+    operations = (FIT, card_operation)
+    values: dict[int, tuple[object, ...]] = {}  # by view: many images share one
+    for image, view in views:
+        present = [placeholder_name(*placeholder_shape(image, op)) in placeholders
+                   for op in operations]
+        seen = values.get(id(view))
+        if seen is None:
+            seen = values[id(view)] = tuple(vars(view).values())
+        found.setdefault(image.source, []).append((image_key(image), seen, present))
+    # Pickled rather than repr'd for speed (a tenth of a large site's image stage): equal
+    # entries pickle alike here, and a digest that differed anyway would only make the
+    # build cache check that story's pictures one by one.
+    return {
+        story: hashlib.blake2b(pickle.dumps(entries, protocol=5), digest_size=16).hexdigest()
+        for story, entries in found.items()
+    }
+
+
 def image_key(image: Image) -> tuple[object, ...]:
     """An Image as plain values (cheap to keep in the build cache); Image(*key) is it again."""
     return (image.url, image.width, image.height, image.title, image.source, image.field,
@@ -246,31 +252,18 @@ def placeholder_shape(image: Image | None, operation: str, seed: str = "") -> tu
     """Width, height and hue of the placeholder for `image` shown through `operation`.
 
     Asked for every use of every image by the image stage, the pages and the build cache's
-    checks alike, so both parts are memoised on plain values (a few distinct sizes, one
-    hue per URL) rather than on the Image."""
+    checks alike: the size part is memoised (a few distinct sizes); the hue is a checksum
+    of the URL, cheaper to compute again than to keep for ~150,000 URLs of a large site."""
     if image is None:
-        return _shape(None, None, operation, seed)
-    return _shape(image.width, image.height, operation, image.url)
-
-
-# Sized for the largest sites: 10,000 stories show ~150,000 distinct image URLs, and a cache
-# smaller than that evicts each entry before its next use.
-MEMO_SIZE = 1 << 19
-
-
-@lru_cache(maxsize=MEMO_SIZE)
-def _shape(
-    width: int | None, height: int | None, operation: str, text: str
-) -> tuple[int, int, int]:
-    size: Size = (width, height) if width and height else DEFAULT_SIZE
-    shaped_width, shaped_height = _shaped_size(size, operation)
-    return shaped_width, shaped_height, hue(text)
+        return (*_shaped_size(DEFAULT_SIZE, operation), hue(seed))
+    size: Size = (image.width, image.height) if image.width and image.height else DEFAULT_SIZE
+    return (*_shaped_size(size, operation), hue(image.url))
 
 
 _shaped_size = lru_cache(maxsize=4096)(shaped_size)  # a few distinct sizes
 
 
-@lru_cache(maxsize=MEMO_SIZE)
+@lru_cache(maxsize=1 << 14)  # one per size and hue: a few thousand at most
 def placeholder_name(width: int, height: int, angle: int) -> str:
     """A placeholder's file name: a hash of its shape and of the code that draws it, so the
     name changes whenever the bytes would (like every thumbnail's) without making them."""

@@ -224,7 +224,7 @@ class Outcome:
     files: set[str]
     unchanged: int
     rebuilt: list[tuple[str, str]]
-    picture_digests: dict[str, str] = field(default_factory=dict)  # PictureBook.story_digests
+    picture_digests: dict[str, str] = field(default_factory=dict)  # pictures.story_digests
     image_memo: StageMemo | None = None
     removed: list[str] = field(default_factory=list)
 
@@ -242,7 +242,7 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
     planner = UnitPlanner(env, site, config, job.url_builder, pictures, fp, common)
     units = [*planner.pages(job.pages), *planner.feeds(job.feeds), *planner.emails(site.issues)]
     check_unique_files(units)
-    picture_digests = pictures.story_digests()
+    picture_digests = pictures.digests
     checker = FactChecker(fp, fact_specials(env, static, pictures))
     settled = settled_stories(picture_digests, job.state.pictures)
     decider = Decider(job.state.units, checker, job.previous, settled, site)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import traceback
+import zlib
 from collections.abc import Mapping, MutableMapping
 from datetime import date, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -179,13 +179,13 @@ def plural(count: int, singular: str, many: str | None = None) -> str:
 HUE_STEPS = 24  # placeholder tints, 15 degrees apart
 
 
-@lru_cache(maxsize=1 << 19)  # one per image URL of a large site (see pictures.MEMO_SIZE)
 def hue(text: str) -> int:
     """A stable colour angle (0-345, a multiple of 15) for a placeholder, from any text such
     as an image URL. Few steps on purpose: a placeholder file is one per size and hue, so a
     site's remote images share a few hundred files, not one each (a large site's first build
-    wrote 13,000 of them), and readers' browsers cache them across pages."""
-    step = int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:6], 16) % HUE_STEPS
+    wrote 13,000 of them), and readers' browsers cache them across pages. A checksum, not a
+    cryptographic hash: asked for every card on every page, and the angle needs no more."""
+    step = zlib.crc32(text.encode("utf-8", "surrogatepass")) % HUE_STEPS
     return step * (360 // HUE_STEPS)
 
 

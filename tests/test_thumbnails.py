@@ -24,10 +24,16 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import ExifTags, Image
 
+from broadsheet.assemble import assemble_site
 from broadsheet.cli import main
+from broadsheet.config import load_config
+from broadsheet.diagnostics import Diagnostics
 from broadsheet.fetch import FetchFailed, FetchRules, check_target, is_public
 from broadsheet.imagecache import PRUNE_AFTER_DAYS, ImageCache
-from broadsheet.thumbnails import crop_box, output_sizes
+from broadsheet.images import StoryViews, render_images
+from broadsheet.stages import DiscardingSink, load_articles
+from broadsheet.thumbnails import crop_box, output_sizes, plan_images
+from broadsheet.urls import UrlBuilder
 
 from .conftest import MiniSite, parse_html, story
 
@@ -625,6 +631,48 @@ def test_related_coverage_shows_its_first_image_as_a_card(make_site) -> None:
     assert cards[0]["img"]["alt"] == "Elsewhere" and cards[0]["webp"]
     assert cards[0]["img"]["loading"] == "lazy" and cards[0]["img"]["decoding"] == "async"
     assert "thumb--placeholder" in cards[1]["class"]
+
+
+def test_the_image_stage_holds_the_related_images_of_only_a_few_stories_at_once(
+    make_site, monkeypatch
+) -> None:
+    """At 10,000 stories the planned images of related coverage are ~285,000 objects: the
+    views are found again story by story, holding the related ones of the last few only.
+    Asked in any order, with every story's held set evicted in between, each image gets
+    the view of its own source, and an image the stage was not asked about gets none."""
+    monkeypatch.setattr(StoryViews, "RECENT", 1)
+    files: dict[str, str | bytes] = {"content/ok.jpg": photo()}
+    for n in range(4):
+        files[f"content/s{n}.md"] = story(
+            title=f"Story {n}",
+            url=f"https://news.example.com/{n}",
+            extra=f"""
+            images:
+              - {{url: "{"ok.jpg" if n % 2 else "gone.jpg"}", width: 1200, height: 800}}
+            related:
+              - title: Elsewhere {n}
+                webUrl: "https://other.example.com/{n}"
+                images:
+                  - {{url: "{"gone.jpg" if n % 2 else "ok.jpg"}", width: 1200, height: 800}}
+                  - {{url: "ok.jpg"}}
+            """,
+        )
+    site = make_site(files)
+    config = load_config(site.root)
+    model = assemble_site(load_articles(config, Diagnostics()), config)
+    pictures, _ = render_images(model, config, UrlBuilder(config.base_url), DiscardingSink())
+    views = pictures.sources
+    assert isinstance(views, StoryViews)
+    uses = plan_images(model, pictures.card_operation)
+    assert len(uses) == 8
+    for use in [*uses, *reversed(uses), *uses[::3]]:
+        view = views.get(use.image)
+        assert view is not None
+        assert view.readable == (use.image.url == "ok.jpg"), use.image
+        assert len(views._related) <= 1
+    unplanned = [item.images[1] for article in model.articles for item in article.related]
+    assert unplanned and all(views.get(image) is None for image in unplanned)
+    assert pictures.picture(unplanned[0]).placeholder
 
 
 # -- determinism and the cache ------------------------------------------------------------
