@@ -20,6 +20,7 @@ from .model import (
     Site,
     Topic,
     TopicRef,
+    forget,
     key_hash,
     own_key,
     related_key_hashes,
@@ -103,6 +104,7 @@ def link_coverage(articles: list[Article], memo: LinkMemo | None = None) -> list
         if slugs is None:
             assert article.coverage is not None
             slugs = tuple(_first_match(keys, slug_by_url) for keys in article.coverage.related)
+        forget(article, "coverage")  # read by linking alone: kept, every story's stayed
         parsed = memo.parsed.get(article.source) if memo is not None else None
         if parsed is not None:
             found[article.source] = (parsed, slugs)

@@ -132,7 +132,7 @@ class _Tail:
     without loading either (`related_slugs`, `own_key`, `related_key_hashes`,
     `related_first_images`). Everything else (equality, repr, dataclasses.replace) reads
     the fields, so loads them. The blob stays, so that a loaded field can be let go again
-    (`forget_related`)."""
+    (`forget`)."""
 
     def __init__(self, name: str, default: Any, blob: str,
                  load: Callable[[dict[str, Any], Any], None]) -> None:
@@ -215,13 +215,16 @@ def relink(article: Article, slugs: tuple[str | None, ...]) -> Article:
     return copy
 
 
-def forget_related(article: Article) -> None:
-    """Let a lazy story's related items go once its page is rendered (the one page that
-    shows them, in the default theme): read again, they are unpickled again. Rendering
-    kept every story's (most of a story's memory) until the build ended."""
+def forget(article: Article, name: str) -> None:
+    """Let a lazy story's loaded `related` items (once its page is rendered: the one page
+    that shows them, in the default theme) or `coverage` keys (once linked) go: read again,
+    they are unpickled again. Kept, they were most of a story's memory, for every story
+    until the build ended."""
+    field = vars(Article)[name]
+    assert isinstance(field, _Tail), name
     state = article.__dict__
-    if "_tail" in state:
-        state.pop("related", None)
+    if field.blob in state:
+        state.pop(name, None)
 
 
 def with_head(article: Article, **changes: Any) -> Article:

@@ -23,7 +23,7 @@ from .buildcache import UnitRecord
 from .config import Config
 from .diagnostics import Diagnostic
 from .feeds import Feed, render_feeds
-from .model import Article, Image, Issue, Site, forget_related
+from .model import Article, Image, Issue, Site, forget
 from .newsletter import email_routes, render_email_html, render_email_text
 from .pictures import ENCLOSURE, PLANNED, SOURCE_AT, UNPLANNED, PictureBook, picture_fact
 from .routes import Page
@@ -483,7 +483,7 @@ def _render_serial(
             result.written.append((name, sink.write(name, data)))
         for value in unit.roots.values():
             if type(value) is Article:
-                forget_related(value)
+                forget(value, "related")
         roots = {name: fp.of(value) for name, value in unit.roots.items()
                  if name not in SHARED_ROOTS}
         result.records[unit.id] = UnitRecord(unit.files, unit.key, *split_facts(recorder.facts),

@@ -610,20 +610,22 @@ def test_linking_a_cold_build_loads_no_story_tail(
 ) -> None:
     """Stories read by parsing workers arrive pickled; linking their coverage to each
     other's pages reads only their coverage keys, not their related items and bodies, and
-    a story it links stays unloaded (its copy holds the new links, which loading applies).
-    Rendering lets each story's related items go once its page is done. The output is still
+    a story it links stays unloaded (its copy holds the new links, which loading applies),
+    and no story keeps its coverage keys once linked. Rendering lets each story's related items go once its page is done. The output is still
     that of a clean build."""
     from broadsheet import assemble
     from broadsheet.model import related_slugs
 
     monkeypatch.setattr(stories, "PARALLEL_MIN", 1)
     linked: list[tuple[list[object], dict[str, object]]] = []
+    kept_keys: list[bool] = []
     real = assemble.link_coverage
 
     def spy(articles: list[object], memo: assemble.LinkMemo | None = None) -> list[object]:
         found = real(articles, memo)  # type: ignore[arg-type]
         relinked = memo.relinked if memo else {}
         linked.append((["body_html" not in vars(a) for a in found], dict(relinked)))
+        kept_keys.extend("coverage" in vars(a) for a in [*articles, *found])
         return found  # type: ignore[return-value]
 
     monkeypatch.setattr(assemble, "link_coverage", spy)
@@ -634,6 +636,7 @@ def test_linking_a_cold_build_loads_no_story_tail(
     unloaded, relinked = linked[0]
     assert report.site is not None and len(unloaded) == len(report.site.articles) > 8
     assert all(unloaded)
+    assert kept_keys and not any(kept_keys)
     assert any(slug for a in relinked.values() for slug in related_slugs(a))  # type: ignore
     # Each story page loaded its story's tail; its related items were let go afterwards.
     assert all("body_html" in vars(a) and "related" not in vars(a)
