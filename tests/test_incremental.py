@@ -611,8 +611,8 @@ def test_linking_a_cold_build_loads_no_story_tail(
     """Stories read by parsing workers arrive pickled; linking their coverage to each
     other's pages reads only their coverage keys, not their related items and bodies, and
     a story it links stays unloaded (its copy holds the new links, which loading applies),
-    and no story keeps its coverage keys once linked. Rendering lets each story's related items go once its page is done. The output is still
-    that of a clean build."""
+    and no story keeps its coverage keys once linked. Rendering lets each story's related
+    items go once its page is done. The output is still that of a clean build."""
     from broadsheet import assemble
     from broadsheet.model import related_slugs
 
