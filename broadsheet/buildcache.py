@@ -168,12 +168,18 @@ class StoryEntry:
             self._blob = pickle.dumps((head, diagnostics), protocol=pickle.HIGHEST_PROTOCOL)
         return self._blob, self._tail, self._images, self._coverage
 
-    def spill_tail(self, writer: PackWriter) -> None:
-        """Move the tail of a story not yet unpickled into `writer`'s pack."""
-        if self._parsed is None and type(self._tail) is bytes and len(self._tail) > INLINE_MAX:
-            ref = writer.add(self._tail)
-            if ref is not None:
-                self._tail = ref
+    def spill(self, writer: PackWriter) -> None:
+        """Move the blobs of a story not yet unpickled (its tail, its related items' first
+        images, its coverage keys) into `writer`'s pack: at 10,000 stories 185 MB that the
+        build process would hold until the save, and a forked render worker hold again."""
+        if self._parsed is not None:
+            return
+        for name in ("_tail", "_images", "_coverage"):
+            blob = getattr(self, name)
+            if type(blob) is bytes and len(blob) > INLINE_MAX:
+                ref = writer.add(blob)
+                if ref is not None:
+                    setattr(self, name, ref)
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,

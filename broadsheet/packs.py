@@ -6,7 +6,7 @@ were read and written whole by every build (a quarter of a gigabyte at 10,000 st
 Here they go into immutable pack files in the cache folder: a save writes only the blobs
 that are new since the last one (into a new pack), the cache file holds references (the
 pack's name and a place in it), and a blob is read with one pread() when something asks for it.
-A build that parses many stories also writes their tails to a pack while it reads them
+A build that parses many stories also writes their blobs to a pack while it reads them
 (`PackWriter`), so that it need not hold them until the save.
 
 Packs are never changed once written, so a reference stays good for as long as its pack
@@ -183,9 +183,10 @@ class Packs:
 
 
 class PackWriter:
-    """A new pack written blob by blob, while a build runs: the tails of the stories it
-    parses in worker processes go to disk as they arrive, so the build process does not hold
-    them (at 10,000 stories, 160 MB that rendering processes would also inherit). Its
+    """A new pack written blob by blob, while a build runs: the tails and other blobs of the
+    stories it parses in worker processes go to disk as they arrive, so the build process
+    does not hold them (at 10,000 stories, 185 MB that rendering processes would also
+    inherit). Its
     references can be read once it is closed; a build that fails discards it."""
 
     def __init__(self, folder: Path) -> None:

@@ -90,7 +90,7 @@ def run(
     """The build proper, once `pipeline.build` found that something changed: load ->
     validate -> assemble -> plan -> render -> write, reusing what the cache says is current.
 
-    Stories parsed in worker processes keep their tails in a new pack of the cache folder
+    Stories parsed in worker processes keep their blobs in a new pack of the cache folder
     (`spill`), which the saved cache then refers to; a build that fails removes it. Not in
     the dev server, whose cache lives in memory: each rebuild that read many stories again
     (a config edit) would leave a pack on disk until the server stops."""

@@ -61,8 +61,8 @@ def load_stories(
 ) -> Loaded:
     """Read and validate every story; problems go to `diagnostics`, good stories come back.
 
-    Stories parsed in worker processes arrive pickled; with `spill`, their tails go
-    straight to that pack (closed before this returns)."""
+    Stories parsed in worker processes arrive pickled; with `spill`, their tails and
+    other blobs go straight to that pack (closed before this returns)."""
     root = config.root
     key = read_key(config)
     entries: dict[str, StoryEntry] = {}
@@ -79,7 +79,7 @@ def load_stories(
             if progress:
                 progress("Reading stories", done, len(todo))
             if spill is not None:
-                entry.spill_tail(spill)
+                entry.spill(spill)
             entries[shown] = entry
     finally:
         if spill is not None:

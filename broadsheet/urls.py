@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from slugify import slugify
@@ -87,7 +88,7 @@ class UrlBuilder:
 
     base_url: str  # absolute, ends with "/"
 
-    @property
+    @cached_property  # asked for every link on every page
     def base_path(self) -> str:
         return urlsplit(self.base_url).path or "/"
 

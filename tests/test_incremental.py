@@ -647,22 +647,27 @@ def test_linking_a_cold_build_loads_no_story_tail(
             shown[source])
 
 
-def test_stories_parsed_in_workers_keep_their_tails_in_a_pack(
+def test_stories_parsed_in_workers_keep_their_blobs_in_a_pack(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A build that parses many stories in worker processes writes their tails to a pack
-    as they arrive instead of holding them; the cache it saves refers to that pack, the
-    output is that of a clean build, and a build that fails leaves no pack behind."""
-    from broadsheet import stages
+    """A build that parses many stories in worker processes writes their tails, related
+    items' images and coverage keys to a pack as they arrive instead of holding them; the
+    cache it saves refers to that pack, the output is that of a clean build, and a build
+    that fails leaves no pack behind."""
+    from broadsheet import buildcache, stages
     from broadsheet.packs import BlobRef
 
     monkeypatch.setattr(stories, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(buildcache, "INLINE_MAX", 100)  # this site's are a few hundred bytes
     tails: list[object] = []
+    others: list[object] = []  # images and coverage blobs: small ones stay inline
     real = stages.load_stories
 
     def spy(*args: object, **kwargs: object) -> stories.Loaded:
         loaded = real(*args, **kwargs)  # type: ignore[arg-type]
         tails.extend(entry._tail for entry in loaded.entries.values())
+        others.extend(blob for entry in loaded.entries.values()
+                      for blob in (entry._images, entry._coverage))
         return loaded
 
     monkeypatch.setattr(stages, "load_stories", spy)
@@ -672,6 +677,8 @@ def test_stories_parsed_in_workers_keep_their_tails_in_a_pack(
     curator.check()
     assert len(tails) >= 2 * len(curator.names)  # this build's and the clean build's
     assert all(type(tail) is BlobRef for tail in tails)
+    assert any(type(blob) is BlobRef for blob in others)
+    assert all(type(blob) is BlobRef or len(blob) <= 100 for blob in others)  # type: ignore
     folder = curator.site.root / ".cache" / "build"
     packs = sorted(folder.glob("pack-*.bin"))
     spilled = {Path(tail.path) for tail in tails[: len(curator.names)]}  # type: ignore
