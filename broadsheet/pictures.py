@@ -13,7 +13,7 @@ import hashlib
 import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from . import tracking
@@ -107,8 +107,13 @@ class PictureBook:
     warnings: list[Diagnostic] = field(default_factory=list)  # one per source not available
     digests: dict[str, str] = field(default_factory=dict)  # story_digests() of the stage
     unwritten: tuple[tuple[int, int, int], ...] = ()  # placeholder files still to write
+    # Placeholders by shape, and the build-cache fact of each (by id: they live as long as
+    # the book). A large site shows a few thousand shapes in ~400,000 picture slots, most
+    # of them placeholders when its images are remote and not downloaded yet.
+    _shapes: dict[tuple[int, int, int], Picture] = field(default_factory=dict, repr=False)
+    _facts: dict[int, bytes | None] = field(default_factory=dict, repr=False)
 
-    @property
+    @cached_property
     def card_operation(self) -> str:
         return crop_operation(self.settings.card_aspect)
 
@@ -127,7 +132,8 @@ class PictureBook:
         result = self._picture(image, view, variant, alt, seed)
         key = image_key(image) if image is not None else ()
         head = PLANNED if view is not None else UNPLANNED
-        tracking.note((head, variant, alt, seed, *key), picture_fact(result))
+        fact = self._facts[id(result)] if result.placeholder else picture_fact(result)
+        tracking.note((head, variant, alt, seed, *key), fact)
         return result
 
     def make_picture(self, image: Image | None, variant: str, alt: str, seed: str) -> Picture:
@@ -160,10 +166,16 @@ class PictureBook:
         """A generated stand-in of the metadata's shape, in a colour from the URL: the SVG
         file the image stage wrote for it, or no file (a tinted frame) for an image it was
         not asked about or no image at all."""
-        width, height, angle = placeholder_shape(image, operation, seed)
-        name = placeholder_name(width, height, angle)
-        src = self.urls.href(THUMBS_FOLDER + name) if name in self.placeholders else ""
-        return Picture(width, height, "", src, hue=angle, placeholder=True)
+        shape = placeholder_shape(image, operation, seed)
+        found = self._shapes.get(shape)
+        if found is None:
+            width, height, angle = shape
+            name = placeholder_name(width, height, angle)
+            src = self.urls.href(THUMBS_FOLDER + name) if name in self.placeholders else ""
+            found = self._shapes[shape] = Picture(width, height, "", src, hue=angle,
+                                                  placeholder=True)
+            self._facts[id(found)] = picture_fact(found)
+        return found
 
     def largest_jpeg(self, image: Image | None) -> Enclosure | None:
         """The absolute URL, byte length and MIME type of the largest JPEG made of `image`

@@ -167,7 +167,9 @@ def short_date(value: datetime | date) -> str:
     return f"{value.day} {MONTHS[value.month][:3]} {value.year}"
 
 
-def clock(value: datetime) -> str:
+def clock(value: datetime | date) -> str:
+    if not isinstance(value, datetime):
+        return "00:00"  # as strftime("%H:%M") gives it for a date
     return f"{value.hour:02d}:{value.minute:02d}"
 
 
