@@ -160,8 +160,7 @@ def render_images(
                             ran.names, operation)
     book = PictureBook(config.images, urls, StoryViews(by_story, site, operation), ran.files,
                        ran.names, ran.stats, ran.warnings, digests, ran.shapes)
-    sources = ran.sources
-    del uses, ran  # every planned Image: let them go before the pages render
+    sources = ran.sources  # with every use: let go when this returns, before pages render
     local = tuple(_local_candidates(sources, config))
     downloaded = book.stats.fetched or any(  # a download failed just now, not remembered
         s.problem and not (s.remembered or s.offline or s.key.startswith("file:"))
@@ -345,9 +344,7 @@ def process_images(
     decode and make what the cache lacks, publish, write placeholders, warn, tidy the
     cache; what it did, and its warnings."""
     ran = _run_stage(uses, config, sink, progress)
-    for shape in ran.shapes:
-        name = placeholder_name(*shape)
-        sink.write_named(THUMBS_FOLDER + name, partial(placeholder_data, *shape))
+    _write_placeholders(ran.shapes, sink)
     return ran.stats, ran.warnings
 
 
@@ -700,10 +697,14 @@ def write_placeholder_files(book: PictureBook, sink: FileSink) -> None:
     """Write the placeholder files the stage named but left unwritten: thousands of small
     files on a large site, which nothing rendered reads, so a parallel build writes them
     while worker processes render pages (see units.render_units)."""
-    for shape in book.unwritten:
+    _write_placeholders(book.unwritten, sink)
+    book.unwritten = ()
+
+
+def _write_placeholders(shapes: Iterable[tuple[int, int, int]], sink: FileSink) -> None:
+    for shape in shapes:
         name = placeholder_name(*shape)
         sink.write_named(THUMBS_FOLDER + name, partial(placeholder_data, *shape))
-    book.unwritten = ()
 
 
 def _placeholder_shapes(sources: list[Source]) -> Iterator[tuple[int, int, int]]:

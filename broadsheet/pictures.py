@@ -110,8 +110,9 @@ class PictureBook:
     # Placeholders by shape, and the build-cache fact of each (by id: they live as long as
     # the book). A large site shows a few thousand shapes in ~400,000 picture slots, most
     # of them placeholders when its images are remote and not downloaded yet.
-    _shapes: dict[tuple[int, int, int], Picture] = field(default_factory=dict, repr=False)
-    _facts: dict[int, bytes | None] = field(default_factory=dict, repr=False)
+    _shapes: dict[tuple[int, int, int], Picture] = field(
+        default_factory=dict, init=False, repr=False)
+    _facts: dict[int, bytes | None] = field(default_factory=dict, init=False, repr=False)
 
     @cached_property
     def card_operation(self) -> str:
