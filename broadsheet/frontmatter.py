@@ -22,6 +22,8 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 _STR, _NULL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"
 _SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_ASK = _NULLS | {"<<", "="}  # the plain scalars whose tag the full resolver must give
+_SCALAR, _SEQUENCE = yaml.ScalarNode, yaml.SequenceNode
 
 
 class _Loader(_Base):  # type: ignore[misc]
@@ -32,11 +34,11 @@ class _Loader(_Base):  # type: ignore[misc]
     full resolver is asked exactly for those, everything else is a plain string."""
 
     def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
-        if kind is yaml.ScalarNode:
-            if implicit[0] and (value in _NULLS or value in ("<<", "=")):
+        if kind is _SCALAR:
+            if value in _ASK and implicit[0]:
                 return str(super().resolve(kind, value, implicit))
             return _STR
-        return _SEQ if kind is yaml.SequenceNode else _MAP
+        return _SEQ if kind is _SEQUENCE else _MAP
 
     def descend_resolver(self, current_node: object, current_index: object) -> None:
         return None
