@@ -143,7 +143,7 @@ def _compose(
         ]
     if _plain_nodes(root):
         return root, []  # nothing _check_nodes would report, found at a fraction of its cost
-    return root, _check_nodes(root, path, first_line)
+    return root, _check_nodes(root, path, first_line, yaml_text)
 
 
 def _split(text: str, path: str) -> tuple[str, int, str, int] | Diagnostic:
@@ -195,12 +195,15 @@ def _yaml_error(exc: yaml.MarkedYAMLError, path: str, first_line: int) -> Diagno
     return Diagnostic(path, line, "", f"invalid YAML{column}: {problem}{context}")
 
 
-def _check_nodes(root: yaml.Node, path: str, first_line: int) -> list[Diagnostic]:
+def _check_nodes(
+    root: yaml.Node, path: str, first_line: int, yaml_text: str | None = None
+) -> list[Diagnostic]:
     """Reject what we never want in content: aliases, foreign tags, duplicate or odd keys.
 
     The composer shares one node object for every use of an anchor, so a node seen twice is
-    an alias; stopping there also makes "billion laughs" documents cost nothing. Every node
-    of every story passes here, so field paths stay tuples until a diagnostic needs one.
+    an alias; stopping there also makes "billion laughs" documents cost nothing. That node
+    starts where its anchor is, so the line of the first alias is found in `yaml_text`. Every
+    node of every story passes here, so field paths stay tuples until a diagnostic needs one.
     """
     problems: list[Diagnostic] = []
     seen: set[int] = set()
@@ -210,8 +213,10 @@ def _check_nodes(root: yaml.Node, path: str, first_line: int) -> list[Diagnostic
         node, where = stack.pop()
         if id(node) in seen:
             if not alias_reported:  # one is enough: a bomb would repeat it a million times
+                line = _first_alias_line(yaml_text) if yaml_text is not None else None
+                line = node.start_mark.line if line is None else line
                 problems.append(Diagnostic(
-                    path, first_line + node.start_mark.line, field_name(where), _ALIAS_PROBLEM))
+                    path, first_line + line, field_name(where), _ALIAS_PROBLEM))
                 alias_reported = True
             continue
         seen.add(id(node))
@@ -225,6 +230,14 @@ def _check_nodes(root: yaml.Node, path: str, first_line: int) -> list[Diagnostic
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((item, (*where, i)) for i, item in reversed(list(enumerate(node.value))))
     return problems
+
+
+def _first_alias_line(yaml_text: str) -> int | None:
+    """The 0-based line of the first `*name` in the text (scanned, never composed)."""
+    for token in yaml.scan(yaml_text, Loader=_Base):
+        if isinstance(token, yaml.AliasToken):
+            return int(token.start_mark.line)
+    return None
 
 
 def _plain_nodes(root: yaml.Node, repeated_keys: bool = False) -> bool:

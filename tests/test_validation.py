@@ -74,7 +74,7 @@ def test_the_quick_node_check_agrees_with_the_full_one(text: str) -> None:
     except Exception:  # the composer itself refuses it: both ways report the same error
         assert isinstance(got, list) and len(got) == 1
         return
-    full = frontmatter._check_nodes(root, "x.md", 2)
+    full = frontmatter._check_nodes(root, "x.md", 2, text)
     assert (got if isinstance(got, list) else []) == full
 
 
