@@ -216,10 +216,10 @@ def relink(article: Article, slugs: tuple[str | None, ...]) -> Article:
 
 
 def forget(article: Article, name: str) -> None:
-    """Let a lazy story's loaded `related` items (once its page is rendered: the one page
-    that shows them, in the default theme) or `coverage` keys (once linked) go: read again,
-    they are unpickled again. Kept, they were most of a story's memory, for every story
-    until the build ended."""
+    """Let a lazy story's loaded `related` items or `body_html` (once its page is rendered:
+    the one page that shows them, in the default theme; feeds show the latest stories'
+    bodies) or `coverage` keys (once linked) go: read again, they are unpickled again.
+    Kept, they were most of a story's memory, for every story until the build ended."""
     field = vars(Article)[name]
     assert isinstance(field, _Tail), name
     state = article.__dict__

@@ -183,11 +183,13 @@ class Packs:
 
 
 class PackWriter:
-    """A new pack written blob by blob, while a build runs: the tails and other blobs of the
-    stories it parses in worker processes go to disk as they arrive, so the build process
-    does not hold them (at 10,000 stories, 185 MB that rendering processes would also
-    inherit). Its
-    references can be read once it is closed; a build that fails discards it."""
+    """A new pack written blob by blob, while a build runs: the blobs of the stories it
+    parses in worker processes and the facts of the units it renders go to disk as they
+    arrive, so the build process does not hold them until the save (at 10,000 stories,
+    185 MB of stories, which a forked render worker would also hold, and 65 MB of facts).
+    Its references can be read once it is closed; adding after a close appends (a build
+    closes it after reading, for rendering to read tails, and again before the save). A
+    build that fails discards it."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / f"{PREFIX}{secrets.token_hex(6)}{SUFFIX}"
@@ -202,7 +204,8 @@ class PackWriter:
         try:
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+                mode = "ab" if self._offset else "wb"  # reopened after a close: appended
+                self._handle = open(self.path, mode)  # noqa: SIM115 (closed by close())
             self._handle.write(blob)
         except OSError:
             self._failed = True

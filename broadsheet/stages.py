@@ -115,7 +115,7 @@ def run(
         previous = _reusable_output(state, output_dir) if write else None
         notes = [cache.note] if cache.note else []
         job = RenderJob(site, pages, feeds, config, url_builder, Fingerprints(loaded.parsed),
-                        state, previous, options.workers, loaded.uses)
+                        state, previous, options.workers, loaded.uses, spill)
         try:
             if not write:
                 outcome = render_site(job, DiscardingSink(), progress)
@@ -126,6 +126,8 @@ def run(
                 [Diagnostic(str(config.output_dir), 0, "output_dir", str(exc))],
                 "the output folder could not be written",
             ) from None
+        if spill is not None:
+            spill.close()  # the save reads what rendering spilled
         all_warnings = warnings + outcome.pictures.warnings
         counts = Counts.of(site)
         if write:
@@ -215,6 +217,7 @@ class RenderJob:
     previous: Path | None  # the output folder whose files unchanged units keep
     workers: int | None = None
     story_uses: dict[str, str] | None = None  # each story's thumbnails.uses_digest
+    spill: PackWriter | None = None  # where the rendered units' facts go (render_units)
 
 
 @dataclass
@@ -260,7 +263,8 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
             progress("Rendering pages", done, len(todo))
 
     rendered = render_units(todo, sink, fp, config, rendering, job.workers,
-                            alongside=partial(write_placeholder_files, pictures, sink))
+                            alongside=partial(write_placeholder_files, pictures, sink),
+                            spill=job.spill)
     if rendered.problems:
         raise BuildFailed(summarise_template_errors(rendered.problems))
     records.update(rendered.records)

@@ -25,6 +25,7 @@ from .diagnostics import Diagnostic
 from .feeds import Feed, render_feeds
 from .model import Article, Image, Issue, Site, forget
 from .newsletter import email_routes, render_email_html, render_email_text
+from .packs import PackWriter
 from .pictures import ENCLOSURE, PLANNED, SOURCE_AT, UNPLANNED, PictureBook, picture_fact
 from .routes import Page
 from .templates import StaticFiles, template_diagnostic
@@ -146,8 +147,11 @@ class UnitPlanner:
                 site = Tracked(self.site, ("site",), recorder)
                 return template.render(site=site, config=self.config, issue=issue).strip()
 
-            return list(render_feeds([feed], self.config, self.urls, issue_html,
-                                     self.pictures.enclosure_for))
+            files = list(render_feeds([feed], self.config, self.urls, issue_html,
+                                      self.pictures.enclosure_for))
+            for article in feed.stories:  # their bodies, read once per feed
+                let_go(article)
+            return files
 
         return render
 
@@ -174,6 +178,13 @@ class UnitPlanner:
             ]
 
         return render
+
+
+def let_go(article: Article) -> None:
+    """Let a story's tail (related items, body) go once the page or feed that shows it is
+    rendered: kept, tails were most of a build's memory (model.forget)."""
+    forget(article, "related")
+    forget(article, "body_html")
 
 
 # -- deciding -----------------------------------------------------------------------------
@@ -374,9 +385,11 @@ def render_units(
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
     alongside: Callable[[], None] | None = None,
+    spill: PackWriter | None = None,
 ) -> Rendered:
     """Render every unit into `sink`, in this process or spread over worker processes;
     `alongside` is other work of this process, done while the workers start rendering.
+    With `spill`, the records' facts go to that pack as they come (UnitRecord.spill).
 
     Workers are forked, so they share the site model without copying it; each writes its
     files through its copy of the sink and sends back its records and the names of the
@@ -391,7 +404,7 @@ def render_units(
     if len(units) < PARALLEL_MIN or workers < 2:
         if alongside is not None:
             alongside()
-        return _render_serial(units, sink, fp, config, progress)
+        return _Collector(units, spill).take(_render_serial(units, sink, fp, config, progress))
     from concurrent.futures import ProcessPoolExecutor  # not imported by a small rebuild
     from multiprocessing import get_context
 
@@ -401,6 +414,7 @@ def render_units(
     slices = [list(range(i, len(units), parts)) for i in range(parts)]
     bounds = context.Array("i", [0, parts])  # the next slice from the front; the end
     _shared = (units, slices, bounds, sink, fp, config)
+    collector = _Collector(units, spill)
     try:
         result = Rendered()
         with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
@@ -408,8 +422,8 @@ def render_units(
             if alongside is not None:
                 alongside()
             while (index := _claim(bounds, front=False)) is not None:
-                result.add(_render_serial([units[i] for i in slices[index]], sink, fp, config,
-                                          None))
+                result.add(collector.take(_render_serial([units[i] for i in slices[index]],
+                                                         sink, fp, config, None)))
                 if progress:
                     progress(len(units) * (parts - _unclaimed(bounds)) // parts)
             for future in futures:
@@ -420,10 +434,32 @@ def render_units(
                 rendered = future.result()
                 for name, same in rendered.written:
                     sink.adopt(name, same)
-                result.add(rendered)
+                result.add(collector.take(rendered))
         return result
     finally:
         _shared = None
+
+
+class _Collector:
+    """Keeps the records of rendered units lean, as they come: a build holds them all until
+    the save. A worker's record gets the planned unit's key and files instead of its own
+    copies, records with equal shared facts hold one tuple of them (buildcache.share_facts),
+    and with `spill` the pickled facts go to that pack."""
+
+    def __init__(self, units: list[Unit], spill: PackWriter | None) -> None:
+        self.units = {unit.id: unit for unit in units}
+        self.spill = spill
+        self.shared: dict[bytes, tuple[tuple[Any, Any], ...]] = {}
+
+    def take(self, rendered: Rendered) -> Rendered:
+        for unit_id, record in rendered.records.items():
+            unit = self.units[unit_id]
+            record.key, record.files = unit.key, unit.files
+            if record.shared_key is not None:
+                record.shared = self.shared.setdefault(record.shared_key, record.shared)
+            if self.spill is not None:
+                record.spill(self.spill)
+        return rendered
 
 
 # Units per slice on a large site: small enough that the last slices even out the processes'
@@ -482,8 +518,8 @@ def _render_serial(
         for name, data in files:
             result.written.append((name, sink.write(name, data)))
         for value in unit.roots.values():
-            if type(value) is Article:
-                forget(value, "related")
+            if type(value) is Article:  # its page: the one that shows its tail
+                let_go(value)
         roots = {name: fp.of(value) for name, value in unit.roots.items()
                  if name not in SHARED_ROOTS}
         result.records[unit.id] = UnitRecord(unit.files, unit.key, *split_facts(recorder.facts),

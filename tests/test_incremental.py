@@ -612,7 +612,8 @@ def test_linking_a_cold_build_loads_no_story_tail(
     other's pages reads only their coverage keys, not their related items and bodies, and
     a story it links stays unloaded (its copy holds the new links, which loading applies),
     and no story keeps its coverage keys once linked. Rendering lets each story's related
-    items go once its page is done. The output is still that of a clean build."""
+    items and body go once its page or feed is done. The output is still that of a clean
+    build."""
     from broadsheet import assemble
     from broadsheet.model import related_slugs
 
@@ -638,8 +639,8 @@ def test_linking_a_cold_build_loads_no_story_tail(
     assert all(unloaded)
     assert kept_keys and not any(kept_keys)
     assert any(slug for a in relinked.values() for slug in related_slugs(a))  # type: ignore
-    # Each story page loaded its story's tail; its related items were let go afterwards.
-    assert all("body_html" in vars(a) and "related" not in vars(a)
+    # Each story page and feed loaded its stories' tails, and let them go afterwards.
+    assert all("body_html" not in vars(a) and "related" not in vars(a)
                for a in report.site.articles)
     shown = {a.source: a for a in report.site.articles}
     for source in relinked:  # loading the tail applies the links
@@ -651,21 +652,25 @@ def test_stories_parsed_in_workers_keep_their_blobs_in_a_pack(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A build that parses many stories in worker processes writes their tails, related
-    items' images and coverage keys to a pack as they arrive instead of holding them; the
-    cache it saves refers to that pack, the output is that of a clean build, and a build
-    that fails leaves no pack behind."""
+    items' images, coverage keys and heads to a pack as they arrive instead of holding
+    them, and the facts of the pages it renders as they come; the cache it saves refers to
+    that pack (and holds the heads itself), the output is that of a clean build, and a
+    build that fails leaves no pack behind."""
     from broadsheet import buildcache, stages
+    from broadsheet.buildcache import BuildCache
     from broadsheet.packs import BlobRef
 
     monkeypatch.setattr(stories, "PARALLEL_MIN", 1)
     monkeypatch.setattr(buildcache, "INLINE_MAX", 100)  # this site's are a few hundred bytes
     tails: list[object] = []
+    heads: list[object] = []
     others: list[object] = []  # images and coverage blobs: small ones stay inline
     real = stages.load_stories
 
     def spy(*args: object, **kwargs: object) -> stories.Loaded:
         loaded = real(*args, **kwargs)  # type: ignore[arg-type]
         tails.extend(entry._tail for entry in loaded.entries.values())
+        heads.extend(entry._blob for entry in loaded.entries.values())
         others.extend(blob for entry in loaded.entries.values()
                       for blob in (entry._images, entry._coverage))
         return loaded
@@ -683,6 +688,12 @@ def test_stories_parsed_in_workers_keep_their_blobs_in_a_pack(
     packs = sorted(folder.glob("pack-*.bin"))
     spilled = {Path(tail.path) for tail in tails[: len(curator.names)]}  # type: ignore
     assert len(spilled) == 1 and spilled <= set(packs)
+    assert all(type(head) is BlobRef for head in heads)
+    saved = BuildCache(folder).load()
+    assert all(type(entry._blob) is bytes for entry in saved.stories.values())
+    facts = [record._facts_blob for record in saved.units.values()]
+    assert len([f for f in facts if type(f) is BlobRef]) >= len(curator.names)
+    assert {Path(f.path) for f in facts if type(f) is BlobRef} == spilled  # type: ignore
     assert curator.site.build().rebuilt == []  # the cache, packs and all, is good
 
     from broadsheet.packs import PackWriter
@@ -695,6 +706,9 @@ def test_stories_parsed_in_workers_keep_their_blobs_in_a_pack(
     curator.site.fail(use_cache=False)  # every story read again, then the build fails
     assert written and not written[0].exists()
     assert sorted(folder.glob("pack-*.bin")) == packs
+    curator.site.remove("content/zz-broken.md")
+    curator.apply(("edit", 0, 7))  # deciding reads the spilled facts of the pages it shows
+    curator.check()
 
 
 def test_a_pack_removed_during_a_build_fails_it_cleanly(
