@@ -292,10 +292,14 @@ def _spilled(blob: bytes | BlobRef, writer: PackWriter) -> bytes | BlobRef:
     return blob
 
 
-def share_facts(records: dict[str, UnitRecord]) -> None:
-    """Let records with equal shared facts hold one tuple of them, so the cache pickles it
-    once (most pages of a template read the same facts of `site` and the theme)."""
-    seen: dict[bytes, tuple[tuple[Any, Any], ...]] = {}
+SharedFacts = dict[bytes, tuple[tuple[Any, Any], ...]]  # by UnitRecord.shared_key
+
+
+def share_facts(records: dict[str, UnitRecord], seen: SharedFacts | None = None) -> None:
+    """Let records with equal shared facts hold one tuple of them (or the one in `seen`), so
+    the cache pickles it once (most pages of a template read the same facts of `site` and
+    the theme) and a build holds it once."""
+    seen = {} if seen is None else seen
     for record in records.values():
         if record.shared_key is not None:
             record.shared = seen.setdefault(record.shared_key, record.shared)

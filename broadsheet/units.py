@@ -19,7 +19,7 @@ from typing import Any, Protocol, cast
 import jinja2
 
 from . import tracking
-from .buildcache import UnitRecord
+from .buildcache import SharedFacts, UnitRecord, share_facts
 from .config import Config
 from .diagnostics import Diagnostic
 from .feeds import Feed, render_feeds
@@ -449,14 +449,13 @@ class _Collector:
     def __init__(self, units: list[Unit], spill: PackWriter | None) -> None:
         self.units = {unit.id: unit for unit in units}
         self.spill = spill
-        self.shared: dict[bytes, tuple[tuple[Any, Any], ...]] = {}
+        self.shared: SharedFacts = {}
 
     def take(self, rendered: Rendered) -> Rendered:
+        share_facts(rendered.records, self.shared)
         for unit_id, record in rendered.records.items():
             unit = self.units[unit_id]
             record.key, record.files = unit.key, unit.files
-            if record.shared_key is not None:
-                record.shared = self.shared.setdefault(record.shared_key, record.shared)
             if self.spill is not None:
                 record.spill(self.spill)
         return rendered
