@@ -28,7 +28,7 @@ import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .diagnostics import Diagnostic
 from .model import Article, lazy_article, related_slugs, split_article
@@ -287,9 +287,12 @@ def _unit_record(
 
 def _spilled(blob: bytes | BlobRef, writer: PackWriter) -> bytes | BlobRef:
     """The blob in `writer`'s pack, or as it was when small (or when it cannot be written)."""
-    if type(blob) is bytes and len(blob) > INLINE_MAX:
-        return writer.add(blob) or blob
-    return blob
+    return (writer.add(blob) or blob) if _packable(blob) else blob
+
+
+def _packable(blob: object) -> TypeGuard[bytes]:
+    """Bytes to keep in a pack rather than inline in the cache file."""
+    return type(blob) is bytes and len(blob) > INLINE_MAX
 
 
 SharedFacts = dict[bytes, tuple[tuple[Any, Any], ...]]  # by UnitRecord.shared_key
@@ -493,8 +496,7 @@ def _pack_blobs(state: CacheState, packs: Packs) -> tuple[list[BlobRef], bool]:
     for record in state.units.values():
         record.facts_blob()
         holders.append((record, "_facts_blob"))
-    new = [(holder, name) for holder, name in holders
-           if type(getattr(holder, name)) is bytes and len(getattr(holder, name)) > INLINE_MAX]
+    new = [(holder, name) for holder, name in holders if _packable(getattr(holder, name))]
     for (holder, name), ref in zip(new, packs.store([getattr(h, n) for h, n in new]),
                                    strict=True):
         setattr(holder, name, ref)

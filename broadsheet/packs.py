@@ -187,9 +187,8 @@ class PackWriter:
     parses in worker processes and the facts of the units it renders go to disk as they
     arrive, so the build process does not hold them until the save (at 10,000 stories,
     185 MB of stories, which a forked render worker would also hold, and 65 MB of facts).
-    Its references can be read once it is closed; adding after a close appends (a build
-    closes it after reading, for rendering to read tails, and again before the save). A
-    build that fails discards it."""
+    Its references can be read once it is flushed (a build flushes it after reading, for
+    rendering to read tails, and again before the save). A build that fails discards it."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / f"{PREFIX}{secrets.token_hex(6)}{SUFFIX}"
@@ -204,8 +203,7 @@ class PackWriter:
         try:
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                mode = "ab" if self._offset else "wb"  # reopened after a close: appended
-                self._handle = open(self.path, mode)  # noqa: SIM115 (closed by close())
+                self._handle = open(self.path, "wb")  # noqa: SIM115 (closed by close())
             self._handle.write(blob)
         except OSError:
             self._failed = True
@@ -213,6 +211,14 @@ class PackWriter:
         ref = BlobRef(str(self.path), self._offset, len(blob))
         self._offset += len(blob)
         return ref
+
+    def flush(self) -> None:
+        """Make every blob added so far readable through its reference (which reads the
+        file). If that fails, those references read short: packs.PackDamaged, like any
+        damaged pack."""
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.flush()
 
     def close(self) -> None:
         if self._handle is not None:

@@ -127,7 +127,7 @@ def run(
                 "the output folder could not be written",
             ) from None
         if spill is not None:
-            spill.close()  # the save reads what rendering spilled
+            spill.flush()  # the save reads what rendering spilled
         all_warnings = warnings + outcome.pictures.warnings
         counts = Counts.of(site)
         if write:

@@ -62,7 +62,7 @@ def load_stories(
     """Read and validate every story; problems go to `diagnostics`, good stories come back.
 
     Stories parsed in worker processes arrive pickled; with `spill`, their tails and
-    other blobs go straight to that pack (closed before this returns)."""
+    other blobs go straight to that pack (flushed before this returns)."""
     root = config.root
     key = read_key(config)
     entries: dict[str, StoryEntry] = {}
@@ -74,16 +74,14 @@ def load_stories(
             entries[shown] = entry
         else:
             todo.append((path, shown, entry))
-    try:
-        for done, (shown, entry) in enumerate(_parse_all(todo, config, key, workers), start=1):
-            if progress:
-                progress("Reading stories", done, len(todo))
-            if spill is not None:
-                entry.spill(spill)
-            entries[shown] = entry
-    finally:
+    for done, (shown, entry) in enumerate(_parse_all(todo, config, key, workers), start=1):
+        if progress:
+            progress("Reading stories", done, len(todo))
         if spill is not None:
-            spill.close()
+            entry.spill(spill)
+        entries[shown] = entry
+    if spill is not None:
+        spill.flush()  # pages read the tails
     articles = []
     for shown in sorted(entries):
         entry = entries[shown]
