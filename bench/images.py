@@ -97,10 +97,10 @@ def run_pipeline(root: Path) -> tuple[float, int, int]:
     """One image stage into a fresh staging output; (seconds, files, Pillow decodes)."""
     config = load_config(root)
     site = assemble_site(load_articles(config, Diagnostics()), config)
-    uses = [ImageUse(a.images[0], (FIT,)) for a in site.articles]
+    plan = [(a.source, [ImageUse(a.images[0], (FIT,))]) for a in site.articles]
     started = time.perf_counter()
     with OutputWriter(root / "output") as sink:
-        stats, warnings = process_images(uses, config, sink)
+        stats, warnings = process_images(plan, config, sink)
     seconds = time.perf_counter() - started
     if warnings:
         raise SystemExit(f"unexpected warnings: {warnings[:3]}")

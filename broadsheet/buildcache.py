@@ -318,7 +318,7 @@ class CacheState:
     signature: str = ""  # of every input of the last build, for the nothing-changed exit
     warnings: list[Diagnostic] = field(default_factory=list)  # that build's warnings
     summary: dict[str, int] = field(default_factory=dict)  # its counts, for the report
-    pictures: dict[str, str] = field(default_factory=dict)  # pictures.story_digests
+    pictures: dict[str, str] = field(default_factory=dict)  # images.story_digests
     images: StageMemo | None = None  # what the image stage did, to replay
     # what coverage linking found (assemble.LinkMemo): story URL keys -> slugs, and by
     # story file, (the digest it was found for, its related items' slugs)

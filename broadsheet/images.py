@@ -16,11 +16,11 @@ import sys
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import date
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -34,17 +34,18 @@ from .pictures import (
     ImageStats,
     PictureBook,
     SourceView,
+    image_key,
     placeholder_data,
     placeholder_name,
-    placeholder_shape,
-    story_digests,
+    placeholder_shapes,
 )
 from .thumbnails import (
+    FIT,
     THUMBS_FOLDER,
+    ImagePlan,
     ImageUse,
     ThumbSpec,
     crop_operation,
-    plan_images,
     preview_scale,
     story_uses,
     thumb_specs,
@@ -73,12 +74,15 @@ class FileSink(Protocol):
     def write_named(self, name: str, data: Named) -> None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Source:
-    """One distinct source (a URL or a file in the site) and every use of it."""
+    """One distinct source (a URL or a file in the site): where its bytes are and what they
+    are. A large site has ~150,000 (slots: less memory); its uses are not kept (Grouped)."""
 
     key: str
-    uses: list[ImageUse] = field(default_factory=list)
+    first: Image | None = None  # a local file's first use: where to look for it
+    count: int = 0  # its uses
+    operations: tuple[str, ...] = ()  # everything its uses ask for, sorted
     path: Path | None = None  # where its bytes are
     digest: str = ""
     info: SourceInfo | None = None
@@ -86,10 +90,6 @@ class Source:
     remembered: bool = False  # the problem is a cached failure of a download
     offline: bool = False  # not downloaded because fetching is off
     skipped: bool = False  # not asked for: its host stopped answering (images.download)
-
-    @property
-    def operations(self) -> tuple[str, ...]:
-        return tuple(sorted({op for use in self.uses for op in use.operations}))
 
     def specs(self, settings: ImageSettings) -> list[ThumbSpec]:
         """Every file the pages need of this source (known once it has been decoded)."""
@@ -116,24 +116,26 @@ class Outcome:
 
 StatKey = tuple[int, int, int, int]  # size, mtime_ns, inode, mode
 LocalState = tuple[str, StatKey | None]  # where a path really leads, and what is there
+Shape = tuple[int, int, int]  # a placeholder's width, height and hue
 
 
 @dataclass(frozen=True)
 class StageMemo:
-    """What the image stage did in a build where it downloaded and made nothing: a later
-    build with the same key does exactly the same, so it replays this instead of looking at
-    every source again (tens of thousands of them on a large site)."""
+    """What the image stage found (`run`). Kept from a build where it downloaded and made
+    nothing, with a key: a later build with the same key does exactly the same, so it
+    replays this instead of looking at every source again (tens of thousands of them on a
+    large site)."""
 
-    key: str
+    key: str  # stage_key; "" until kept
     # by story file, its uses' views in plan order (pickled: a replay unpickles only the
     # stories whose pages render)
     views: dict[str, bytes]
     published: tuple[tuple[str, str], ...]  # (route, cached thumbnail name) linked into output
-    placeholders: tuple[tuple[int, int, int], ...]  # the placeholder files written (shapes)
+    placeholders: tuple[Shape, ...]  # the placeholder files to write (shapes)
     local: tuple[tuple[str, LocalState], ...]  # each local candidate path and what it was
     stats: ImageStats
     warnings: tuple[Diagnostic, ...]
-    digests: dict[str, str]  # pictures.story_digests
+    digests: dict[str, str]  # story_digests
 
 
 def render_images(
@@ -152,32 +154,12 @@ def render_images(
     key = stage_key(site, config, story_uses) if story_uses is not None else None
     if memo is not None and key is not None and memo.key == key and _same_local(memo.local):
         return replay(memo, site, config, urls, sink), memo
-    operation = crop_operation(config.images.card_aspect)
-    uses = plan_images(site, operation)
-    ran = _run_stage(uses, config, sink, progress)
-    by_story = _views_by_story(uses, ran.found)
-    digests = story_digests(zip((use.image for use in uses), ran.found, strict=True),
-                            ran.names, operation)
-    book = PictureBook(config.images, urls, StoryViews(by_story, site, operation), ran.files,
-                       ran.names, ran.stats, ran.warnings, digests, ran.shapes)
-    sources = ran.sources  # with every use: let go when this returns, before pages render
-    local = tuple(_local_candidates(sources, config))
-    downloaded = book.stats.fetched or any(  # a download failed just now, not remembered
-        s.problem and not (s.remembered or s.offline or s.key.startswith("file:"))
-        for s in sources)
-    busy = downloaded or book.stats.made or book.stats.decoded or _racy(local)
+    plan = ImagePlan(site, crop_operation(config.images.card_aspect))
+    found, busy = run_apart(plan, config, progress) if apart(plan) else run(plan, config, progress)
+    book = picture_book(found, site, config, urls, sink, found.stats)
     if story_uses is None or key is None or busy:
         return book, None  # the cache changed under it: the next build looks again
-    return book, StageMemo(
-        stage_key(site, config, story_uses) or "",  # as the cache is now, after this run
-        by_story,
-        tuple((spec.route, spec.name) for spec in _published_specs(sources, config.images)),
-        book.unwritten,  # the placeholder shapes, not written yet (after the pages)
-        local,
-        book.stats,
-        tuple(book.warnings),
-        digests,
-    )
+    return book, replace(found, key=stage_key(site, config, story_uses) or "")  # as it is now
 
 
 def stage_key(site: Site, config: Config, story_uses: Mapping[str, str]) -> str | None:
@@ -211,9 +193,8 @@ def _stat_key(path: Path | str) -> StatKey | None:
 def _local_candidates(sources: list[Source], config: Config) -> Iterator[tuple[str, LocalState]]:
     """Every path a local image was looked for at, and what was there (see _same_local)."""
     for source in sources:
-        if source.key.startswith("file:"):
-            image = source.uses[0].image
-            for candidate in _candidates(image, config):
+        if source.first is not None:
+            for candidate in _candidates(source.first, config):
                 yield str(candidate), _local_state(str(candidate))
 
 
@@ -232,13 +213,43 @@ def _same_local(local: tuple[tuple[str, LocalState], ...]) -> bool:
     return all(_local_state(path) == state for path, state in local)
 
 
-def _views_by_story(uses: list[ImageUse], found: list[SourceView]) -> dict[str, bytes]:
-    """Each story's views (`found`: one per use), pickled in plan order (see StoryViews)."""
-    views: dict[str, list[SourceView]] = {}
-    for use, view in zip(uses, found, strict=True):
-        views.setdefault(use.image.source, []).append(view)
-    return {story: pickle.dumps(tuple(items), protocol=pickle.HIGHEST_PROTOCOL)
-            for story, items in views.items()}
+def _views_by_story(grouped: Grouped, views: list[SourceView]) -> dict[str, bytes]:
+    """Each story's views (one per use), pickled in plan order (see StoryViews)."""
+    owners = grouped.owners
+    return {
+        story: pickle.dumps(tuple(views[owners[i]] for i in range(start, end)),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        for story, start, end, _ in grouped.stories
+    }
+
+
+def story_digests(
+    grouped: Grouped, views: list[SourceView], placeholders: Sequence[Shape]
+) -> dict[str, str]:
+    """For each story file, a digest of everything the image stage decided about the
+    images it gives: what they are (their keys), what each one's source is, and whether
+    the placeholder file of each one's card and story shape exists (`placeholders`).
+
+    A picture of a planned image is a function of that image, its source's view and
+    those placeholders, so while a story's digest stays the same the pictures of its
+    images cannot change: the build cache then keeps those facts without re-checking
+    each one (tens of thousands of related-coverage cards on a large site)."""
+    written = set(placeholders)
+    present = [shape in written for shape in grouped.shape_list]
+    by_view: dict[int, tuple[object, ...]] = {}  # many sources share one (unreadable)
+    values = [by_view.setdefault(id(view), tuple(vars(view).values())) for view in views]
+    owners, shapes = grouped.owners, grouped.shapes
+    # Pickled rather than repr'd for speed: equal entries pickle alike here, and a digest
+    # that differed anyway would only make the build cache check that story's pictures.
+    return {
+        story: hashlib.blake2b(
+            pickle.dumps((keys, [(values[owners[i]], present[shapes[2 * i]],
+                                  present[shapes[2 * i + 1]]) for i in range(start, end)]),
+                         protocol=5),
+            digest_size=16,
+        ).hexdigest()
+        for story, start, end, keys in grouped.stories
+    }
 
 
 class StoryViews(Mapping[Image, SourceView]):
@@ -322,70 +333,115 @@ def replay(
     memo: StageMemo, site: Site, config: Config, urls: UrlBuilder, sink: FileSink
 ) -> PictureBook:
     """The memo's result, its files linked into `sink` again (no image is looked at)."""
+    stats = replace(memo.stats, fetched=0, decoded=0, made=0)
+    return picture_book(memo, site, config, urls, sink, stats)
+
+
+def picture_book(
+    found: StageMemo,
+    site: Site,
+    config: Config,
+    urls: UrlBuilder,
+    sink: FileSink,
+    stats: ImageStats,
+) -> PictureBook:
+    """The pictures of what the stage found (just now, or in an earlier build), its files
+    linked into `sink`."""
+    files = link(found.published, config, sink)
+    views = StoryViews(found.views, site, crop_operation(config.images.card_aspect))
+    names = frozenset(placeholder_name(*shape) for shape in found.placeholders)
+    return PictureBook(config.images, urls, views, files, names, stats, list(found.warnings),
+                       found.digests, found.placeholders)
+
+
+def link(published: Iterable[tuple[str, str]], config: Config, sink: FileSink) -> dict[str, Path]:
+    """Link each published thumbnail (route, name) from the cache into the output; the
+    files by name."""
     thumbs = config.root / config.images.cache_dir / IMAGE_CACHE_FOLDER / "thumbs"
     files: dict[str, Path] = {}
-    for route, name in memo.published:
+    for route, name in published:
         files[name] = path = thumbs / name
         sink.write_file(route, path)
-    views = StoryViews(memo.views, site, crop_operation(config.images.card_aspect))
-    stats = replace(memo.stats, fetched=0, decoded=0, made=0)
-    names = frozenset(placeholder_name(*shape) for shape in memo.placeholders)
-    return PictureBook(config.images, urls, views, files, names, stats, list(memo.warnings),
-                       memo.digests, memo.placeholders)
+    return files
 
 
 def process_images(
-    uses: list[ImageUse],
+    plan: Sequence[tuple[str, Iterable[ImageUse]]],
     config: Config,
     sink: FileSink,
     progress: Progress | None = None,
 ) -> tuple[ImageStats, list[Diagnostic]]:
-    """The stage for any list of uses (the benchmark passes its own): locate, download,
-    decode and make what the cache lacks, publish, write placeholders, warn, tidy the
-    cache; what it did, and its warnings."""
-    ran = _run_stage(uses, config, sink, progress)
-    _write_placeholders(ran.shapes, sink)
-    return ran.stats, ran.warnings
+    """The stage for any plan (the benchmark passes its own): locate, download, decode and
+    make what the cache lacks, publish, write placeholders, warn, tidy the cache; what it
+    did, and its warnings."""
+    found, _ = run(plan, config, progress)
+    link(found.published, config, sink)
+    _write_placeholders(found.placeholders, sink)
+    return found.stats, list(found.warnings)
 
 
-@dataclass
-class _Ran:
-    """One run of the stage over a list of uses."""
-
-    sources: list[Source]
-    found: list[SourceView]  # each use's view, in the order of the uses
-    files: dict[str, Path]  # name -> the file in the cache, of every file published
-    names: frozenset[str]  # the placeholder files the pages may show
-    shapes: tuple[tuple[int, int, int], ...]  # their shapes, in first-use order
-    stats: ImageStats
-    warnings: list[Diagnostic]
+APART_MIN = 300  # stories in a plan that the stage runs in a child process (apart)
+_pending: tuple[Sequence[tuple[str, Iterable[ImageUse]]], Config, Progress | None] | None = None
 
 
-def _run_stage(
-    uses: list[ImageUse],
-    config: Config,
-    sink: FileSink,
-    progress: Progress | None = None,
-) -> _Ran:
+def apart(plan: Sequence[tuple[str, Iterable[ImageUse]]]) -> bool:
+    """Whether to run the stage in a forked child (run_apart): a large plan, and a process
+    that can fork safely (no other threads, such as the dev server's)."""
+    if len(plan) < APART_MIN or sys.platform != "linux" or threading.active_count() > 1:
+        return False
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def run_apart(
+    plan: Sequence[tuple[str, Iterable[ImageUse]]], config: Config, progress: Progress | None
+) -> tuple[StageMemo, bool]:
+    """`run` in a forked child process, which sends back only what it found.
+
+    The stage's working set is large and short-lived (~300,000 uses and ~150,000 sources
+    on a large site), and the allocator keeps most of what it frees: in this process, it
+    stayed for the rest of the build, and again in the render worker forked from it."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    global _pending
+    _pending = (plan, config, progress)
+    try:
+        with ProcessPoolExecutor(1, mp_context=get_context("fork")) as pool:
+            return pool.submit(_run_pending).result()
+    finally:
+        _pending = None
+
+
+def _run_pending() -> tuple[StageMemo, bool]:
+    assert _pending is not None  # set by run_apart before the fork
+    return run(*_pending)
+
+
+def run(
+    plan: Sequence[tuple[str, Iterable[ImageUse]]], config: Config, progress: Progress | None
+) -> tuple[StageMemo, bool]:
+    """Run the stage over `plan`: what it found, as a memo without a key (its files are not
+    linked into any output yet: `link`); and whether it was busy, having changed the image
+    cache or seen a local image change just now, so that the next build looks again."""
     from .imagecache import ImageCache
 
     settings = config.images
     cache = ImageCache(config.root / settings.cache_dir)
     outcome = Outcome()
-    sources, owners = group_sources(uses, config)
+    grouped = group_sources(plan, config)
+    sources = grouped.sources
     locate_sources(sources, config, cache, outcome, progress)
     describe_sources(sources, settings, cache, outcome, progress)
-    files = publish(sources, settings, cache, sink)
-    shapes = tuple(_placeholder_shapes(sources))
+    published = tuple((spec.route, spec.name) for spec in _published_specs(sources, settings))
+    shapes = tuple(_placeholder_shapes(grouped))
     cache.finish(
-        set(files),
+        {name for _, name in published},
         {s.digest for s in sources if s.digest},
         {s.key for s in sources if not s.key.startswith("file:")},
     )
-    outcome.warnings.extend(
-        warn(s) for s in sources
-        if s.problem and not s.remembered and not s.offline and not s.skipped
-    )
+    outcome.warnings.extend(warnings(grouped, plan))
     outcome.warnings.extend(summarise_placeholders(sources, settings))
     stats = ImageStats(
         sources=len(sources),
@@ -393,29 +449,97 @@ def _run_stage(
         failed=sum(1 for s in sources if s.problem),
         decoded=outcome.decoded,
         made=outcome.made,
-        files=len(files),
+        files=len(published),
     )
-    names = frozenset(placeholder_name(*shape) for shape in shapes)
-    view_of = {id(source): source_view(source) for source in sources}
-    found = [view_of[id(owner)] for owner in owners]
-    return _Ran(sources, found, files, names, shapes, stats, outcome.warnings)
+    views = [source_view(source) for source in sources]
+    local = tuple(_local_candidates(sources, config))
+    downloaded = stats.fetched or any(  # a download failed just now, not remembered
+        s.problem and not (s.remembered or s.offline or s.key.startswith("file:"))
+        for s in sources)
+    busy = bool(downloaded or stats.made or stats.decoded or _racy(local))
+    found = StageMemo(
+        "",
+        _views_by_story(grouped, views),
+        published,
+        shapes,  # the placeholder files, not written yet (after the pages)
+        local,
+        stats,
+        tuple(outcome.warnings),
+        story_digests(grouped, views, shapes),
+    )
+    return found, busy
 
 
 # -- where each source is -----------------------------------------------------------------
 
 
-def group_sources(uses: list[ImageUse], config: Config) -> tuple[list[Source], list[Source]]:
-    """One Source per distinct URL or file, in first-use order; and each use's Source."""
-    found: dict[str, Source] = {}
-    owners = []
-    for use in uses:
-        key = source_key(use.image, config)
-        source = found.get(key)
-        if source is None:
-            source = found[key] = Source(key)
-        source.uses.append(use)
-        owners.append(source)
-    return list(found.values()), owners
+@dataclass
+class Grouped:
+    """A plan's uses grouped by source, without the images: a large site plans ~300,000
+    (most of them related items' first images, unpickled story by story), and keeping
+    them all at once left ~55 MB in the allocator for the rest of the build."""
+
+    sources: list[Source] = field(default_factory=list)  # in first-use order
+    owners: list[int] = field(default_factory=list)  # each use's source (its index)
+    # each use's placeholder shapes as a card and in its own shape (ids into shape_list),
+    # and which of the two it asks for (CARD | OWN)
+    shapes: list[int] = field(default_factory=list)
+    asks: bytearray = field(default_factory=bytearray)
+    shape_list: list[Shape] = field(default_factory=list)
+    # each story, its uses (owners[start:end]) and a digest of its images' keys
+    stories: list[tuple[str, int, int, bytes]] = field(default_factory=list)
+
+
+CARD, OWN = 1, 2
+
+
+def group_sources(plan: Sequence[tuple[str, Iterable[ImageUse]]], config: Config) -> Grouped:
+    """One Source per distinct URL or file, in first-use order, and each use's Source."""
+    card = crop_operation(config.images.card_aspect)
+    both = (card, FIT)
+    asks: dict[tuple[str, ...], int] = {}  # by a use's operations
+    grouped = Grouped()
+    found: dict[str, int] = {}
+    shape_ids: dict[Shape, int] = {}
+    sources, owners, shapes = grouped.sources, grouped.owners, grouped.shapes
+    for story, uses in plan:
+        start = len(owners)
+        keys = []
+        for use in uses:
+            image = use.image
+            key = source_key(image, config)
+            index = found.get(key)
+            if index is None:
+                index = found[key] = len(sources)
+                sources.append(Source(key, image if key.startswith("file:") else None))
+            source = sources[index]
+            source.count += 1
+            source.operations = _merged(source.operations, use.operations)
+            owners.append(index)
+            for shape in placeholder_shapes(image, both):
+                shapes.append(shape_ids.setdefault(shape, len(shape_ids)))
+            ask = asks.get(use.operations)
+            if ask is None:
+                ask = asks[use.operations] = _asks(use.operations, card)
+            grouped.asks.append(ask)
+            keys.append(image_key(image))
+        keyed = hashlib.blake2b(pickle.dumps(keys, protocol=5), digest_size=16).digest()
+        grouped.stories.append((story, start, len(owners), keyed))
+    grouped.shape_list = list(shape_ids)
+    return grouped
+
+
+def _asks(operations: tuple[str, ...], card: str) -> int:
+    bits = {card: CARD, FIT: OWN}
+    unknown = set(operations) - set(bits)
+    if unknown:
+        raise ValueError(f"an image use asks for {sorted(unknown)}: only {card!r} and {FIT!r}")
+    return sum(bits[operation] for operation in set(operations))
+
+
+@lru_cache(maxsize=64)
+def _merged(known: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted({*known, *more}))
 
 
 def source_key(image: Image, config: Config) -> str:
@@ -459,7 +583,8 @@ def locate_sources(
 def read_local(source: Source, config: Config, cache: ImageCache) -> None:
     """A file next to the story or under content/, which must really be inside the site."""
     root = config.root
-    candidates = _candidates(source.uses[0].image, config)
+    assert source.first is not None  # a local source
+    candidates = _candidates(source.first, config)
     for candidate in candidates:
         real = os.path.realpath(candidate)  # symlinks resolved: where the bytes really are
         if not os.path.exists(real):
@@ -673,17 +798,6 @@ class InlineExecutor(ThreadPoolExecutor):
 # -- into the output ----------------------------------------------------------------------
 
 
-def publish(
-    sources: list[Source], settings: ImageSettings, cache: ImageCache, sink: FileSink
-) -> dict[str, Path]:
-    """Link every file the pages use into the output; the cached files by name."""
-    files: dict[str, Path] = {}
-    for spec in _published_specs(sources, settings):
-        files[spec.name] = path = cache.thumb(spec.name)
-        sink.write_file(spec.route, path)
-    return files
-
-
 def _published_specs(sources: list[Source], settings: ImageSettings) -> Iterator[ThumbSpec]:
     seen: set[str] = set()
     for source in sources:
@@ -701,24 +815,25 @@ def write_placeholder_files(book: PictureBook, sink: FileSink) -> None:
     book.unwritten = ()
 
 
-def _write_placeholders(shapes: Iterable[tuple[int, int, int]], sink: FileSink) -> None:
+def _write_placeholders(shapes: Iterable[Shape], sink: FileSink) -> None:
     for shape in shapes:
         name = placeholder_name(*shape)
         sink.write_named(THUMBS_FOLDER + name, partial(placeholder_data, *shape))
 
 
-def _placeholder_shapes(sources: list[Source]) -> Iterator[tuple[int, int, int]]:
-    """The shape of each distinct placeholder file, in first-use order."""
-    seen: set[tuple[int, int, int]] = set()
-    for source in sources:
-        if not source.problem:
-            continue
-        for use in source.uses:
-            for operation in use.operations:
-                shape = placeholder_shape(use.image, operation)
-                if shape not in seen:
+def _placeholder_shapes(grouped: Grouped) -> Iterator[Shape]:
+    """The shape of each distinct placeholder file, in first-use order: each use of a
+    source that cannot be shown needs one for each operation it asks for."""
+    seen: set[int] = set()
+    problems = [bool(source.problem) for source in grouped.sources]
+    shapes, asks, shape_list = grouped.shapes, grouped.asks, grouped.shape_list
+    for use, owner in enumerate(grouped.owners):
+        if problems[owner]:
+            for slot, ask in enumerate((CARD, OWN)):
+                shape = shapes[2 * use + slot]
+                if asks[use] & ask and shape not in seen:
                     seen.add(shape)
-                    yield shape
+                    yield shape_list[shape]
 
 
 _UNREADABLE = SourceView()
@@ -759,16 +874,43 @@ def summarise_placeholders(sources: list[Source], settings: ImageSettings) -> li
     return [Diagnostic(where, 0, "", line, Severity.WARNING) for line in lines]
 
 
-def warn(source: Source) -> Diagnostic:
-    """One warning per source, at its first use; the others are counted."""
-    first = min(source.uses, key=lambda u: (u.image.source, u.image.line, u.image.field))
-    others = len({(u.image.source, u.image.field) for u in source.uses}) - 1
+def warnings(grouped: Grouped, plan: Sequence[tuple[str, Iterable[ImageUse]]]) -> list[Diagnostic]:
+    """One warning per source that failed in this build, at its first use. The uses are
+    not kept (Grouped), so the stories that use such sources are planned again: a few,
+    in a build where something failed."""
+    failed = {
+        index for index, source in enumerate(grouped.sources)
+        if source.problem and not source.remembered and not source.offline
+        and not source.skipped
+    }
+    if not failed:
+        return []
+    firsts: dict[int, Image] = {}
+    owners = grouped.owners
+    for (_, start, end, _), (_, uses) in zip(grouped.stories, plan, strict=True):
+        if failed.isdisjoint(owners[start:end]):
+            continue
+        for owner, use in zip(owners[start:end], uses, strict=True):
+            first = firsts.get(owner)
+            if owner in failed and (first is None or _place(use.image) < _place(first)):
+                firsts[owner] = use.image
+    return [warn(grouped.sources[index], firsts[index]) for index in sorted(failed)]
+
+
+def _place(image: Image) -> tuple[str, int, str]:
+    return (image.source, image.line, image.field)
+
+
+def warn(source: Source, first: Image) -> Diagnostic:
+    """One warning per source, at its first use; the others are counted (a story gives
+    each image once, so each use is another place)."""
+    others = source.count - 1
     notes = [f"used {others} more {'time' if others == 1 else 'times'}"] if others else []
     also = f" ({'; '.join(notes)})" if notes else ""
     return Diagnostic(
-        first.image.source,
-        first.image.line,
-        f"{first.image.field}.url",
+        first.source,
+        first.line,
+        f"{first.field}.url",
         f"image not available: {source.problem}; showing a placeholder{also}",
         Severity.WARNING,
     )

@@ -10,8 +10,7 @@ and nothing from content is ever marked safe.
 from __future__ import annotations
 
 import hashlib
-import pickle
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -105,7 +104,7 @@ class PictureBook:
     placeholders: frozenset[str] = frozenset()  # names of the placeholder files written
     stats: ImageStats = ImageStats()
     warnings: list[Diagnostic] = field(default_factory=list)  # one per source not available
-    digests: dict[str, str] = field(default_factory=dict)  # story_digests() of the stage
+    digests: dict[str, str] = field(default_factory=dict)  # images.story_digests() of the stage
     unwritten: tuple[tuple[int, int, int], ...] = ()  # placeholder files still to write
     # Placeholders by shape, and the build-cache fact of each (by id: they live as long as
     # the book). A large site shows a few thousand shapes in ~400,000 picture slots, most
@@ -225,36 +224,6 @@ class PictureBook:
         return ", ".join(f"{self.urls.href(s.route)} {s.width}w" for s in specs)
 
 
-def story_digests(
-    views: Iterable[tuple[Image, SourceView]], placeholders: frozenset[str], card_operation: str
-) -> dict[str, str]:
-    """For each story file, a digest of everything the image stage decided about the
-    images it gives (`views`: each planned image and its source's view): what each source
-    is and which placeholder files exist for them.
-
-    A picture of a planned image is a function of that image, its source's view and
-    those placeholders, so while a story's digest stays the same the pictures of its
-    images cannot change: the build cache then keeps those facts without re-checking
-    each one (tens of thousands of related-coverage cards on a large site)."""
-    found: dict[str, list[object]] = {}
-    operations = (FIT, card_operation)
-    values: dict[int, tuple[object, ...]] = {}  # by view: many images share one
-    for image, view in views:
-        present = [placeholder_name(*placeholder_shape(image, op)) in placeholders
-                   for op in operations]
-        seen = values.get(id(view))
-        if seen is None:
-            seen = values[id(view)] = tuple(vars(view).values())
-        found.setdefault(image.source, []).append((image_key(image), seen, present))
-    # Pickled rather than repr'd for speed (a tenth of a large site's image stage): equal
-    # entries pickle alike here, and a digest that differed anyway would only make the
-    # build cache check that story's pictures one by one.
-    return {
-        story: hashlib.blake2b(pickle.dumps(entries, protocol=5), digest_size=16).hexdigest()
-        for story, entries in found.items()
-    }
-
-
 def image_key(image: Image) -> tuple[object, ...]:
     """An Image as plain values (cheap to keep in the build cache); Image(*key) is it again."""
     return (image.url, image.width, image.height, image.title, image.source, image.field,
@@ -271,6 +240,13 @@ def placeholder_shape(image: Image | None, operation: str, seed: str = "") -> tu
         return (*_shaped_size(DEFAULT_SIZE, operation), hue(seed))
     size: Size = (image.width, image.height) if image.width and image.height else DEFAULT_SIZE
     return (*_shaped_size(size, operation), hue(image.url))
+
+
+def placeholder_shapes(image: Image, operations: tuple[str, ...]) -> list[tuple[int, int, int]]:
+    """placeholder_shape(image, operation) for each operation, the hue worked out once."""
+    size: Size = (image.width, image.height) if image.width and image.height else DEFAULT_SIZE
+    angle = hue(image.url)
+    return [(*_shaped_size(size, operation), angle) for operation in operations]
 
 
 _shaped_size = lru_cache(maxsize=4096)(shaped_size)  # a few distinct sizes

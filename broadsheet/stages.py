@@ -227,7 +227,7 @@ class Outcome:
     files: set[str]
     unchanged: int
     rebuilt: list[tuple[str, str]]
-    picture_digests: dict[str, str] = field(default_factory=dict)  # pictures.story_digests
+    picture_digests: dict[str, str] = field(default_factory=dict)  # images.story_digests
     image_memo: StageMemo | None = None
     removed: list[str] = field(default_factory=list)
 

@@ -9,10 +9,11 @@ operation, size, format, quality and the JPEG decode scale): the name is the cac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from math import gcd
+from typing import overload
 
 from .model import Article, Image, Site, related_first_images
 
@@ -168,15 +169,34 @@ class ImageUse:
     operations: tuple[str, ...]
 
 
-def plan_images(site: Site, card_operation: str) -> list[ImageUse]:
-    """Every story image (as a card and in its own shape) and each related item's first image
-    (as a card), in a stable order."""
-    return list(_uses(site, card_operation))
+class ImagePlan(Sequence[tuple[str, Iterator[ImageUse]]]):
+    """Every story image (as a card and in its own shape) and each related item's first
+    image (as a card), story by story in a stable order: (story file, its uses).
 
+    A story's uses are made as they are read, and the image stage reads them more than
+    once rather than keep them: ~300,000 on a large site, most of them related items'
+    images, unpickled from each story's blob (model.related_first_images)."""
 
-def _uses(site: Site, card_operation: str) -> Iterator[ImageUse]:
-    for article in sorted(site.articles, key=lambda a: a.source):
-        yield from story_uses(article, card_operation)
+    def __init__(self, site: Site, card_operation: str) -> None:
+        self._articles = sorted(site.articles, key=lambda a: a.source)
+        self._operation = card_operation
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, Iterator[ImageUse]]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[str, Iterator[ImageUse]]]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> tuple[str, Iterator[ImageUse]] | Sequence[tuple[str, Iterator[ImageUse]]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        article = self._articles[index]
+        return article.source, story_uses(article, self._operation)
+
+    def __len__(self) -> int:
+        return len(self._articles)
 
 
 def story_uses(article: Article, card_operation: str) -> Iterator[ImageUse]:
@@ -189,7 +209,7 @@ def story_uses(article: Article, card_operation: str) -> Iterator[ImageUse]:
 
 
 def uses_digest(article: Article) -> str:
-    """A digest of the images `_uses` takes from one story (keep the two in step): the
+    """A digest of the images `story_uses` takes from one story (keep the two in step): the
     build cache keeps it per story file, so a build can tell that no story's images
     changed without looking at any of them."""
     chosen = [*article.images, None, *(r.images[0] for r in article.related if r.images)]

@@ -228,7 +228,7 @@ def split_facts(
 
     - its own facts (its article, issue, pager...), checked one by one;
     - picture and enclosure facts grouped by the story file their image comes from: a
-      group whose story's images are as the last build left them (pictures.
+      group whose story's images are as the last build left them (images.
       story_digests) holds as a whole, without a look at any of its facts;
     - facts read from `site` and the theme's templates and assets, as one tuple: most
       units of one template read the same ones, and the Decider checks each distinct

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import os
 import re
 import struct
 import threading
@@ -30,9 +31,10 @@ from broadsheet.config import load_config
 from broadsheet.diagnostics import Diagnostics
 from broadsheet.fetch import FetchFailed, FetchRules, check_target, is_public
 from broadsheet.imagecache import PRUNE_AFTER_DAYS, ImageCache
+from broadsheet import images
 from broadsheet.images import StoryViews, render_images
 from broadsheet.stages import DiscardingSink, load_articles
-from broadsheet.thumbnails import crop_box, output_sizes, plan_images
+from broadsheet.thumbnails import ImagePlan, crop_box, output_sizes
 from broadsheet.urls import UrlBuilder
 
 from .conftest import MiniSite, parse_html, story
@@ -663,7 +665,7 @@ def test_the_image_stage_holds_the_related_images_of_only_a_few_stories_at_once(
     pictures, _ = render_images(model, config, UrlBuilder(config.base_url), DiscardingSink())
     views = pictures.sources
     assert isinstance(views, StoryViews)
-    uses = plan_images(model, pictures.card_operation)
+    uses = [use for _, story in ImagePlan(model, pictures.card_operation) for use in story]
     assert len(uses) == 8
     for use in [*uses, *reversed(uses), *uses[::3]]:
         view = views.get(use.image)
@@ -673,6 +675,64 @@ def test_the_image_stage_holds_the_related_images_of_only_a_few_stories_at_once(
     unplanned = [item.images[1] for article in model.articles for item in article.related]
     assert unplanned and all(views.get(image) is None for image in unplanned)
     assert pictures.picture(unplanned[0]).placeholder
+
+
+def apart_site_files() -> dict[str, str | bytes]:
+    """Stories whose images are good, missing (used three times: by a story and by two
+    related items, the first of them later in the file than the story's own image) and
+    remote (not fetched: offline)."""
+    files: dict[str, str | bytes] = {"content/img/ok.jpg": photo()}
+    for n in range(3):
+        files[f"content/s{n}.md"] = story(
+            title=f"Story {n}",
+            url=f"https://news.example.com/{n}",
+            extra=f"""
+            related:
+              - title: Elsewhere {n}
+                webUrl: "https://other.example.com/{n}"
+                images:
+                  - {{url: "{"img/gone.jpg" if n else "https://cdn.example.com/r.jpg"}"}}
+            images:
+              - {{url: "{"img/ok.jpg" if n != 1 else "img/gone.jpg"}", width: 1200, height: 800}}
+            """,
+        )
+    return files
+
+
+def test_the_image_stage_run_apart_finds_what_it_finds_in_process(
+    make_site, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A large site's stage runs in a forked child (its working set is large and short
+    lived), which sends back what it found: pages, files, warnings and statistics are
+    those of the stage run in the build process, and so is the next build."""
+    ran_in = tmp_path / "ran-in"
+
+    def run(*args: object) -> object:
+        with ran_in.open("a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return real_run(*args)
+
+    real_run = images.run
+    monkeypatch.setattr(images, "run", run)
+    here = make_site(apart_site_files(), name="here")
+    here_report = here.build()
+    assert ran_in.read_text().split() == [str(os.getpid())]
+    monkeypatch.setattr(images, "APART_MIN", 1)
+    apart = make_site(apart_site_files(), name="apart")
+    apart_report = apart.build()
+    pids = ran_in.read_text().split()
+    assert len(pids) == 2 and pids[1] != str(os.getpid())  # in another process
+    assert apart.files() == here.files()
+    assert [str(w) for w in apart_report.warnings] == [str(w) for w in here_report.warnings]
+    assert apart_report.images == here_report.images
+    gone = warnings_by_file(apart_report)["content/s1.md"]
+    assert "related[0].images[0].url: image not available: no such file" in gone
+    assert "(used 2 more times)" in gone
+    for site in (here, apart):
+        text = (site.root / "content/s2.md").read_text(encoding="utf-8")
+        site.write("content/s2.md", text.replace("Story 2", "Story two"))
+    assert [str(w) for w in apart.build().warnings] == [str(w) for w in here.build().warnings]
+    assert apart.files() == here.files()
 
 
 # -- determinism and the cache ------------------------------------------------------------
