@@ -71,7 +71,7 @@ _LOADING: list[Packs] = []  # the folder whose cache is being unpickled (Packs.l
 def _loaded_ref(path: str, offset: int, length: int) -> BlobRef:
     if not _LOADING:
         return BlobRef(path, offset, length)
-    return _LOADING[-1].bind(os.path.basename(path), offset, length)
+    return _LOADING[-1].bind_path(path, offset, length)
 
 
 def read_blob(blob: bytes | BlobRef) -> bytes:
@@ -85,6 +85,7 @@ class Packs:
         self.folder = folder
         self._needed: dict[str, int] = {}  # pack name -> end of the furthest reference
         self._bound: dict[Any, str] = {}  # pack name -> its path in this folder
+        self._names: dict[str, str] = {}  # a saved reference's path -> its pack's name
 
     # -- loading: references come back bound to this folder --------------------------
 
@@ -96,6 +97,13 @@ class Packs:
             yield self
         finally:
             _LOADING.pop()
+
+    def bind_path(self, path: str, offset: Any, length: Any) -> BlobRef:
+        """`bind` for a reference saved with its pack's path (the name is its last part)."""
+        name = self._names.get(path)
+        if name is None:
+            name = self._names[path] = os.path.basename(path)
+        return self.bind(name, offset, length)
 
     def bind(self, name: Any, offset: Any, length: Any) -> BlobRef:
         """A reference into this folder's pack `name` (tens of thousands per load, into a

@@ -25,13 +25,13 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import ExifTags, Image
 
+from broadsheet import images
 from broadsheet.assemble import assemble_site
 from broadsheet.cli import main
 from broadsheet.config import load_config
 from broadsheet.diagnostics import Diagnostics
 from broadsheet.fetch import FetchFailed, FetchRules, check_target, is_public
 from broadsheet.imagecache import PRUNE_AFTER_DAYS, ImageCache
-from broadsheet import images
 from broadsheet.images import StoryViews, render_images
 from broadsheet.stages import DiscardingSink, load_articles
 from broadsheet.thumbnails import ImagePlan, crop_box, output_sizes
