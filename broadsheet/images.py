@@ -117,6 +117,9 @@ class Outcome:
 StatKey = tuple[int, int, int, int]  # size, mtime_ns, inode, mode
 LocalState = tuple[str, StatKey | None]  # where a path really leads, and what is there
 Shape = tuple[int, int, int]  # a placeholder's width, height and hue
+# The uses the stage is asked about, story by story (story file, its uses): read more than
+# once, so a story's uses can be made again rather than kept (thumbnails.ImagePlan).
+Plan = Sequence[tuple[str, Iterable[ImageUse]]]
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def render_images(
     if memo is not None and key is not None and memo.key == key and _same_local(memo.local):
         return replay(memo, site, config, urls, sink), memo
     plan = ImagePlan(site, crop_operation(config.images.card_aspect))
-    found, busy = run_apart(plan, config, progress) if apart(plan) else run(plan, config, progress)
+    found, busy = run(plan, config, progress)
     book = picture_book(found, site, config, urls, sink, found.stats)
     if story_uses is None or key is None or busy:
         return book, None  # the cache changed under it: the next build looks again
@@ -366,7 +369,7 @@ def link(published: Iterable[tuple[str, str]], config: Config, sink: FileSink) -
 
 
 def process_images(
-    plan: Sequence[tuple[str, Iterable[ImageUse]]],
+    plan: Plan,
     config: Config,
     sink: FileSink,
     progress: Progress | None = None,
@@ -380,47 +383,8 @@ def process_images(
     return found.stats, list(found.warnings)
 
 
-APART_MIN = 300  # stories in a plan that the stage runs in a child process (apart)
-_pending: tuple[Sequence[tuple[str, Iterable[ImageUse]]], Config, Progress | None] | None = None
-
-
-def apart(plan: Sequence[tuple[str, Iterable[ImageUse]]]) -> bool:
-    """Whether to run the stage in a forked child (run_apart): a large plan, and a process
-    that can fork safely (no other threads, such as the dev server's)."""
-    if len(plan) < APART_MIN or sys.platform != "linux" or threading.active_count() > 1:
-        return False
-    import multiprocessing
-
-    return "fork" in multiprocessing.get_all_start_methods()
-
-
-def run_apart(
-    plan: Sequence[tuple[str, Iterable[ImageUse]]], config: Config, progress: Progress | None
-) -> tuple[StageMemo, bool]:
-    """`run` in a forked child process, which sends back only what it found.
-
-    The stage's working set is large and short-lived (~300,000 uses and ~150,000 sources
-    on a large site), and the allocator keeps most of what it frees: in this process, it
-    stayed for the rest of the build, and again in the render worker forked from it."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    global _pending
-    _pending = (plan, config, progress)
-    try:
-        with ProcessPoolExecutor(1, mp_context=get_context("fork")) as pool:
-            return pool.submit(_run_pending).result()
-    finally:
-        _pending = None
-
-
-def _run_pending() -> tuple[StageMemo, bool]:
-    assert _pending is not None  # set by run_apart before the fork
-    return run(*_pending)
-
-
 def run(
-    plan: Sequence[tuple[str, Iterable[ImageUse]]], config: Config, progress: Progress | None
+    plan: Plan, config: Config, progress: Progress | None
 ) -> tuple[StageMemo, bool]:
     """Run the stage over `plan`: what it found, as a memo without a key (its files are not
     linked into any output yet: `link`); and whether it was busy, having changed the image
@@ -441,7 +405,7 @@ def run(
         {s.digest for s in sources if s.digest},
         {s.key for s in sources if not s.key.startswith("file:")},
     )
-    outcome.warnings.extend(warnings(grouped, plan))
+    outcome.warnings.extend(failure_warnings(grouped, plan))
     outcome.warnings.extend(summarise_placeholders(sources, settings))
     stats = ImageStats(
         sources=len(sources),
@@ -493,7 +457,7 @@ class Grouped:
 CARD, OWN = 1, 2
 
 
-def group_sources(plan: Sequence[tuple[str, Iterable[ImageUse]]], config: Config) -> Grouped:
+def group_sources(plan: Plan, config: Config) -> Grouped:
     """One Source per distinct URL or file, in first-use order, and each use's Source."""
     card = crop_operation(config.images.card_aspect)
     both = (card, FIT)
@@ -874,7 +838,9 @@ def summarise_placeholders(sources: list[Source], settings: ImageSettings) -> li
     return [Diagnostic(where, 0, "", line, Severity.WARNING) for line in lines]
 
 
-def warnings(grouped: Grouped, plan: Sequence[tuple[str, Iterable[ImageUse]]]) -> list[Diagnostic]:
+def failure_warnings(
+    grouped: Grouped, plan: Plan
+) -> list[Diagnostic]:
     """One warning per source that failed in this build, at its first use. The uses are
     not kept (Grouped), so the stories that use such sources are planned again: a few,
     in a build where something failed."""
