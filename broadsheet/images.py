@@ -383,9 +383,7 @@ def process_images(
     return found.stats, list(found.warnings)
 
 
-def run(
-    plan: Plan, config: Config, progress: Progress | None
-) -> tuple[StageMemo, bool]:
+def run(plan: Plan, config: Config, progress: Progress | None) -> tuple[StageMemo, bool]:
     """Run the stage over `plan`: what it found, as a memo without a key (its files are not
     linked into any output yet: `link`); and whether it was busy, having changed the image
     cache or seen a local image change just now, so that the next build looks again."""
@@ -838,9 +836,7 @@ def summarise_placeholders(sources: list[Source], settings: ImageSettings) -> li
     return [Diagnostic(where, 0, "", line, Severity.WARNING) for line in lines]
 
 
-def failure_warnings(
-    grouped: Grouped, plan: Plan
-) -> list[Diagnostic]:
+def failure_warnings(grouped: Grouped, plan: Plan) -> list[Diagnostic]:
     """One warning per source that failed in this build, at its first use. The uses are
     not kept (Grouped), so the stories that use such sources are planned again: a few,
     in a build where something failed."""
