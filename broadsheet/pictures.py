@@ -238,15 +238,17 @@ def placeholder_shape(image: Image | None, operation: str, seed: str = "") -> tu
     of the URL, cheaper to compute again than to keep for ~150,000 URLs of a large site."""
     if image is None:
         return (*_shaped_size(DEFAULT_SIZE, operation), hue(seed))
-    size: Size = (image.width, image.height) if image.width and image.height else DEFAULT_SIZE
-    return (*_shaped_size(size, operation), hue(image.url))
+    return (*_shaped_size(_metadata_size(image), operation), hue(image.url))
 
 
 def placeholder_shapes(image: Image, operations: tuple[str, ...]) -> list[tuple[int, int, int]]:
     """placeholder_shape(image, operation) for each operation, the hue worked out once."""
-    size: Size = (image.width, image.height) if image.width and image.height else DEFAULT_SIZE
-    angle = hue(image.url)
+    size, angle = _metadata_size(image), hue(image.url)
     return [(*_shaped_size(size, operation), angle) for operation in operations]
+
+
+def _metadata_size(image: Image) -> Size:
+    return (image.width, image.height) if image.width and image.height else DEFAULT_SIZE
 
 
 _shaped_size = lru_cache(maxsize=4096)(shaped_size)  # a few distinct sizes

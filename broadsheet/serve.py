@@ -492,8 +492,8 @@ def serve(args: Any) -> int:
         dev.start()
         if args.open:
             webbrowser.open(dev.url)
-        while True:
-            time.sleep(3600)
+        while True:  # short sleeps: the kernel may hand Ctrl-C to another thread, and a
+            time.sleep(0.5)  # long sleep here would not wake to raise KeyboardInterrupt
     except KeyboardInterrupt:
         print("\nStopped.", file=sys.stderr)
     finally:

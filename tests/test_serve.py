@@ -279,7 +279,7 @@ def test_serve_command_prints_the_url_first_and_stops_cleanly(make_site, tmp_pat
         process.send_signal(stop)
         try:
             code = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # seen once in a full run on a loaded machine
+        except subprocess.TimeoutExpired:
             process.kill()
             _, err = process.communicate()
             pytest.fail(f"still running 30 s after {stop.name}; its stderr:\n{err}")
