@@ -461,13 +461,18 @@ def is_exposed(host: str) -> bool:
 
 def _stop_on_terminate() -> None:
     """SIGTERM (`kill`, an editor's stop button, a container stopping) stops the server as
-    Ctrl-C does: the preview's temporary folder removed, its build cache kept."""
+    Ctrl-C does: the preview's temporary folder removed, its build cache kept.
+
+    Ctrl-C is taken even when the server was started with SIGINT ignored, which Python
+    then keeps: a process that started it while ignoring SIGINT itself (a task runner, or
+    a program inside C's system()) passes that on, and Ctrl-C did nothing at all."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     with contextlib.suppress(ValueError):  # only the main thread may set it (not in tests)
         signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def serve(args: Any) -> int:
@@ -492,8 +497,8 @@ def serve(args: Any) -> int:
         dev.start()
         if args.open:
             webbrowser.open(dev.url)
-        while True:  # short sleeps: the kernel may hand Ctrl-C to another thread, and a
-            time.sleep(0.5)  # long sleep here would not wake to raise KeyboardInterrupt
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         print("\nStopped.", file=sys.stderr)
     finally:

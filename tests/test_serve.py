@@ -254,10 +254,27 @@ class EventListener:
         self.connection.close()
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "terminate"])
-def test_serve_command_prints_the_url_first_and_stops_cleanly(make_site, tmp_path, stop) -> None:
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _default_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize(
+    ("stop", "started"),
+    [(signal.SIGINT, _default_ctrl_c), (signal.SIGTERM, _default_ctrl_c),
+     (signal.SIGINT, _ignore_ctrl_c)],
+    ids=["ctrl-c", "terminate", "ctrl-c-started-ignored"],
+)
+def test_serve_command_prints_the_url_first_and_stops_cleanly(
+    make_site, tmp_path, stop, started
+) -> None:
     """Ctrl-C, or SIGTERM from `kill`, an editor's stop button or a container: exit 0, the
-    preview's temporary folder removed, its build cache kept for the next session."""
+    preview's temporary folder removed, its build cache kept for the next session. Ctrl-C
+    works even when whatever started the server was ignoring SIGINT, which a child
+    inherits (a full test run once started it so, and it ran on)."""
     site = make_site({"content/a.md": story()})
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -268,6 +285,7 @@ def test_serve_command_prints_the_url_first_and_stops_cleanly(make_site, tmp_pat
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "TMPDIR": str(scratch)},
+        preexec_fn=started,  # one signal disposition, set between fork and exec
     )
     try:
         first_line = process.stdout.readline().strip()
