@@ -188,6 +188,11 @@ def image_story(url: str, width: int | None = 1200, height: int | None = 800) ->
     )
 
 
+def numbered_story(n: int, extra: str) -> str:
+    """Story n of a test site, with `extra` front matter (its images, its related items)."""
+    return story(title=f"Story {n}", url=f"https://news.example.com/{n}", extra=extra)
+
+
 # -- reading what a build made ------------------------------------------------------------
 
 
@@ -643,10 +648,7 @@ def test_the_image_stage_holds_the_related_images_of_only_a_few_stories_at_once(
     monkeypatch.setattr(StoryViews, "RECENT", 1)
     files: dict[str, str | bytes] = {"content/ok.jpg": photo()}
     for n in range(4):
-        files[f"content/s{n}.md"] = story(
-            title=f"Story {n}",
-            url=f"https://news.example.com/{n}",
-            extra=f"""
+        files[f"content/s{n}.md"] = numbered_story(n, f"""
             images:
               - {{url: "{"ok.jpg" if n % 2 else "gone.jpg"}", width: 1200, height: 800}}
             related:
@@ -655,8 +657,7 @@ def test_the_image_stage_holds_the_related_images_of_only_a_few_stories_at_once(
                 images:
                   - {{url: "{"gone.jpg" if n % 2 else "ok.jpg"}", width: 1200, height: 800}}
                   - {{url: "ok.jpg"}}
-            """,
-        )
+            """)
     site = make_site(files)
     config = load_config(site.root)
     model = assemble_site(load_articles(config, Diagnostics()), config)
@@ -682,10 +683,7 @@ def test_a_missing_image_used_three_times_is_one_warning_at_its_first_use(make_s
     with its other uses counted; the next build says the same."""
     files: dict[str, str | bytes] = {"content/img/ok.jpg": photo()}
     for n in range(3):
-        files[f"content/s{n}.md"] = story(
-            title=f"Story {n}",
-            url=f"https://news.example.com/{n}",
-            extra=f"""
+        files[f"content/s{n}.md"] = numbered_story(n, f"""
             related:
               - title: Elsewhere {n}
                 webUrl: "https://other.example.com/{n}"
@@ -693,8 +691,7 @@ def test_a_missing_image_used_three_times_is_one_warning_at_its_first_use(make_s
                   - {{url: "{"img/gone.jpg" if n else "https://cdn.example.com/r.jpg"}"}}
             images:
               - {{url: "{"img/ok.jpg" if n != 1 else "img/gone.jpg"}", width: 1200, height: 800}}
-            """,
-        )
+            """)
     site = make_site(files)
     report = site.build()
     gone = [str(w) for w in report.warnings if "gone.jpg" in str(w) or "no such file" in str(w)]
