@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import jinja2
 
@@ -31,6 +31,9 @@ from .routes import Page
 from .templates import StaticFiles, template_diagnostic
 from .tracking import FactChecker, Fingerprints, Recorder, Tracked
 from .urls import UrlBuilder, output_file
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError)
 FEED_ISSUE_TEMPLATE = "feed-issue.html"
@@ -421,23 +424,41 @@ def render_units(
             futures = [pool.submit(_render_claimed) for _ in range(parts)]
             if alongside is not None:
                 alongside()
+            pending = futures
             while (index := _claim(bounds, front=False)) is not None:
                 result.add(collector.take(_render_serial([units[i] for i in slices[index]],
                                                          sink, fp, config, None)))
+                pending = _take_done(pending, sink, collector, result)
                 if progress:
                     progress(len(units) * (parts - _unclaimed(bounds)) // parts)
-            for future in futures:
+            for future in pending:
                 future.cancel()  # all claimed: those not started have nothing left to do
-            for future in futures:
-                if future.cancelled():
-                    continue
-                rendered = future.result()
-                for name, same in rendered.written:
-                    sink.adopt(name, same)
-                result.add(collector.take(rendered))
+            _take_done(pending, sink, collector, result, wait=True)
         return result
     finally:
         _shared = None
+
+
+def _take_done(
+    futures: list[Future[Rendered]], sink: FileSink, collector: _Collector, result: Rendered,
+    wait: bool = False,
+) -> list[Future[Rendered]]:
+    """Take the workers' slices that are done (all of them, with `wait`) into `result`;
+    return the others. Taken as they come, not at the end: the pool's thread unpickles each
+    answer when it arrives, and the facts of half a large site's pages would wait in this
+    process (~30 MB at 10,000 stories) until the collector sent them to the spill pack."""
+    left = []
+    for future in futures:
+        if future.cancelled():
+            continue
+        if not (wait or future.done()):
+            left.append(future)
+            continue
+        rendered = future.result()
+        for name, same in rendered.written:
+            sink.adopt(name, same)
+        result.add(collector.take(rendered))
+    return left
 
 
 class _Collector:

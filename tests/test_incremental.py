@@ -455,6 +455,53 @@ def test_a_worker_that_is_held_up_leaves_the_other_slices_to_the_parent(
     assert len(by_worker) <= 1, by_worker
 
 
+class _LoggingSink(_FileSink):
+    """Also logs, in the parent, the files it wrote and the workers' files it adopted."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.log: list[tuple[str, str]] = []
+
+    def write(self, name: str, data: bytes) -> bool:
+        self.log.append(("write", name))
+        return super().write(name, data)
+
+    def adopt(self, name: str, same: bool) -> None:
+        self.log.append(("adopt", name))
+
+
+def test_the_parent_takes_the_workers_slices_as_they_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent takes a worker's finished slices between its own, not all at the end: the
+    pool unpickles each answer when it arrives, and at 10,000 stories the facts of the
+    worker's half of the pages waited in the parent (peak RSS 419 -> 383 MB)."""
+    monkeypatch.setattr(units, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(units, "SLICE_UNITS", 1)
+    parent = os.getpid()
+
+    def renderer(index: int) -> units.Renderer:
+        def render(recorder: object) -> list[tuple[str, bytes]]:
+            if os.getpid() == parent and not any(tmp_path.iterdir()):
+                deadline = time.monotonic() + 30  # the worker's first files, then go on
+                while len(list(tmp_path.iterdir())) < 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            time.sleep(0.05)
+            return [(f"{index}.txt", str(os.getpid()).encode())]
+
+        return render
+
+    work = [units.Unit(f"unit:{i}", (f"{i}.txt",), {}, {}, renderer(i), f"{i}.txt")
+            for i in range(40)]
+    sink = _LoggingSink(tmp_path)
+    rendered = units.render_units(work, sink, tracking.Fingerprints({}), None, workers=2)  # type: ignore[arg-type]
+    assert sorted(rendered.records) == sorted(unit.id for unit in work)
+    kinds = [kind for kind, _ in sink.log]
+    assert "adopt" in kinds and kinds.count("write") > 1, kinds
+    last_write = len(kinds) - 1 - kinds[::-1].index("write")
+    assert kinds.index("adopt") < last_write, kinds
+
+
 def test_explain_says_why(curator: Curator, capsys: pytest.CaptureFixture[str]) -> None:
     curator.site.build()
     assert main(["build", "--site", str(curator.site.root), "--offline", "--explain"]) == 0
