@@ -31,12 +31,17 @@ class _Loader(_Base):  # type: ignore[misc]
 
     Readers take a scalar's raw text by the field's schema, so of YAML's implicit types only
     null matters, plus the two tags `_check_nodes` refuses (merge `<<` and value `=`); the
-    full resolver is asked exactly for those, everything else is a plain string."""
+    full resolver is asked exactly for those, everything else is a plain string. `odd`
+    says whether it gave either of those two tags."""
+
+    odd = False
 
     def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
         if kind is _SCALAR:
             if value in _ASK and implicit[0]:
-                return str(super().resolve(kind, value, implicit))
+                tag = str(super().resolve(kind, value, implicit))
+                self.odd = self.odd or tag not in (_NULL, _STR)
+                return tag
             return _STR
         return _SEQ if kind is _SEQUENCE else _MAP
 
@@ -111,6 +116,7 @@ def _compose(
         loader = _Loader(yaml_text)
         try:
             root = loader.get_single_node()
+            odd = loader.odd
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -141,7 +147,8 @@ def _compose(
                 f"{what} must be a mapping of fields, got {kind_of(root)}",
             )
         ]
-    if _plain_nodes(root):
+    plain = _plain_nodes(root) if odd or _may_tag_or_alias(yaml_text) else _plain_keys(root)
+    if plain:
         return root, []  # nothing _check_nodes would report, found at a fraction of its cost
     return root, _check_nodes(root, path, first_line, yaml_text)
 
@@ -266,6 +273,46 @@ def _plain_nodes(root: yaml.Node, repeated_keys: bool = False) -> bool:
                 return False
         elif type(node) is not scalar:  # a sequence
             stack.extend(node.value)
+    return True
+
+
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def _may_tag_or_alias(text: str) -> bool:
+    """Whether a tag (`!`) or an alias (`*`) may start somewhere in `text`: anywhere but
+    right after an ASCII letter or digit, after which a token never starts (the `!` of
+    `photo!/x.jpg` or `Wow!` is text). Wider than YAML's rules on purpose: a false alarm
+    only costs the full walk of `_plain_nodes`. Found with str.find, as these characters
+    are rare: a regular expression would read every character in Python's regex engine."""
+    for mark in "!*":
+        at = text.find(mark)
+        while at != -1:
+            if at == 0 or text[at - 1] not in _WORD:
+                return True
+            at = text.find(mark, at + 1)
+    return False
+
+
+def _plain_keys(root: yaml.Node) -> bool:
+    """`_plain_nodes` for a document whose text has no tag or alias (`_may_tag_or_alias`) and
+    whose resolver gave no merge or value tag: then every node is distinct and every tag
+    allowed, and only the keys are left to check: scalars, distinct in each mapping. Half
+    the cost of the full walk, which every story of a cold build takes."""
+    scalar, mapping = yaml.ScalarNode, yaml.MappingNode
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        items = node.value
+        if type(node) is mapping:
+            try:  # a mapping or list as a key has a list as its value: unhashable
+                if len({key.value for key, _ in items}) != len(items):
+                    return False
+            except TypeError:
+                return False
+            stack.extend([value for _, value in items if type(value) is not scalar])
+        else:  # a sequence
+            stack.extend([item for item in items if type(item) is not scalar])
     return True
 
 

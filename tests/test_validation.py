@@ -59,6 +59,20 @@ NODE_CHECK_CASES = [
     "? &k a\n: 1\nb: *k\n",
     "!!python/name:os.system k: 1\n",
     "!!str k: 1\n",
+    # With no tag or alias in the text (a `!` after a letter or digit is text), only the keys
+    # are walked: what is left to find must still be found.
+    "url: https://x.test/1580616519!/a.jpg\nk: 1\nk: 2\n",
+    "title: Wow!\nlist: [a, b, {c: 1, c: 2}]\n",
+    "title: Wow!\nlist:\n  - - x\n    - {a: 1, b: 2, a: 3}\n",
+    "url: x!y\n? [a]\n: b\n",
+    "url: x!y\n? {a: 1}\n: b\n",
+    "url: photo!/x.jpg\nk: =\n",
+    "url: photo!/x.jpg\nother:\n  <<: {x: 1}\n",
+    "url: photo!/x.jpg\nbase: &b {x: 1}\nother:\n  <<: *b\n",
+    "b:\n\ufeff!foo x\n",  # YAML skips a BOM that starts a line: then a tag
+    "a: &a [1]\nb:\n\ufeff*a\n",  # or an alias
+    "x: [1,*a]\n",
+    "title: Wow!\nrelated:\n  - title: a\n    provider: {name: x, domain: y}\n",
 ]
 
 
