@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
-from .buildcache import RACY_NS
+from .buildcache import RACY_NS, engine_key
 from .config import IMAGE_CACHE_FOLDER, Config, ImageSettings
 from .diagnostics import Diagnostic, Severity
 from .model import Image, Site
@@ -149,16 +149,25 @@ def render_images(
     progress: Progress | None = None,
     memo: StageMemo | None = None,
     story_uses: Mapping[str, str] | None = None,
+    parts_file: Path | None = None,
+    reuse_parts: bool = False,
 ) -> tuple[PictureBook, StageMemo | None]:
     """Every picture the site shows, made or reused, linked into `sink`; and the memo the
     next build may replay. `story_uses` maps each story file to `thumbnails.uses_digest`
     of its article (kept in the build cache), which with the image settings and the state
-    of the image cache is what the stage's result depends on."""
+    of the image cache is what the stage's result depends on.
+
+    When the stage runs, each story's part of the grouping is kept in `parts_file` (in
+    the build cache's folder) by its uses' digest, and with `reuse_parts` (a build that
+    uses the build cache) read back first: a new story then costs the stage only its own
+    images."""
     key = stage_key(site, config, story_uses) if story_uses is not None else None
     if memo is not None and key is not None and memo.key == key and _same_local(memo.local):
         return replay(memo, site, config, urls, sink), memo
     plan = ImagePlan(site, crop_operation(config.images.card_aspect))
-    found, busy = run(plan, config, progress)
+    known = read_story_parts(parts_file) if reuse_parts and parts_file else {}
+    with PartsWriter(parts_file) as keep:
+        found, busy = run(plan, config, progress, known, story_uses, keep)
     book = picture_book(found, site, config, urls, sink, found.stats)
     if story_uses is None or key is None or busy:
         return book, None  # the cache changed under it: the next build looks again
@@ -383,16 +392,24 @@ def process_images(
     return found.stats, list(found.warnings)
 
 
-def run(plan: Plan, config: Config, progress: Progress | None) -> tuple[StageMemo, bool]:
+def run(
+    plan: Plan,
+    config: Config,
+    progress: Progress | None,
+    known: Mapping[str, tuple[str, bytes]] | None = None,
+    uses: Mapping[str, str] | None = None,
+    keep: KeepPart | None = None,
+) -> tuple[StageMemo, bool]:
     """Run the stage over `plan`: what it found, as a memo without a key (its files are not
     linked into any output yet: `link`); and whether it was busy, having changed the image
-    cache or seen a local image change just now, so that the next build looks again."""
+    cache or seen a local image change just now, so that the next build looks again.
+    `known`, `uses` and `keep`: see group_sources."""
     from .imagecache import ImageCache
 
     settings = config.images
     cache = ImageCache(config.root / settings.cache_dir)
     outcome = Outcome()
-    grouped = group_sources(plan, config)
+    grouped = group_sources(plan, config, known, uses, keep)
     sources = grouped.sources
     locate_sources(sources, config, cache, outcome, progress)
     describe_sources(sources, settings, cache, outcome, progress)
@@ -455,40 +472,182 @@ class Grouped:
 CARD, OWN = 1, 2
 
 
-def group_sources(plan: Plan, config: Config) -> Grouped:
-    """One Source per distinct URL or file, in first-use order, and each use's Source."""
+# A story's part of the grouping: each use's source key, its two placeholder shapes (as a
+# card, in its own shape), what it asks for (CARD | OWN), the image of each use of a local
+# file (where to look for it) by the use's index, and a digest of its images' keys. A
+# function of the story's uses alone, so kept by their digest (PARTS_FILE).
+StoryPart = tuple[tuple[str, ...], tuple[Shape, ...], bytes, tuple[tuple[int, Image], ...], bytes]
+PARTS_FILE = "image-parts.pickle"
+KeepPart = Callable[[str, str, bytes], None]  # (story file, its key, its part pickled)
+
+
+def group_sources(
+    plan: Plan,
+    config: Config,
+    known: Mapping[str, tuple[str, bytes]] | None = None,
+    uses: Mapping[str, str] | None = None,
+    keep: KeepPart | None = None,
+) -> Grouped:
+    """One Source per distinct URL or file, in first-use order, and each use's Source.
+
+    Each story's part is given to `keep` as it is made (pickled, with its key: the story's
+    `uses` digest and the card crop), not held: ~16 MB at 10,000 stories, which held until
+    the stage ended raised a cold build's peak memory. A story whose key matches its part
+    in `known` is not read again: its images (most of them its related items', unpickled
+    from its blob) are most of the stage's work."""
     card = crop_operation(config.images.card_aspect)
     both = (card, FIT)
     asks: dict[tuple[str, ...], int] = {}  # by a use's operations
     grouped = Grouped()
     found: dict[str, int] = {}
     shape_ids: dict[Shape, int] = {}
-    sources, owners, shapes = grouped.sources, grouped.owners, grouped.shapes
-    for story, uses in plan:
-        start = len(owners)
-        keys = []
-        for use in uses:
-            image = use.image
-            key = source_key(image, config)
-            index = found.get(key)
-            if index is None:
-                index = found[key] = len(sources)
-                sources.append(Source(key, image if key.startswith("file:") else None))
-            source = sources[index]
-            source.count += 1
-            source.operations = _merged(source.operations, use.operations)
-            owners.append(index)
-            for shape in placeholder_shapes(image, both):
-                shapes.append(shape_ids.setdefault(shape, len(shape_ids)))
-            ask = asks.get(use.operations)
-            if ask is None:
-                ask = asks[use.operations] = _asks(use.operations, card)
-            grouped.asks.append(ask)
-            keys.append(image_key(image))
-        keyed = hashlib.blake2b(pickle.dumps(keys, protocol=5), digest_size=16).digest()
-        grouped.stories.append((story, start, len(owners), keyed))
+    operations = {0: (), CARD: (card,), OWN: (FIT,), CARD | OWN: (card, FIT)}  # by asks
+    for story, planned in plan:
+        digest = uses.get(story) if uses is not None else None
+        key = f"{digest}|{card}" if digest else ""
+        before = known.get(story) if known and key else None
+        part = _known_part(before[1]) if before is not None and before[0] == key else None
+        if part is not None and before is not None:
+            blob = before[1]
+        else:
+            part = _story_part(planned, both, card, asks)
+            blob = pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL) if key and keep else b""
+        if key and keep is not None:
+            keep(story, key, blob)
+        _add_part(grouped, story, part, found, shape_ids, operations)
     grouped.shape_list = list(shape_ids)
     return grouped
+
+
+def _story_part(
+    uses: Iterable[ImageUse], both: tuple[str, str], card: str, asks: dict[tuple[str, ...], int]
+) -> StoryPart:
+    keys: list[str] = []
+    shapes: list[Shape] = []
+    wanted = bytearray()
+    local: list[tuple[int, Image]] = []
+    image_keys = []
+    for use in uses:
+        image = use.image
+        key = source_key(image)
+        if key.startswith("file:"):
+            local.append((len(keys), image))
+        keys.append(key)
+        shapes.extend(placeholder_shapes(image, both))
+        ask = asks.get(use.operations)
+        if ask is None:
+            ask = asks[use.operations] = _asks(use.operations, card)
+        wanted.append(ask)
+        image_keys.append(image_key(image))
+    keyed = hashlib.blake2b(pickle.dumps(image_keys, protocol=5), digest_size=16).digest()
+    return tuple(keys), tuple(shapes), bytes(wanted), tuple(local), keyed
+
+
+def _known_part(blob: bytes) -> StoryPart | None:
+    """A kept part, or None when it is not one (a damaged or foreign file)."""
+    try:
+        part = pickle.loads(blob)
+        keys, shapes, wanted, local, keyed = part
+        if not (type(wanted) is bytes and type(keyed) is bytes
+                and len(shapes) == 2 * len(keys) == 2 * len(wanted)
+                and max(wanted, default=0) <= CARD | OWN
+                and all(type(key) is str for key in keys)
+                and all(type(i) is int and type(image) is Image for i, image in local)):
+            return None
+    except Exception:  # unpicklable, or not a part at all
+        return None
+    return part  # type: ignore[no-any-return]
+
+
+def _add_part(
+    grouped: Grouped, story: str, part: StoryPart, found: dict[str, int],
+    shape_ids: dict[Shape, int], operations: Mapping[int, tuple[str, ...]],
+) -> None:
+    """Add one story's uses to the grouping: each use to its source (a new one at its
+    first use), its shapes as ids into the distinct ones."""
+    keys, shapes, wanted, local, keyed = part
+    images = dict(local)
+    sources, owners = grouped.sources, grouped.owners
+    start = len(owners)
+    for use, key in enumerate(keys):
+        index = found.get(key)
+        if index is None:
+            index = found[key] = len(sources)
+            sources.append(Source(key, images.get(use)))
+        source = sources[index]
+        source.count += 1
+        source.operations = _merged(source.operations, operations[wanted[use]])
+        owners.append(index)
+    grouped.shapes.extend([shape_ids.setdefault(shape, len(shape_ids)) for shape in shapes])
+    grouped.asks.extend(wanted)
+    grouped.stories.append((story, start, len(owners), keyed))
+
+
+def read_story_parts(path: Path) -> dict[str, tuple[str, bytes]]:
+    """The stories' parts the last run of the stage kept, by story file (none if the file
+    is missing, damaged or from another version of Broadsheet: they are made again)."""
+    parts: dict[str, tuple[str, bytes]] = {}
+    try:
+        with open(path, "rb") as handle:
+            unpickler = pickle.Unpickler(handle)
+            if unpickler.load() != engine_key():
+                return {}
+            while (record := unpickler.load()) is not None:
+                story, key, blob = record
+                if not (type(story) is str and type(key) is str and type(blob) is bytes):
+                    return {}
+                parts[story] = (key, blob)
+    except Exception:  # missing, truncated, not ours: never fatal
+        return {}
+    return parts
+
+
+class PartsWriter:
+    """Writes each story's part to a new parts file as the stage makes it (`KeepPart`),
+    and puts the file in place when the stage is done; with no path, or when the file
+    cannot be written, it keeps nothing (the next run makes the parts again)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._handle: BinaryIO | None = None
+
+    def __enter__(self) -> KeepPart | None:
+        if self.path is None:
+            return None
+        self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self._temporary, "wb")  # closed by _close
+            pickle.dump(engine_key(), self._handle)
+        except OSError:
+            self._close(keep=False)
+            return None
+        return self._keep
+
+    def _keep(self, story: str, key: str, blob: bytes) -> None:
+        if self._handle is not None:
+            try:  # one pickle per part: a pickler kept for all would hold them in its memo
+                pickle.dump((story, key, blob), self._handle, protocol=pickle.HIGHEST_PROTOCOL)
+            except OSError:
+                self._close(keep=False)
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self._close(keep=kind is None)
+
+    def _close(self, keep: bool) -> None:
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        try:
+            if keep:
+                pickle.dump(None, handle)  # the end: a file without it is truncated
+            handle.close()
+            if keep and self.path is not None:
+                os.replace(self._temporary, self.path)
+                return
+        except OSError:
+            handle.close()
+        self._temporary.unlink(missing_ok=True)
 
 
 def _asks(operations: tuple[str, ...], card: str) -> int:
@@ -504,7 +663,7 @@ def _merged(known: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted({*known, *more}))
 
 
-def source_key(image: Image, config: Config) -> str:
+def source_key(image: Image) -> str:
     if is_remote(image.url):
         return image.url
     story_dir = Path(image.source).parent

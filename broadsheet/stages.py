@@ -27,7 +27,7 @@ from .buildcache import (
 from .config import Config
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
 from .feeds import OPML, Feed, plan_feeds, render_opml
-from .images import StageMemo, render_images, write_placeholder_files
+from .images import PARTS_FILE, StageMemo, render_images, write_placeholder_files
 from .model import Article, Site
 from .output import Named, OutputError, OutputWriter, PatchWriter
 from .packs import PackWriter
@@ -114,8 +114,10 @@ def run(
         pages = plan_pages(site, config, url_builder, feeds)
         previous = _reusable_output(state, output_dir) if write else None
         notes = [cache.note] if cache.note else []
+        parts = cache.folder / PARTS_FILE if write and cache.persist else None
         job = RenderJob(site, pages, feeds, config, url_builder, Fingerprints(loaded.parsed),
-                        state, previous, options.workers, loaded.uses, spill)
+                        state, previous, options.workers, loaded.uses, spill, parts,
+                        options.use_cache)
         try:
             if not write:
                 outcome = render_site(job, DiscardingSink(), progress)
@@ -218,6 +220,8 @@ class RenderJob:
     workers: int | None = None
     story_uses: dict[str, str] | None = None  # each story's thumbnails.uses_digest
     spill: PackWriter | None = None  # where the rendered units' facts go (render_units)
+    image_parts: Path | None = None  # where the image stage keeps its stories' parts
+    reuse_parts: bool = False  # and whether it may read them (not with --no-cache)
 
 
 @dataclass
@@ -238,7 +242,8 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
     config, site = job.config, job.site
     static = StaticFiles(config.static_dirs)
     pictures, memo = render_images(site, config, job.url_builder, sink, progress,
-                                   job.state.images, job.story_uses)
+                                   job.state.images, job.story_uses, job.image_parts,
+                                   job.reuse_parts)
     env = make_environment(config, job.url_builder, static, pictures)
     fp = job.fingerprints
     common = {"engine": engine_key(), "config": fp.of(config)}
