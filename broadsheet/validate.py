@@ -184,29 +184,37 @@ def read_image(reader: NodeReader, node: yaml.Node, field: str, path: str) -> Im
     fields = reader.fields(node, field)
     if fields is None:
         return None
-    errors_before = len(reader.diagnostics.errors)
+    diagnostics = reader.diagnostics
+    errors_before = len(diagnostics.errors)
     reader.unknown(fields, IMAGE_FIELDS, field)
     require(reader, node, fields, field, "url")
     url = read_image_url(reader, fields.get("url"), f"{field}.url", path)
+    sizes_before = len(diagnostics.errors)
     width = reader.integer(fields.get("width"), f"{field}.width", minimum=1, maximum=MAX_IMAGE_SIDE)
     height = reader.integer(
         fields.get("height"), f"{field}.height", minimum=1, maximum=MAX_IMAGE_SIDE
     )
+    if len(diagnostics.errors) == sizes_before:  # checked even when the URL is wrong
+        check_image_size(reader, node, field, width, height)
     title = reader.text(fields.get("title"), f"{field}.title", max_length=MAX_TITLE) or ""
-    if len(reader.diagnostics.errors) > errors_before or url is None:
+    if len(diagnostics.errors) > errors_before or url is None:
         return None
+    line = reader.line(fields["url"])
+    return Image(url, width, height, title, source=path, field=field, line=line)
+
+
+def check_image_size(
+    reader: NodeReader, node: yaml.Node, field: str, width: int | None, height: int | None
+) -> None:
+    """Both sides or neither, and not a sliver (a typo such as 20000x1)."""
     if (width is None) != (height is None):
         reader.error(node, field, "give both width and height, or neither")
-        return None
-    if width and height and max(width / height, height / width) > MAX_IMAGE_ASPECT:
+    elif width and height and max(width / height, height / width) > MAX_IMAGE_ASPECT:
         reader.error(
             node,
             field,
             f"{width}x{height} is not a plausible image size (more than {MAX_IMAGE_ASPECT}:1)",
         )
-        return None
-    line = reader.line(fields["url"])
-    return Image(url, width, height, title, source=path, field=field, line=line)
 
 
 def require(
