@@ -31,7 +31,7 @@ from broadsheet.cli import main
 from broadsheet.config import load_config
 from broadsheet.diagnostics import Diagnostics
 from broadsheet.fetch import FetchFailed, FetchRules, check_target, is_public
-from broadsheet.imagecache import PRUNE_AFTER_DAYS, ImageCache
+from broadsheet.imagecache import PRUNE_AFTER_DAYS, ImageCache, RemoteRecord, url_key
 from broadsheet.images import StoryViews, render_images
 from broadsheet.stages import DiscardingSink, load_articles
 from broadsheet.thumbnails import ImagePlan, crop_box, output_sizes
@@ -802,6 +802,28 @@ def test_unused_cache_entries_are_pruned_after_a_while(tmp_path: Path) -> None:
     assert sorted(p.name for p in thumbs.iterdir()) == ["kept.webp"]
     index = json.loads((tmp_path / "images" / "index.json").read_text())
     assert list(index["used"]) == ["thumbs/kept.webp"]
+
+
+def test_download_records_in_use_are_kept_and_unused_ones_pruned(tmp_path: Path) -> None:
+    """A URL's download record stays while the site uses the URL, whether this build found
+    it (remote), downloaded it again (save_remote) or neither; a record no build has used
+    for a while goes."""
+    urls = [f"https://cdn.example.com/{n}.jpg" for n in range(4)]
+    cache = ImageCache(tmp_path)
+    for url in urls:
+        cache.save_remote(RemoteRecord(url, problem="HTTP 404"))
+    first = date(2026, 1, 1)
+    assert cache.finish(set(), set(), set(urls), first) == 0
+    later = first + timedelta(days=PRUNE_AFTER_DAYS + 1)
+    again = ImageCache(tmp_path)
+    assert again.remote(urls[0]) == RemoteRecord(urls[0], problem="HTTP 404")
+    again.save_remote(RemoteRecord(urls[1], problem="HTTP 500"))
+    assert again.finish(set(), set(), set(urls[:3]), later) == 1  # urls[3]: unused for long
+    names = {f"{url_key(url)}.json": url for url in urls}
+    left = {names[p.name] for p in (tmp_path / "images" / "remote").iterdir()}
+    assert left == set(urls[:3])
+    index = json.loads((tmp_path / "images" / "index.json").read_text())
+    assert index["used"] == {f"remote/{url_key(u)}.json": later.isoformat() for u in urls[:3]}
 
 
 def test_the_cache_folder_is_configurable_and_never_inside_the_output(make_site) -> None:
