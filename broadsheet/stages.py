@@ -35,7 +35,7 @@ from .pictures import PictureBook
 from .pipeline import BuildOptions, BuildReport, Counts, Progress, _output_id, image_index
 from .routes import Page, plan_pages
 from .sitemap import render_robots, render_sitemap
-from .stories import load_stories
+from .stories import Loaded, load_stories
 from .templates import StaticFiles, make_environment
 from .tracking import FactChecker, Fingerprints
 from .units import Decider, Unit, UnitPlanner, fact_specials, render_units, settled_stories
@@ -96,71 +96,114 @@ def run(
     (a config edit) would leave a pack on disk until the server stops."""
     spill = PackWriter(cache.folder) if write and cache.persist else None
     with spill or nullcontext():  # a failure discards the pack: nothing refers to it
-        output_dir = config.root / config.output_dir
         state = cache.load() if options.use_cache else CacheState(engine_key())
-        diagnostics = Diagnostics()
-        loaded = load_stories(config, diagnostics, state.stories, progress, options.workers, spill)
-        warnings = diagnostics.warnings
-        if diagnostics.errors:
-            if not options.keep_going:
-                raise BuildFailed(diagnostics.items)
-            warnings = [d.as_warning() for d in diagnostics.items]
-        links = LinkMemo(loaded.parsed, *state.links)
-        site = assemble_site(loaded.articles, config, options.drafts, links)
-        for source, article in links.relinked.items():  # cached as linked: not linked again
-            loaded.entries[source] = loaded.entries[source].relinked(article)
-        url_builder = UrlBuilder(config.base_url)
-        feeds = plan_feeds(site, config)
-        pages = plan_pages(site, config, url_builder, feeds)
-        previous = _reusable_output(state, output_dir) if write else None
         notes = [cache.note] if cache.note else []
+        model = read_site(config, options, state, progress, spill)
+        output_dir = config.root / config.output_dir
         parts = cache.folder / PARTS_FILE if write and cache.persist else None
-        job = RenderJob(site, pages, feeds, config, url_builder, Fingerprints(loaded.parsed),
-                        state, previous, options.workers, loaded.uses, spill, parts,
-                        options.use_cache)
-        try:
-            if not write:
-                outcome = render_site(job, DiscardingSink(), progress)
-            else:
-                outcome = _render_and_commit(job, cache, output_dir, progress)
-        except OutputError as exc:
-            raise BuildFailed(
-                [Diagnostic(str(config.output_dir), 0, "output_dir", str(exc))],
-                "the output folder could not be written",
-            ) from None
+        job = RenderJob(model.site, model.pages, model.feeds, config, model.url_builder,
+                        Fingerprints(model.loaded.parsed), state,
+                        _reusable_output(state, output_dir) if write else None,
+                        options.workers, model.loaded.uses, spill, parts, options.use_cache)
+        outcome = _render(job, cache, output_dir, progress, write)
         if spill is not None:
             spill.flush()  # the save reads what rendering spilled
-        all_warnings = warnings + outcome.pictures.warnings
-        counts = Counts.of(site)
+        warnings = model.warnings + outcome.pictures.warnings
+        counts = Counts.of(model.site)
         if write:
-            new_state = CacheState(
-                state.engine, loaded.entries, outcome.records, frozenset(outcome.files),
-                _output_id(output_dir),
-                "" if signature.racy else with_file(signature, image_index(config)).value,
-                all_warnings,
-                {"pages": len(pages), "files": len(outcome.files), **counts.__dict__},
-                outcome.picture_digests,
-                outcome.image_memo,
-                (links.slug_by_url, links.found),
-            )
-            cache.save(new_state)
+            cache.save(_next_state(job, model, outcome, signature, warnings, counts))
             if cache.note and cache.note not in notes:
                 notes.append(cache.note)
         return BuildReport(
             config,
-            site,
-            len(pages),
+            model.site,
+            len(model.pages),
             len(outcome.files),
             outcome.unchanged,
             time.perf_counter() - started,
-            all_warnings,
+            warnings,
             outcome.pictures.stats,
             counts,
             outcome.rebuilt,
             outcome.removed,
-            loaded.reparsed,
+            model.loaded.reparsed,
             notes=notes,
         )
+
+
+@dataclass
+class SiteModel:
+    """The stories as read, the site assembled from them and what it will publish."""
+
+    loaded: Loaded
+    links: LinkMemo
+    site: Site
+    url_builder: UrlBuilder
+    feeds: list[Feed]
+    pages: list[Page]
+    warnings: list[Diagnostic]  # the stories' (errors too, as warnings, with --keep-going)
+
+
+def read_site(
+    config: Config,
+    options: BuildOptions,
+    state: CacheState,
+    progress: Progress | None,
+    spill: PackWriter | None,
+) -> SiteModel:
+    """Load and validate the stories (reusing the cached ones), assemble and plan the site;
+    BuildFailed with every story's problems, unless `keep_going`."""
+    diagnostics = Diagnostics()
+    loaded = load_stories(config, diagnostics, state.stories, progress, options.workers, spill)
+    warnings = diagnostics.warnings
+    if diagnostics.errors:
+        if not options.keep_going:
+            raise BuildFailed(diagnostics.items)
+        warnings = [d.as_warning() for d in diagnostics.items]
+    links = LinkMemo(loaded.parsed, *state.links)
+    site = assemble_site(loaded.articles, config, options.drafts, links)
+    for source, article in links.relinked.items():  # cached as linked: not linked again
+        loaded.entries[source] = loaded.entries[source].relinked(article)
+    url_builder = UrlBuilder(config.base_url)
+    feeds = plan_feeds(site, config)
+    pages = plan_pages(site, config, url_builder, feeds)
+    return SiteModel(loaded, links, site, url_builder, feeds, pages, warnings)
+
+
+def _render(
+    job: RenderJob, cache: BuildCache, output_dir: Path, progress: Progress | None, write: bool
+) -> Outcome:
+    try:
+        if not write:
+            return render_site(job, DiscardingSink(), progress)
+        return _render_and_commit(job, cache, output_dir, progress)
+    except OutputError as exc:
+        raise BuildFailed(
+            [Diagnostic(str(job.config.output_dir), 0, "output_dir", str(exc))],
+            "the output folder could not be written",
+        ) from None
+
+
+def _next_state(
+    job: RenderJob,
+    model: SiteModel,
+    outcome: Outcome,
+    signature: Signature,
+    warnings: list[Diagnostic],
+    counts: Counts,
+) -> CacheState:
+    """What the next build reads back: this build's stories, units and output."""
+    config = job.config
+    return CacheState(
+        job.state.engine, model.loaded.entries, outcome.records, frozenset(outcome.files),
+        _output_id(config.root / config.output_dir),
+        "" if signature.racy else with_file(signature, image_index(config)).value,
+        warnings,
+        {"pages": len(model.pages), "files": len(outcome.files), **counts.__dict__},
+        outcome.picture_digests,
+        outcome.image_memo,
+        (model.links.slug_by_url, model.links.found),
+    )
 
 
 def _render_and_commit(
