@@ -284,6 +284,9 @@ class StoryViews(Mapping[Image, SourceView]):
         self._operation = card_operation
         self._own: dict[str, dict[Image, SourceView]] = {}
         self._related: OrderedDict[str, dict[Image, SourceView]] = OrderedDict()
+        # The last story's views unpickled: its page asks for its own images and then its
+        # related items' (two pairings, one unpickling).
+        self._last: tuple[str, tuple[SourceView, ...]] = ("", ())
 
     def find(self, image: object) -> SourceView | None:
         """The view of `image`, or None when the stage was not asked about it."""
@@ -313,7 +316,9 @@ class StoryViews(Mapping[Image, SourceView]):
         blob = self._views.get(story)
         if article is None or blob is None:
             return {}
-        views: tuple[SourceView, ...] = pickle.loads(blob)
+        if self._last[0] != story:
+            self._last = (story, pickle.loads(blob))
+        views = self._last[1]
         mine = len(article.images)
         if own:
             return dict(zip(article.images, views[:mine], strict=True))
