@@ -112,8 +112,8 @@ class NodeReader:
         ignored: frozenset[str] = frozenset(),
     ) -> None:
         """Warn about fields we do not know (likely typos); their values are never used."""
-        if fields.keys() <= known:  # nearly always: asked for every mapping of every story
-            return
+        if fields.keys() <= known or fields.keys() - known <= ignored:
+            return  # nearly always: asked for every mapping of every story (and `secured`)
         import difflib
 
         for name in sorted(set(fields) - known - ignored):
