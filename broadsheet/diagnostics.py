@@ -46,15 +46,24 @@ class Diagnostics:
     """A collector that stages append to; nothing is printed here."""
 
     items: list[Diagnostic] = field(default_factory=list)
+    # Kept as they come: validation asks after every image whether it added errors, and
+    # counting them over again made a file of 20,000 bad images take minutes to check.
+    error_count: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.error_count = sum(1 for d in self.items if d.is_error)
 
     def error(self, path: str, line: int, field_path: str, message: str) -> None:
         self.items.append(Diagnostic(path, line, field_path, message))
+        self.error_count += 1
 
     def warning(self, path: str, line: int, field_path: str, message: str) -> None:
         self.items.append(Diagnostic(path, line, field_path, message, Severity.WARNING))
 
     def extend(self, others: list[Diagnostic] | Diagnostics) -> None:
-        self.items.extend(others.items if isinstance(others, Diagnostics) else others)
+        added = others.items if isinstance(others, Diagnostics) else others
+        self.items.extend(added)
+        self.error_count += sum(1 for d in added if d.is_error)
 
     @property
     def errors(self) -> list[Diagnostic]:

@@ -283,8 +283,8 @@ def _entry(generator: FeedGenerator, entry: Entry) -> FeedEntry:
     item.updated(entry.updated)
     if entry.summary:
         item.summary(entry.summary)
-    for slug, name in entry.categories:
-        item.category(term=slug, label=name)
+    if entry.categories:  # in one call: feedgen redoes its RSS list on every call
+        item.category([{"term": slug, "label": name} for slug, name in entry.categories])
     if entry.enclosure is not None:
         media = {"url": entry.enclosure.url}
         if entry.enclosure.width and entry.enclosure.height:

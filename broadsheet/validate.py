@@ -41,6 +41,9 @@ MAX_IMAGE_ASPECT = 20
 MAX_SCORE = 1_000_000_000
 MAX_ISSUE = 1_000_000
 MAX_TITLE = 500
+# A story's topics are each a page and three feeds that all list the story with its topics:
+# their size grows with the square of the count (3,000 topics took minutes to build).
+MAX_TOPICS = 20
 MAX_EXCERPT = 5_000
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:", re.IGNORECASE)
@@ -50,7 +53,7 @@ def validate_story(
     front: FrontMatter, path: str, default_slug: str, config: Config, diagnostics: Diagnostics
 ) -> Article | None:
     """Read a story's fields; None when any of them is an error (all are reported)."""
-    errors_before = len(diagnostics.errors)
+    errors_before = diagnostics.error_count
     timezone = config.tz
     reader = NodeReader(path, front.first_line, diagnostics)
     fields = reader.fields(front.root, "") or {}
@@ -85,7 +88,7 @@ def validate_story(
         pinned_issue=pinned_issue,
         body_html=render_markdown(clean_text(front.body, single_line=False)),
     )
-    if len(diagnostics.errors) > errors_before or not (title and published and url):
+    if diagnostics.error_count > errors_before or not (title and published and url):
         return None
     if pinned_issue is None:
         _warn_before_epoch(reader, fields.get("publishedDateTime"), published, config)
@@ -154,6 +157,9 @@ def _provider(name: str, domain: str) -> Provider:
 def read_topics(reader: NodeReader, node: yaml.Node | None) -> tuple[TopicRef, ...]:
     """Topic names as written; one per slug (`AI` and `ai` in one story count once)."""
     topics: dict[str, TopicRef] = {}
+    if isinstance(node, yaml.SequenceNode) and (count := len(node.value)) > MAX_TOPICS:
+        reader.error(node, "topics", f"at most {MAX_TOPICS} topics per story, got {count}")
+        return ()
     for index, item in enumerate(reader.items(node, "topics", "strings")):
         field = f"topics[{index}]"
         if not isinstance(item, yaml.ScalarNode):
@@ -185,19 +191,19 @@ def read_image(reader: NodeReader, node: yaml.Node, field: str, path: str) -> Im
     if fields is None:
         return None
     diagnostics = reader.diagnostics
-    errors_before = len(diagnostics.errors)
+    errors_before = diagnostics.error_count
     reader.unknown(fields, IMAGE_FIELDS, field)
     require(reader, node, fields, field, "url")
     url = read_image_url(reader, fields.get("url"), f"{field}.url", path)
-    sizes_before = len(diagnostics.errors)
+    sizes_before = diagnostics.error_count
     width = reader.integer(fields.get("width"), f"{field}.width", minimum=1, maximum=MAX_IMAGE_SIDE)
     height = reader.integer(
         fields.get("height"), f"{field}.height", minimum=1, maximum=MAX_IMAGE_SIDE
     )
-    if len(diagnostics.errors) == sizes_before:  # checked even when the URL is wrong
+    if diagnostics.error_count == sizes_before:  # checked even when the URL is wrong
         check_image_size(reader, node, field, width, height)
     title = reader.text(fields.get("title"), f"{field}.title", max_length=MAX_TITLE) or ""
-    if len(diagnostics.errors) > errors_before or url is None:
+    if diagnostics.error_count > errors_before or url is None:
         return None
     line = reader.line(fields["url"])
     return Image(url, width, height, title, source=path, field=field, line=line)

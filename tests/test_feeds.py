@@ -192,6 +192,18 @@ def test_feed_ids_are_stable_when_stories_are_added(make_site) -> None:
     ]
 
 
+def test_entries_carry_their_topics_in_order(make_site) -> None:
+    site = make_site({"content/a.md": story(extra="topics: [Computer Vision, AI, Privacy]")})
+    site.build()
+    names, slugs = ["Computer Vision", "AI", "Privacy"], ["computer-vision", "ai", "privacy"]
+    rss = etree.parse(str(site.output / "feed.xml")).getroot()
+    assert [c.text for c in rss.iter("category")] == names
+    atom = etree.parse(str(site.output / "atom.xml")).getroot()
+    found = [(c.get("term"), c.get("label")) for c in atom.iter(f"{ATOM}category")]
+    assert found == list(zip(slugs, names, strict=True))
+    assert read_json_feed(site.output / "feed.json")["items"][0]["tags"] == names
+
+
 def test_relative_links_in_a_story_body_are_absolute_in_feeds(make_site) -> None:
     body = "See [the other story](../b/) and [home](/) and ![chart](chart.png).\n"
     site = make_site(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from broadsheet.diagnostics import Severity
+from broadsheet.diagnostics import Diagnostic, Diagnostics, Severity
 
 from .conftest import REPO, story
 
@@ -28,6 +28,20 @@ def test_invalid_story_gives_its_expected_diagnostics(make_site, case: Path) -> 
     shutil.copy(case, site.root / "content" / case.name)
     errors = [str(d) for d in site.fail() if d.is_error]
     assert errors == expected_lines(case)
+
+
+def test_the_error_count_follows_every_way_of_adding() -> None:
+    """Validation asks the count after each image (counting the list each time made a file
+    of 20,000 bad images take minutes), so it must match the list however it grew."""
+    error, warning = Diagnostic("a.md", 1, "x", "bad"), Diagnostic("a.md", 2, "y", "odd",
+                                                                    Severity.WARNING)
+    diagnostics = Diagnostics([error, warning])
+    assert diagnostics.error_count == 1
+    diagnostics.error("a.md", 3, "z", "bad")
+    diagnostics.warning("a.md", 4, "z", "odd")
+    diagnostics.extend([error, warning])
+    diagnostics.extend(Diagnostics([error, error, warning]))
+    assert diagnostics.error_count == len(diagnostics.errors) == 5
 
 
 # Documents the composer accepts, with and without what the node check refuses: a quick
