@@ -152,23 +152,33 @@ def fold_coverage(
     """
     groups: list[list[Related]] = []
     keys_of: dict[int, frozenset[str]] = {}
-    group_of: dict[str, int] = {}
+    group_of: dict[str, int] = {}  # a key's group when the key was last seen; see `merged`
+    merged: list[int] = []  # each group's group, itself until merged into an earlier one
+
+    def current(group: int) -> int:
+        while merged[group] != group:
+            merged[group] = group = merged[merged[group]]  # halve the path as it is walked
+        return group
+
     for item in items:
         keys = frozenset(related_keys(item))
         if keys & own_urls:
             continue
         keys_of[id(item)] = keys
-        found = sorted({group_of[k] for k in keys if k in group_of})
+        found = sorted({current(group_of[k]) for k in keys if k in group_of})
         if not found:
+            index = len(groups)
             groups.append([item])
-            index = len(groups) - 1
+            merged.append(index)
         else:
             index = found[0]
             groups[index].append(item)
-            for other in found[1:]:  # this item bridges two groups: merge them
+            # This item bridges groups: merge them. Their keys follow `merged` instead of
+            # being rewritten one by one, which took the square of the count on hostile files.
+            for other in found[1:]:
                 groups[index].extend(groups[other])
                 groups[other] = []
-                group_of.update({k: index for k, v in group_of.items() if v == other})
+                merged[other] = index
         group_of.update({k: index for k in keys})
     kept = []
     for group in groups:
@@ -180,7 +190,7 @@ def fold_coverage(
 
 def _keep_best(group: list[Related]) -> tuple[Related, Related]:
     """The group's best item with the others' links as its `also`, and the item it is."""
-    best = max(group, key=lambda item: (item.quality, -group.index(item)))
+    best = max(group, key=lambda item: item.quality)  # ties: the first (max keeps it)
     seen = {canonical_url(best.url)}
     also = []
     for item in group:

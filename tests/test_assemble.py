@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broadsheet.config import IssueSettings
-from broadsheet.coverage import canonical_url
-from broadsheet.model import Article, Provider, Related
+from broadsheet.coverage import canonical_url, fold_coverage, related_keys
+from broadsheet.model import Article, Coverage, Provider, Related
 from broadsheet.periods import issue_bounds, issue_number
 from broadsheet.urls import make_slug
 
@@ -323,6 +326,58 @@ def test_sample_story_reuters_pair_becomes_one_entry(sample_site, tmp_path) -> N
     assert len(reuters) == 1
     assert len(reuters[0].also) == 1
     assert len(draft.related) == 34  # 35 listed, one duplicate
+
+
+def reference_fold(items: list[Related], own_urls: set[str]) -> tuple[Related, ...]:
+    """Folding as first written: plain, with every merge rewriting its keys one by one."""
+    groups: list[list[Related]] = []
+    group_of: dict[str, int] = {}
+    for item in items:
+        keys = frozenset(related_keys(item))
+        if keys & own_urls:
+            continue
+        found = sorted({group_of[k] for k in keys if k in group_of})
+        if not found:
+            groups.append([item])
+            index = len(groups) - 1
+        else:
+            index = found[0]
+            groups[index].append(item)
+            for other in found[1:]:
+                groups[index].extend(groups[other])
+                groups[other] = []
+                group_of.update({k: index for k, v in group_of.items() if v == other})
+        group_of.update({k: index for k in keys})
+    kept = []
+    for group in groups:
+        if group:
+            best = max(group, key=lambda item: (item.quality, -group.index(item)))
+            seen, also = {canonical_url(best.url)}, []
+            for item in group:
+                if canonical_url(item.url) not in seen:
+                    seen.add(canonical_url(item.url))
+                    also.append(Coverage(item.provider.name, item.url))
+            kept.append(replace(best, also=tuple(also)) if also else best)
+    return tuple(kept)
+
+
+URLS = ["https://a.example/1", "https://www.a.example/1/", "https://a.example/2",
+        "https://b.example/3?utm_source=x", "https://b.example/3", "https://c.example/4"]
+RELATED = st.builds(
+    lambda url, amp, title, domain, quality: Related(
+        title, "", None, url, amp, None, "news", Provider(domain, domain), quality, ()),
+    st.sampled_from(URLS), st.none() | st.sampled_from(URLS), st.sampled_from("XYZ"),
+    st.sampled_from(["a.example", "b.example"]), st.integers(0, 3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(RELATED, max_size=14), st.booleans())
+def test_folding_keeps_what_plain_folding_keeps(items: list[Related], own: bool) -> None:
+    """Groups, their order, the copy kept and its `also` links: as the plain way gives."""
+    own_urls = {canonical_url(URLS[0])} if own else set()
+    folded = fold_coverage(items, own_urls)
+    assert tuple(item for item, _ in folded) == reference_fold(items, own_urls)
 
 
 def test_coverage_that_is_also_a_story_here_links_to_it(make_site) -> None:
