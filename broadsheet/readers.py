@@ -116,14 +116,15 @@ class NodeReader:
             return  # nearly always: asked for every mapping of every story (and `secured`)
         import difflib
 
+        mapping = self._mappings.get(id(fields))
+        key_of = {id(v): k for k, v in mapping.value} if mapping else {}  # value -> its key
+        choices = sorted(known)
         for name in sorted(set(fields) - known - ignored):
-            close = difflib.get_close_matches(name, sorted(known), n=1)
+            close = difflib.get_close_matches(name, choices, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             where = f"{prefix}.{name}" if prefix else name
-            mapping = self._mappings.get(id(fields))
-            keys = [k for k, v in mapping.value if v is fields[name]] if mapping else []
-            key = keys[0] if keys else fields[name]
-            self.warning(key, where, f"unknown field, ignored{hint}")
+            self.warning(key_of.get(id(fields[name]), fields[name]), where,
+                         f"unknown field, ignored{hint}")
 
     # -- scalars ------------------------------------------------------------------------
 
