@@ -68,7 +68,7 @@ class ImageCache:
         records = self._records()
         if not records:
             return None  # nothing ever downloaded: not even the URL's hash is needed
-        name = f"{url_key(url)}.json"
+        name = record_name(url)
         if name not in records:
             return None  # never downloaded: no need to try opening its record
         self._named[url] = name
@@ -108,7 +108,7 @@ class ImageCache:
         return self.originals_dir / digest
 
     def _record_path(self, url: str) -> Path:
-        return self.remote_dir / f"{url_key(url)}.json"
+        return self.remote_dir / record_name(url)
 
     # -- thumbnails and source facts --------------------------------------------------
 
@@ -177,7 +177,7 @@ class ImageCache:
         used |= {f"originals/{d}" for d in digests} | {f"sources/{d}" for d in digests}
         if any(entry.startswith("remote/") for entry in entries):
             named = self._named
-            used |= {f"remote/{named.get(u) or url_key(u) + '.json'}" for u in urls}
+            used |= {f"remote/{named.get(u) or record_name(u)}" for u in urls}
         used &= entries  # a URL never downloaded (offline) has nothing to keep or prune
         deleted = 0
         stamps: dict[str, str] = self._index["used"]
@@ -254,6 +254,11 @@ class ImageCache:
 
 def url_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:40]
+
+
+def record_name(url: str) -> str:
+    """The file name of a URL's download record in the `remote` folder."""
+    return f"{url_key(url)}.json"
 
 
 def _day(text: object) -> date | None:
