@@ -251,13 +251,27 @@ def issue_entry(issue: Issue, context: FeedContext) -> Entry:
 # -- RSS 2.0 and Atom 1.0 through feedgen -------------------------------------------------
 
 
+@lru_cache(maxsize=1)
+def _extensions() -> tuple[tuple[str, type, type, bool], ...]:
+    """feedgen's Media RSS and Dublin Core extensions, by class: `load_extension` first
+    tries to import modules that do not exist (`feedgen.ext.media_entry`), a failed search
+    of the import path for every feed. Imported after `feedgen.feed`, which imports the
+    `lxml.etree` that `feedgen.util` uses without importing it."""
+    import feedgen.feed  # noqa: F401
+    from feedgen.ext.dc import DcEntryExtension, DcExtension
+    from feedgen.ext.media import MediaEntryExtension, MediaExtension
+
+    return (("media", MediaExtension, MediaEntryExtension, True),
+            ("dc", DcExtension, DcEntryExtension, False))
+
+
 def _generator(feed: Feed, route: str, context: FeedContext) -> FeedGenerator:
     config, url_builder = context.config, context.urls
     from feedgen.feed import FeedGenerator
 
     generator = FeedGenerator()
-    generator.load_extension("media", atom=True, rss=True)
-    generator.load_extension("dc", atom=False, rss=True)
+    for name, feed_extension, entry_extension, atom in _extensions():
+        generator.register_extension(name, feed_extension, entry_extension, atom=atom)
     generator.id(url_builder.absolute(feed.page))
     generator.title(feed.title)
     generator.subtitle(feed.description)
