@@ -7,6 +7,7 @@ other content problem, never an exception.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from .diagnostics import Diagnostic, display_path
@@ -14,17 +15,26 @@ from .diagnostics import Diagnostic, display_path
 MAX_STORY_BYTES = 5 * 1024 * 1024
 
 
-def find_story_files(content_dir: Path, root: Path) -> list[tuple[str, str]]:
+def find_story_files(
+    content_dir: Path, root: Path, problems: list[Diagnostic] | None = None
+) -> list[tuple[str, str]]:
     """Every `*.md` under content/ (its path as a string) and the path diagnostics show for
     it, in a stable order; hidden files and folders are skipped, and so are folders reached
-    through symlinks.
+    through symlinks. A folder that cannot be listed goes to `problems`: skipped silently,
+    its stories would vanish from a build that says it succeeded.
 
     One os.walk, and strings rather than Paths: pathlib's rglob plus a stat per file took
     most of a second on 10,000 stories, on every rebuild, and a Path per file still cost a
     tenth of one."""
     found: list[tuple[tuple[str, ...], str]] = []
     top = os.fspath(content_dir)
-    for folder, folders, files in os.walk(top):
+
+    def unreadable(exc: OSError) -> None:
+        if problems is not None:
+            shown = display_path(Path(exc.filename or top), root)
+            problems.append(Diagnostic(shown, 0, "", f"cannot be read: {exc.strerror or exc}"))
+
+    for folder, folders, files in os.walk(top, onerror=unreadable):
         folders[:] = [name for name in folders if not name.startswith(".")]
         relative = os.path.relpath(folder, top)
         parts = () if relative == "." else tuple(relative.split(os.sep))
@@ -39,7 +49,13 @@ def find_story_files(content_dir: Path, root: Path) -> list[tuple[str, str]]:
     return [(path, prefix + "/".join(parts)) for parts, path in found]
 
 
-def too_large(size: int, shown: str) -> Diagnostic | None:
+def not_readable(mode: int, size: int, shown: str) -> Diagnostic | None:
+    """Why a story file (as stat() found it, through symlinks) is not read, if it is not:
+    only a regular file can be read to its end (a FIFO would wait for a writer forever, a
+    link to /dev/zero fill the memory), and only one of at most MAX_STORY_BYTES."""
+    if not stat.S_ISREG(mode):
+        return Diagnostic(shown, 0, "", "is not a regular file (a device, a pipe or a socket)"
+                          "; a story must be a Markdown file")
     if size <= MAX_STORY_BYTES:
         return None
     return Diagnostic(shown, 0, "", f"is {size // 1024} KiB; a story file may be at most "

@@ -26,7 +26,7 @@ from .diagnostics import Diagnostic, Diagnostics
 from .frontmatter import parse_front_matter
 from .model import Article
 from .packs import PackWriter
-from .sources import decode_story, find_story_files, too_large
+from .sources import MAX_STORY_BYTES, decode_story, find_story_files, not_readable
 from .urls import make_slug
 from .validate import check_unique_slugs, validate_story
 
@@ -68,7 +68,8 @@ def load_stories(
     entries: dict[str, StoryEntry] = {}
     todo: list[tuple[str, str, StoryEntry | None]] = []
     now = time.time_ns()
-    for path, shown in find_story_files(root / config.content_dir, root):
+    unlisted: list[Diagnostic] = []
+    for path, shown in find_story_files(root / config.content_dir, root, unlisted):
         entry = cached.get(shown)
         if entry is not None and entry.read_key == key and _unchanged(path, entry, now):
             entries[shown] = entry
@@ -82,6 +83,7 @@ def load_stories(
         entries[shown] = entry
     if spill is not None:
         spill.flush()  # pages read the tails
+    diagnostics.extend(unlisted)
     articles = []
     for shown in sorted(entries):
         entry = entries[shown]
@@ -153,11 +155,14 @@ def parse_story(
     """One story file, read and validated (or its diagnostics), as a cache entry."""
     try:
         stat = os.stat(path)
-        problem = too_large(stat.st_size, shown)
+        problem = not_readable(stat.st_mode, stat.st_size, shown)
         if problem is not None:
             return StoryEntry(stat.st_size, stat.st_mtime_ns, "", key, None, [problem])
         with open(path, "rb") as handle:
-            data = handle.read()
+            data = handle.read(MAX_STORY_BYTES + 1)  # it may have grown since the stat
+        problem = not_readable(stat.st_mode, len(data), shown)
+        if problem is not None:
+            return StoryEntry(len(data), stat.st_mtime_ns, "", key, None, [problem])
     except OSError as exc:
         return StoryEntry(0, 0, "", key, None,
                           [Diagnostic(shown, 0, "", f"cannot be read: {exc.strerror or exc}")])

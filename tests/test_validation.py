@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from broadsheet import sources, stories
 from broadsheet.diagnostics import Diagnostic, Diagnostics, Severity
 
 from .conftest import REPO, story
@@ -139,6 +141,52 @@ def test_unreadable_file_is_a_diagnostic(make_site) -> None:
     site = make_site({"content/good.md": story()})
     (site.root / "content" / "gone.md").symlink_to(site.root / "nowhere.md")
     assert any(m.startswith("content/gone.md: cannot be read") for m in site.messages())
+
+
+def test_story_files_that_are_not_regular_files_are_refused_unread(make_site) -> None:
+    """A FIFO would block the build forever and a link to /dev/zero would fill the memory:
+    they are refused by what stat() says, before they are opened."""
+    site = make_site({"content/good.md": story()})
+    os.mkfifo(site.root / "content" / "pipe.md")
+    (site.root / "content" / "zero.md").symlink_to("/dev/zero")
+    messages = site.messages()
+    for name in ("pipe", "zero"):
+        assert f"content/{name}.md: is not a regular file (a device, a pipe or a socket); a " \
+            "story must be a Markdown file" in messages
+
+
+def test_a_story_file_that_grows_past_the_limit_after_its_stat_is_refused(
+        make_site, monkeypatch) -> None:
+    """What is read is bounded too, not only what stat() said before the read."""
+    site = make_site({"content/good.md": story(body="x" * 2000)})
+    monkeypatch.setattr(stories, "MAX_STORY_BYTES", 1000)
+    monkeypatch.setattr(sources, "MAX_STORY_BYTES", 1000)
+    real_stat = os.stat
+
+    def small(path, *args, **kwargs):  # the file as it was before it grew
+        found = real_stat(path, *args, **kwargs)
+        if str(path).endswith("good.md"):
+            return os.stat_result((*found[:6], 100, *found[7:]))
+        return found
+
+    monkeypatch.setattr(stories.os, "stat", small)
+    assert any(m.startswith("content/good.md: is 0 KiB; a story file may be at most")
+               for m in site.messages())
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_not_a_silent_gap(
+        make_site, monkeypatch) -> None:
+    """Root reads every folder, so the refusal is simulated where os.walk lists them."""
+    site = make_site({"content/good.md": story(), "content/locked/inner.md": story()})
+    real_scandir = os.scandir
+
+    def refuse(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    assert "content/locked: cannot be read: Permission denied" in site.messages()
 
 
 def test_yaml_1_1_words_stay_strings_where_text_is_expected(make_site) -> None:
