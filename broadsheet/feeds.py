@@ -303,15 +303,17 @@ def _entry(generator: FeedGenerator, entry: Entry) -> FeedEntry:
         media = {"url": entry.enclosure.url}
         if entry.enclosure.width and entry.enclosure.height:
             media.update(width=str(entry.enclosure.width), height=str(entry.enclosure.height))
-        item.media.thumbnail(**media)
+        # Not in a media:group (feedgen's default): a group holds alternatives of one thing.
+        item.media.thumbnail(group=None, **media)
     return item
 
 
 def render_rss(feed: Feed, route: str, context: FeedContext, items: list[Entry]) -> bytes:
     generator = _generator(feed, route, context)
+    # RSS descriptions are HTML: plain text (a topic's name, an excerpt) is escaped once more.
+    generator.description(escape(feed.description))
     for entry in items:
         item = _entry(generator, entry)
-        # RSS descriptions are HTML: plain-text excerpts are escaped once more for them.
         item.description(escape(entry.summary or entry.title))
         item.content(entry.content_html, type="CDATA")
         if entry.author:

@@ -2,8 +2,8 @@
 
 Bodies are third-party text, so raw HTML is shown as text, only http(s), mailto and relative
 links survive, and the result goes through nh3 (the ammonia sanitiser) with a tag allow-list
-as a second, independent layer. Body headings are moved one level down because the page's
-own `<h1>` is the story title.
+as a second, independent layer. Body headings are placed under the page's own `<h1>` (the
+story title), starting at `<h2>` and never skipping a level.
 """
 
 from __future__ import annotations
@@ -72,10 +72,22 @@ def is_safe_link(url: str) -> bool:
 
 
 def _shift_headings(state: StateCore) -> None:
-    """`#` in a body becomes `<h2>`: the page title is the only `<h1>`."""
+    """Body headings go under the page's `<h1>` (the story title) without skipping a level:
+    the body's highest heading becomes `<h2>`, the others keep their distance from it, and
+    none is more than one level below the heading before it (`## Why it matters` right after
+    the title is `<h2>`; `#` then `####` are `<h2>` then `<h3>`). A skipped level is an error
+    for the HTML checker and a gap in the outline that screen readers navigate by."""
+    headings = [token for token in state.tokens if token.type == "heading_open"]
+    if not headings:
+        return
+    top = min(int(token.tag[1]) for token in headings)
+    previous, level = 1, 1
     for token in state.tokens:
-        if token.type in ("heading_open", "heading_close"):
-            level = min(int(token.tag[1]) + 1, 6)
+        if token.type == "heading_open":
+            level = min(int(token.tag[1]) - top + 2, previous + 1, 6)
+            previous = level
+            token.tag = f"h{level}"
+        elif token.type == "heading_close":
             token.tag = f"h{level}"
 
 

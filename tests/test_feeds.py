@@ -251,6 +251,11 @@ def test_hostile_text_is_escaped_in_every_feed(make_site) -> None:
             parsed = read_feed(path)
             assert not parsed.bozo, path
             title, html = parsed.entries[0].title, parsed.entries[0].content[0].value
+            channel = parsed.feed.subtitle_detail  # a topic feed's names the topic
+            if channel.type == "text/html":  # RSS: escaped once more, as summaries are
+                described = parse_html(channel.value.encode()).getroot()
+                assert not list(described.iter("b")), path
+                assert ("<b>AI" in "".join(described.itertext())) == ("topics" in path.parts)
             detail = parsed.entries[0].summary_detail
             if detail.type == "text/html":  # RSS: the reader renders it, so it must be escaped
                 summary = parse_html(detail.value.encode()).getroot()

@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from lxml import etree
 from PIL import ExifTags, Image
 
 from broadsheet import images
@@ -326,6 +327,14 @@ def test_feeds_enclose_the_largest_jpeg(make_site) -> None:
     assert url.startswith("https://example.org/thumbs/") and url.endswith("-1200x800.jpg")
     assert kind == "image/jpeg"
     assert int(length) == (site.output / url.removeprefix("https://example.org/")).stat().st_size
+    media = "{http://search.yahoo.com/mrss/}"
+    for name, entry_tag in (("feed.xml", "item"), ("atom.xml", "{http://www.w3.org/2005/Atom}entry")):
+        entry = next(etree.parse(str(site.output / name)).iter(entry_tag))
+        # The picture is the entry's thumbnail itself: a media:group of one is an error for
+        # the W3C validator (a group holds alternatives).
+        assert not list(entry.iter(f"{media}group")), name
+        thumbnail = entry.find(f"{media}thumbnail")
+        assert thumbnail is not None and thumbnail.get("url") == url, name
 
 
 # -- sources and safety -------------------------------------------------------------------
