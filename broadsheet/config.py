@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from .diagnostics import BuildFailed, Diagnostic, Diagnostics
+from .diagnostics import BuildFailed, Diagnostic, Diagnostics, display_path
 from .frontmatter import compose_mapping
 from .readers import NodeReader, is_null, shorten, url_problem
 
@@ -151,6 +151,9 @@ class Config:
     images: ImageSettings = ImageSettings()
     importing: ImportSettings = ImportSettings()
     search: bool = False
+    # site.yaml's warnings (unknown keys): told with the stories' by every build, and in no
+    # key, fingerprint or comparison of settings
+    warnings: tuple[Diagnostic, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -213,7 +216,7 @@ def load_config(root: Path) -> Config:
     config = _read_config(NodeReader(shown, 1, diagnostics), root_node, root.resolve())
     if diagnostics.errors or config is None:
         raise BuildFailed(diagnostics.items)
-    return config
+    return replace(config, warnings=tuple(diagnostics.warnings))
 
 
 def _read_config(reader: NodeReader, node: Any, root: Path) -> Config | None:
@@ -226,6 +229,7 @@ def _read_config(reader: NodeReader, node: Any, root: Path) -> Config | None:
         value = reader.text(fields.get(name), name, max_length=2000)
         if value:
             settings[name] = value
+    _check_names(reader, fields, settings)
     timezone = _timezone(reader, fields.get("timezone"))
     if timezone:
         settings["timezone"] = timezone
@@ -253,7 +257,36 @@ def _read_config(reader: NodeReader, node: Any, root: Path) -> Config | None:
         return None
     config = Config(root=root, title=title, base_url=base_url, **settings)
     _check_paths(reader, fields, config)
+    _check_theme(reader, fields, config)
     return config
+
+
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+_THEME_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _check_names(reader: NodeReader, fields: dict[str, Any], settings: dict[str, Any]) -> None:
+    """`language` is the pages' `lang` and the feeds' language: a language tag or nothing
+    valid; `theme` names a folder of themes/, never a path."""
+    language = settings.get("language")
+    if language is not None and not _LANGUAGE.fullmatch(language):
+        reader.error(fields.get("language"), "language",
+                     f"expected a language tag like en or en-GB, got {shorten(language)!r}")
+        del settings["language"]
+    theme = settings.get("theme")
+    if theme is not None and not _THEME_NAME.fullmatch(theme):
+        reader.error(fields.get("theme"), "theme",
+                     f"expected the name of a folder in themes/, got {shorten(theme)!r}")
+        del settings["theme"]
+
+
+def _check_theme(reader: NodeReader, fields: dict[str, Any], config: Config) -> None:
+    if not (config.theme_dir / "templates").is_dir():
+        own = sorted({p.name for folder in (BUILTIN_THEMES, SOURCE_THEMES) if folder.is_dir()
+                      for p in folder.iterdir() if (p / "templates").is_dir()})
+        reader.error(fields.get("theme"), "theme",
+                     f"no theme {config.theme!r}: looked for themes/{config.theme}/templates/ in "
+                     f"the site and among Broadsheet's themes ({', '.join(own)})")
 
 
 def _base_url(reader: NodeReader, node: Any) -> str | None:
@@ -371,9 +404,13 @@ def _import(reader: NodeReader, node: Any) -> ImportSettings:
     inbox = reader.text(fields.get("inbox"), "import.inbox")
     if inbox:
         relative = Path(inbox)
-        if relative.is_absolute() or ".." in relative.parts:
+        if (relative.is_absolute() or ".." in relative.parts
+                or any(part.startswith(".") for part in relative.parts)):
+            # a hidden folder is skipped when stories are read: its drafts would never show,
+            # nor be seen as duplicates by the next import
             reader.error(fields.get("inbox"), "import.inbox",
-                         f"expected a folder inside content_dir, got {shorten(inbox)!r}")
+                         "expected a folder inside content_dir whose name does not start "
+                         f"with '.', got {shorten(inbox)!r}")
         else:
             settings["inbox"] = relative
     table = reader.fields(fields.get("topics"), "import.topics") or {}
@@ -437,30 +474,57 @@ def _issues(reader: NodeReader, node: Any) -> IssueSettings:
 
 
 def _check_paths(reader: NodeReader, fields: dict[str, Any], config: Config) -> None:
-    """The output folder is replaced on every build, so it must never hold the site itself."""
-    output = (config.root / config.output_dir).resolve()
-    content = (config.root / config.content_dir).resolve()
-    protected = [
-        config.root,
-        content,
-        config.root / "templates",
-        config.root / "static",
-        config.root / "themes",
-    ]
-    for path in protected:
-        if output == path or output in path.parents:
-            reader.error(
-                fields.get("output_dir"),
-                "output_dir",
-                f"{config.output_dir} would replace {path.name or path} on every "
-                "build; choose a folder of its own, like 'output'",
-            )
-            return
+    """The output folder is replaced on every build, so it must never hold, or be inside,
+    anything of the site's own; the cache and the content must stay inside the site."""
+    root = config.root
+    output = (root / config.output_dir).resolve()
+    content = (root / config.content_dir).resolve()
+    if content != root and root not in content.parents:
+        reader.error(fields.get("content_dir"), "content_dir",
+                     f"{config.content_dir} is outside the site folder; stories must be in a "
+                     "folder inside it, like 'content'")
+        return
+    protected = [root, content, root / "templates", root / "static", root / "themes"]
+    clash = next((path for path in protected if output == path or output in path.parents), None)
+    inside = next((path for path in protected[1:] if path in output.parents), None)
+    if clash is not None or inside is not None:
+        if clash is not None:
+            what = f"would replace {clash.name or clash}"
+        else:
+            assert inside is not None
+            what = f"is inside {display_path(inside, root)}/ and would be replaced"
+        reader.error(fields.get("output_dir"), "output_dir",
+                     f"{config.output_dir} {what} on every build; choose a folder of its own, "
+                     "like 'output'")
+        return
+    if output.exists() and not output.is_dir():
+        reader.error(fields.get("output_dir"), "output_dir",
+                     f"{config.output_dir} is a file, which the build would replace; choose a "
+                     "folder of its own, like 'output'")
+        return
     _check_cache_dir(reader, fields, config, output, protected)
     if not content.is_dir():
         reader.error(
             fields.get("content_dir"), "content_dir", f"folder {config.content_dir} does not exist"
         )
+    else:
+        _check_inbox(reader, fields, config, content)
+
+
+def _check_inbox(reader: NodeReader, fields: dict[str, Any], config: Config,
+                 content: Path) -> None:
+    """`broadsheet import` writes story files into the inbox: it must be a folder."""
+    inbox = content / config.importing.inbox
+    if inbox.exists() and not inbox.is_dir():
+        node = _setting_node(fields.get("import"), "inbox")
+        reader.error(node, "import.inbox",
+                     f"{display_path(inbox, config.root)} is a file, not a folder")
+
+
+def _setting_node(node: Any, name: str) -> Any:
+    """The value node of `name` in a mapping node (for its line), else the mapping's."""
+    pairs = node.value if isinstance(node, yaml.MappingNode) else []
+    return next((value for key, value in pairs if key.value == name), node)
 
 
 def _check_cache_dir(
@@ -469,19 +533,26 @@ def _check_cache_dir(
     """The image cache must outlive builds (not in the output) and keep out of the site's own
     folders (Broadsheet writes and prunes files in it)."""
     cache = (config.root / config.images.cache_dir).resolve()
-    node = fields.get("images")
-    pairs = node.value if isinstance(node, yaml.MappingNode) else []
-    node = next((value for key, value in pairs if key.value == "cache_dir"), node)
-    if cache == output or output in cache.parents:
+    node = _setting_node(fields.get("images"), "cache_dir")
+    if config.root not in cache.parents:
+        reader.error(
+            node,
+            "images.cache_dir",
+            "must be a folder inside the site folder (Broadsheet writes and prunes files "
+            "in it); the default is '.cache'",
+        )
+    elif cache == output or output in cache.parents:
         reader.error(
             node,
             "images.cache_dir",
             "must not be inside the output folder, which is replaced on every build; "
             "the default is '.cache'",
         )
-    elif cache in protected:
+    elif holder := next((path for path in protected[1:]
+                         if cache == path or path in cache.parents), None):
         reader.error(
             node,
             "images.cache_dir",
-            f"must be a folder of its own, not {cache.name or cache}; the default is '.cache'",
+            f"must be a folder of its own, not in {display_path(holder, config.root)}/; the "
+            "default is '.cache'",
         )

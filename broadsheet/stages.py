@@ -154,6 +154,7 @@ def read_site(
     """Load and validate the stories (reusing the cached ones), assemble and plan the site;
     BuildFailed with every story's problems, unless `keep_going`."""
     diagnostics = Diagnostics()
+    diagnostics.extend(list(config.warnings))
     loaded = load_stories(config, diagnostics, state.stories, progress, options.workers, spill)
     warnings = diagnostics.warnings
     if diagnostics.errors:

@@ -358,6 +358,60 @@ def test_output_dir_may_not_be_the_site_itself(make_site) -> None:
     assert (site.root / "content" / "a.md").exists()
 
 
+@pytest.mark.parametrize(("setting", "message"), [
+    ("output_dir: site.yaml", "output_dir: site.yaml is a file, which the build would replace; "
+     "choose a folder of its own, like 'output'"),
+    ("output_dir: content/a.md", "output_dir: content/a.md is inside content/ and would be "
+     "replaced on every build; choose a folder of its own, like 'output'"),
+    ("output_dir: static/css", "output_dir: static/css is inside static/ and would be replaced "
+     "on every build; choose a folder of its own, like 'output'"),
+    ("output_dir: themes/mine/out", "output_dir: themes/mine/out is inside themes/ and would be "
+     "replaced on every build; choose a folder of its own, like 'output'"),
+    ("images: {cache_dir: /}", "images.cache_dir: must be a folder inside the site folder "
+     "(Broadsheet writes and prunes files in it); the default is '.cache'"),
+    ("images: {cache_dir: ..}", "images.cache_dir: must be a folder inside the site folder "
+     "(Broadsheet writes and prunes files in it); the default is '.cache'"),
+    ("images: {cache_dir: content/sub}", "images.cache_dir: must be a folder of its own, not in "
+     "content/; the default is '.cache'"),
+    ("content_dir: /", "content_dir: / is outside the site folder; stories must be in a folder "
+     "inside it, like 'content'"),
+    ("import: {inbox: a.md}", "import.inbox: content/a.md is a file, not a folder"),
+    ("import: {inbox: .inbox}", "import.inbox: expected a folder inside content_dir whose name "
+     "does not start with '.', got '.inbox'"),
+    ("theme: nosuch", "theme: no theme 'nosuch': looked for themes/nosuch/templates/ in the site "
+     "and among Broadsheet's themes (default)"),
+    ("theme: ../../mine", "theme: expected the name of a folder in themes/, got '../../mine'"),
+    ("language: '\"><script>'", "language: expected a language tag like en or en-GB, got "
+     "'\"><script>'"),
+])
+def test_settings_that_would_harm_the_site_or_its_output_are_refused(
+        make_site, setting: str, message: str) -> None:
+    """Nothing of the site is replaced, nothing is written outside it: a clear error with
+    the line of the setting instead (a build with output_dir: site.yaml replaced the file)."""
+    site = make_site(
+        {"content/a.md": story(), "static/css/mine.css": "p {}\n",
+         "themes/mine/templates/x.html": "x"},
+        site_yaml=f"title: T\nbase_url: https://example.org/\n{setting}\n",
+    )
+    before = {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()}
+    assert site.messages() == [f"site.yaml:3: {message}"]
+    assert {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()} == before
+
+
+def test_site_yaml_warnings_are_told_with_every_build(make_site) -> None:
+    site = make_site(
+        {"content/a.md": story()},
+        site_yaml="title: T\nbase_url: https://example.org/\ntitel: x\nfeeds: {entriez: 5}\n",
+    )
+    for _ in range(2):  # the second build changes nothing: its warnings are replayed
+        report = site.build()
+        assert [str(d) for d in report.warnings if d.path == "site.yaml"] == [
+            "site.yaml:3: warning: titel: unknown field, ignored; did you mean 'title'?",
+            "site.yaml:4: warning: feeds.entriez: unknown field, ignored; did you mean "
+            "'entries'?",
+        ]
+
+
 def test_story_files_are_found_in_subfolders_but_not_hidden_ones(make_site) -> None:
     broken = "---\ntitle: [unclosed\n---\n"
     site = make_site({
