@@ -33,13 +33,15 @@ MIN_YEAR, MAX_YEAR = 1900, 2200
 _DATE_HINT = "a date and time like 2020-01-24T18:24:00Z"
 
 # Characters that must never reach a page or feed: C0/C1 controls (tab and newline are
-# handled as whitespace), lone surrogates (unencodable), the XML-illegal noncharacters, and
+# handled as whitespace), lone surrogates (unencodable), the 66 Unicode noncharacters
+# (U+FDD0-U+FDEF and the last two of every plane: forbidden in HTML, invalid in feeds), and
 # the invisible bidirectional embeddings, overrides and isolates (U+202A-U+202E,
 # U+2066-U+2069): one left open in a title reverses the text after it wherever the title is
 # shown (the "Trojan Source" trick); right-to-left scripts are laid out without them.
 _UNWANTED = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
-    "\ufffe\uffff]"
+    "\ufdd0-\ufdef" + "".join(chr(plane * 0x10000 + last) for plane in range(17)
+                               for last in (0xFFFE, 0xFFFF)) + "]"
 )
 _WHITESPACE = re.compile(r"\s+")
 _ASCII_INVISIBLE = re.compile(r"[\x00-\x20\x7f]")

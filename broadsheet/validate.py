@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
@@ -21,7 +21,7 @@ from .frontmatter import FrontMatter
 from .markdown import render_markdown
 from .model import Article, Image, Provider, Related, TopicRef
 from .periods import issue_number
-from .readers import NodeReader, clean_text, is_null, shorten
+from .readers import MAX_YEAR, NodeReader, clean_text, is_null, shorten
 from .urls import make_slug
 
 RELATED_FIELDS = {
@@ -67,7 +67,7 @@ def validate_story(
     reader.url(fields.get("ampWebUrl"), "ampWebUrl")
     reader.url(fields.get("cdnAmpWebUrl"), "cdnAmpWebUrl")
     text = functools.partial(_optional_text, reader, fields)
-    pinned_issue = reader.integer(fields.get("issue"), "issue", minimum=1, maximum=MAX_ISSUE)
+    pinned_issue = read_issue(reader, fields.get("issue"), config)
     article = Article(
         source=path,
         slug=read_slug(reader, fields.get("slug")) or default_slug,
@@ -112,6 +112,18 @@ def _warn_before_epoch(
             f"is before issues.epoch ({config.issues.epoch.isoformat()}), so the "
             "story is in no issue; set an earlier epoch or pin it with 'issue:'",
         )
+
+
+def read_issue(reader: NodeReader, node: yaml.Node | None, config: Config) -> int | None:
+    """A pinned issue number, one whose period ends by the last year a date may have."""
+    last = min(MAX_ISSUE, issue_number(date(MAX_YEAR, 12, 31), config.issues))
+    number = reader.integer(node, "issue", minimum=1, maximum=MAX_ISSUE)
+    if number is not None and number > last:
+        reader.error(node, "issue", f"issue {number} would be after the year {MAX_YEAR}; with "
+                     f"{config.issues.period} issues from {config.issues.epoch.isoformat()} the "
+                     f"last is {last}")
+        return None
+    return number
 
 
 def _score(reader: NodeReader, node: yaml.Node | None, field: str) -> int:

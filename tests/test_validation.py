@@ -314,6 +314,16 @@ def test_control_characters_are_removed_from_text(make_site) -> None:
     assert article.title == "Bell and null next"
 
 
+def test_unicode_noncharacters_are_removed_from_text_and_bodies(make_site) -> None:
+    """All 66 are forbidden in HTML and invalid in feeds, not only U+FFFE and U+FFFF."""
+    site = make_site({"content/a.md": story(
+        title="T", extra='excerpt: "x\\ufdef\\U0001fffe y"',
+        body="Body \ufdd0text\U0002ffff end.").replace('"T"', '"Good \\ufdd0story\\U0010ffff"')})
+    article = site.build().site.article("a")
+    assert (article.title, article.excerpt) == ("Good story", "x y")
+    assert article.body_html == "<p>Body text end.</p>\n"
+
+
 def test_relative_image_paths_must_stay_inside_the_site(make_site) -> None:
     site = make_site(
         {
