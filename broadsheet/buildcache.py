@@ -541,8 +541,9 @@ def input_signature(
     now = time.time_ns()
     racy = False
     skipped = {str(path) for path in skip}
+    walk = _Walk(skipped, [os.path.realpath(folder) for folder in folders])
     for folder in folders:
-        for path, size, mtime in _walk(str(folder), skipped):
+        for path, size, mtime in walk(str(folder)):
             digest.update(f"{path}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
             racy = racy or now - mtime < RACY_NS
     return Signature(digest.hexdigest(), racy)
@@ -560,22 +561,53 @@ def with_file(signature: Signature, path: Path) -> Signature:
     return Signature(value.hexdigest(), signature.racy)
 
 
-def _walk(folder: str, skipped: set[str]) -> list[tuple[str, int, int]]:
-    """Every file under `folder` (hidden ones and `skipped` folders left out), sorted."""
-    found: list[tuple[str, int, int]] = []
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return found
-    for entry in entries:
-        if entry.name.startswith(".") or entry.path in skipped:
-            continue
+class _Walk:
+    """Every file under a folder (hidden ones and `skipped` folders left out), sorted.
+
+    A folder reached through a symlink is walked once, and only when it is inside one of
+    the walked folders (`tops`): two `ln -s .` links made the walk endless, and a link to a
+    large folder elsewhere (a photo library, /tmp) made every build read all of it, though
+    no story or image is ever read from there."""
+
+    def __init__(self, skipped: set[str], tops: list[str]) -> None:
+        self.skipped = skipped
+        self.tops = [top.rstrip(os.sep) + os.sep for top in tops]
+        self.seen: set[tuple[int, int]] = set()  # (device, inode) of each folder walked
+        for top in tops:
+            try:
+                stat = os.stat(top)
+            except OSError:
+                continue
+            self.seen.add((stat.st_dev, stat.st_ino))
+
+    def __call__(self, folder: str) -> list[tuple[str, int, int]]:
+        found: list[tuple[str, int, int]] = []
         try:
-            if entry.is_dir():
-                found.extend(_walk(entry.path, skipped))
-            else:
-                stat = entry.stat()
-                found.append((entry.path, stat.st_size, stat.st_mtime_ns))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
-            continue
-    return found
+            return found
+        for entry in entries:
+            if entry.name.startswith(".") or entry.path in self.skipped:
+                continue
+            try:
+                if entry.is_dir():
+                    if self._enter(entry):
+                        found.extend(self(entry.path))
+                else:
+                    stat = entry.stat()
+                    found.append((entry.path, stat.st_size, stat.st_mtime_ns))
+            except OSError:
+                continue
+        return found
+
+    def _enter(self, entry: os.DirEntry[str]) -> bool:
+        if entry.is_symlink():
+            target = os.path.realpath(entry.path) + os.sep
+            if not any(target.startswith(top) for top in self.tops):
+                return False
+        stat = entry.stat()
+        key = (stat.st_dev, stat.st_ino)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True

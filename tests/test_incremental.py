@@ -801,3 +801,28 @@ def test_fingerprints_depend_on_values_not_on_which_objects_are_shared() -> None
     fp = Fingerprints({})
     same = [("x", word)] * 2
     assert fp.of(same) == Fingerprints({}).of([("x", "section"), ("x", "".join(["sec", "tion"]))])
+
+
+def test_symlinked_folders_are_walked_once_and_only_inside_the_site(
+        make_site, tmp_path: Path) -> None:
+    """The nothing-changed check walks the site: two `ln -s .` links made that walk endless,
+    and a link to a big folder elsewhere made every build read all of it."""
+    site = make_site({"content/a.md": story(), "notes/x.txt": "x"})
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "big.txt").write_text("x")
+    for name in ("loop-a", "loop-b"):
+        (site.root / "content" / name).symlink_to(".")
+    (site.root / "content" / "elsewhere").symlink_to(outside)
+    (site.root / "content" / "notes").symlink_to(site.root / "notes")
+    past = time.time() - 60  # mtimes old enough to be trusted
+    for path in site.root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.utime(path, (past, past))
+    site.build()
+    assert site.build().nothing_changed
+    (outside / "big.txt").write_text("changed, but not an input: no story or image is read there")
+    assert site.build().nothing_changed
+    time.sleep(0.01)
+    (site.root / "notes" / "x.txt").write_text("changed, and inside the site")
+    assert not site.build().nothing_changed
