@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from urllib.parse import urlsplit
 
 import yaml
@@ -56,6 +56,37 @@ def clean_text(text: str, *, single_line: bool = True) -> str:
     if single_line:
         return _WHITESPACE.sub(" ", text).strip()
     return text.replace("\r", "\n")
+
+
+def _offset_problem(offset: timedelta | None) -> str | None:
+    """Feeds, sitemaps and HTML take offsets in whole minutes, and real ones are within
+    -12:00 and +14:00."""
+    if offset is None:
+        return None
+    if offset % timedelta(minutes=1):
+        return f"the offset {_offset_text(offset)} is not in whole minutes"
+    if not timedelta(hours=-12) <= offset <= timedelta(hours=14):
+        return f"the offset {_offset_text(offset)} is not a real one (-12:00 to +14:00)"
+    return None
+
+
+def _offset_text(offset: timedelta) -> str:
+    sign, size = ("-", -offset) if offset < timedelta(0) else ("+", offset)
+    minutes, seconds = divmod(int(size.total_seconds()), 60)
+    text = f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    return text + (f":{seconds:02d}" if seconds else "")
+
+
+def local_time(naive: datetime, timezone: tzinfo) -> datetime:
+    """A wall-clock time in `timezone`, as the instant it names. A time that never existed
+    (skipped when clocks went forward) becomes the one it is read as (01:30 in London's
+    spring gap is 02:30 summer time); where the zone's offset then was not whole minutes
+    (the local mean times before about 1940, like Amsterdam's +00:19:32), the instant is
+    kept in UTC, which every format can write."""
+    aware = naive.replace(tzinfo=timezone).astimezone(UTC)
+    if _offset_problem(aware.astimezone(timezone).utcoffset()):
+        return aware
+    return aware.astimezone(timezone)
 
 
 def is_null(node: yaml.Node | None) -> bool:
@@ -209,9 +240,13 @@ class NodeReader:
                 node, field, f"year {parsed.year} is out of range ({MIN_YEAR} to {MAX_YEAR})"
             )
             return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone)
-        return parsed
+        if parsed.tzinfo is not None:
+            problem = _offset_problem(parsed.utcoffset())
+            if problem:
+                self.error(node, field, problem)
+                return None
+            return parsed
+        return local_time(parsed, timezone)
 
     def calendar_date(self, node: yaml.Node | None, field: str) -> date | None:
         raw = self.scalar(node, field, "a date like 2020-01-20")

@@ -11,7 +11,7 @@ import hashlib
 import traceback
 import zlib
 from collections.abc import Mapping, MutableMapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -149,7 +149,11 @@ def to_local(value: datetime | date, tz: ZoneInfo) -> datetime | date:
 def iso_datetime(value: datetime | date, tz: ZoneInfo) -> str:
     """For `<time datetime>`: full ISO 8601 with offset, or a plain date."""
     if isinstance(value, datetime):
-        return value.astimezone(tz).isoformat(timespec="seconds")
+        local = value.astimezone(tz)
+        offset = local.utcoffset()
+        if offset is not None and offset % timedelta(minutes=1):  # a local mean time
+            local = value.astimezone(UTC)  # HTML takes offsets in whole minutes only
+        return local.isoformat(timespec="seconds")
     return value.isoformat()
 
 

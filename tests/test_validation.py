@@ -243,6 +243,38 @@ def test_date_formats_accepted(make_site, written: str, expected: datetime) -> N
     assert article is not None and article.published == expected
 
 
+def test_offsets_must_be_whole_minutes_and_real(make_site) -> None:
+    """Feeds, sitemaps and HTML cannot write `+05:30:15`; no zone is ahead by 23:59."""
+    site = make_site({
+        "content/a.md": story(when='"2020-01-24T18:24:00+05:30:15"'),
+        "content/b.md": story(when='"2020-01-24T18:24:00+23:59"', url="https://x.example.com/b"),
+    })
+    assert site.messages() == [
+        "content/a.md:3: publishedDateTime: the offset +05:30:15 is not in whole minutes",
+        "content/b.md:3: publishedDateTime: the offset +23:59 is not a real one (-12:00 to "
+        "+14:00)",
+    ]
+
+
+def test_naive_times_are_instants_every_format_can_write(make_site) -> None:
+    """A time skipped by the spring change is read as the instant it names; a time when the
+    zone's offset was not whole minutes (Amsterdam's local mean time, +00:19:32 until 1937)
+    is kept in UTC, so feeds, the sitemap and <time> stay valid."""
+    site = make_site(
+        {"content/gap.md": story(when="2020-03-29 02:30:00"),
+         "content/lmt.md": story(when="1910-06-01 12:00:00", url="https://x.example.com/b")},
+        site_yaml="title: T\nbase_url: https://example.org/\ntimezone: Europe/Amsterdam\n"
+        "issues:\n  epoch: 1910-01-03\n",
+    )
+    report = site.build()
+    assert report.site.article("gap").published.isoformat() == "2020-03-29T03:30:00+02:00"
+    assert report.site.article("lmt").published.isoformat() == "1910-06-01T11:40:28+00:00"
+    page = site.page("stories/lmt/")
+    assert page.find(".//time").get("datetime") == "1910-06-01T11:40:28+00:00"
+    assert "<published>1910-06-01T11:40:28+00:00</published>" in (
+        site.output / "atom.xml").read_text()
+
+
 def test_naive_dates_are_taken_in_the_site_timezone(make_site) -> None:
     site_yaml = (
         "title: T\nbase_url: https://example.org/\ntimezone: America/New_York\n"
