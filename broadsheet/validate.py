@@ -45,6 +45,9 @@ MAX_TITLE = 500
 # their size grows with the square of the count (3,000 topics took minutes to build).
 MAX_TOPICS = 20
 MAX_EXCERPT = 5_000
+# The curator's note: a few paragraphs. Rendering Markdown costs ~12 s per MB for crafted
+# text (a million-row table, millions of `[`), and 3.8 GB for the table: bounded here.
+MAX_BODY = 100_000
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:", re.IGNORECASE)
 
@@ -86,13 +89,21 @@ def validate_story(
         related=read_related(reader, fields.get("related"), timezone, path),
         editor_pick=bool(reader.boolean(fields.get("editor_pick"), "editor_pick")),
         pinned_issue=pinned_issue,
-        body_html=render_markdown(clean_text(front.body, single_line=False)),
+        body_html=_body_html(front, path, diagnostics),
     )
     if diagnostics.error_count > errors_before or not (title and published and url):
         return None
     if pinned_issue is None:
         _warn_before_epoch(reader, fields.get("publishedDateTime"), published, config)
     return article
+
+
+def _body_html(front: FrontMatter, path: str, diagnostics: Diagnostics) -> str:
+    if len(front.body) > MAX_BODY:
+        diagnostics.error(path, front.body_line, "body", f"is {len(front.body):,} characters "
+                          f"long; the note under the front matter may be at most {MAX_BODY:,}")
+        return ""
+    return render_markdown(clean_text(front.body, single_line=False))
 
 
 def _optional_text(
