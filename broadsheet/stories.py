@@ -90,7 +90,9 @@ def load_stories(
         diagnostics.extend(entry.diagnostics)
         if entry.article is not None:
             articles.append(entry.article)
-    collisions = check_unique_slugs(articles)
+    # A draft never takes a slug from a published story: with --keep-going the draft is the
+    # one left out, not the story readers see.
+    collisions = check_unique_slugs(sorted(articles, key=lambda article: article.is_draft))
     diagnostics.extend(collisions)
     clashing = {(d.path, d.field) for d in collisions}
     kept = [a for a in articles if (a.source, "slug") not in clashing]

@@ -454,6 +454,19 @@ def test_site_yaml_warnings_are_told_with_every_build(make_site) -> None:
         ]
 
 
+def test_a_draft_never_takes_the_slug_of_a_published_story(make_site) -> None:
+    site = make_site({
+        "content/good.md": story(title="Published"),
+        "content/a-draft.md": story(title="Draft", url="https://x.example.com/d",
+                                    extra="published: false\nslug: good"),
+    })
+    assert site.messages() == [
+        "content/a-draft.md:1: slug: 'good' is already the slug of content/good.md; rename one "
+        "file or give one story a different 'slug:'"]
+    report = site.build(keep_going=True)
+    assert report.site.article("good").title == "Published"
+
+
 def test_story_files_are_found_in_subfolders_but_not_hidden_ones(make_site) -> None:
     broken = "---\ntitle: [unclosed\n---\n"
     site = make_site({
