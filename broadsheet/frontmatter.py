@@ -8,6 +8,8 @@ YAML 1.1 boolean. Aliases, anchors, tags and duplicate keys are rejected here, o
 
 from __future__ import annotations
 
+import bisect
+import re
 from dataclasses import dataclass
 
 import yaml
@@ -112,6 +114,7 @@ def _compose(
     yaml_text: str, path: str, first_line: int, what: str
 ) -> tuple[yaml.MappingNode | None, list[Diagnostic]]:
     """The mapping's nodes (None when there is no mapping to read) and what is wrong."""
+    lines = _EditorLines(yaml_text) if _ODD_BREAK.search(yaml_text) else None
     try:
         loader = _Loader(yaml_text)
         try:
@@ -120,6 +123,9 @@ def _compose(
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
+        if lines is not None:
+            exc.problem_mark, exc.context_mark = map(lines.mark, (exc.problem_mark,
+                                                                  exc.context_mark))
         return None, [_yaml_error(exc, path, first_line)]
     except yaml.reader.ReaderError as exc:
         line = first_line + yaml_text[: exc.position].count("\n")
@@ -138,6 +144,8 @@ def _compose(
         return None, [Diagnostic(path, first_line, "", f"{what} is nested too deeply")]
     if root is None:
         return None, [Diagnostic(path, max(first_line - 1, 1), "", f"{what} is empty")]
+    if lines is not None:
+        lines.fix(root)
     if not isinstance(root, yaml.MappingNode):
         return None, [
             Diagnostic(
@@ -153,10 +161,47 @@ def _compose(
     return root, _check_nodes(root, path, first_line, yaml_text)
 
 
+# Characters YAML (and str.splitlines) take as line breaks but editors, grep and the
+# diagnostics' readers do not: an excerpt pasted with a U+2028 moved every later line number.
+_ODD_BREAK = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+class _EditorLines:
+    """Marks of a text with odd line breaks, moved to the lines and columns editors count."""
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0] + [match.end() for match in re.finditer(r"\r\n|\r|\n", text)]
+
+    def mark(self, mark: yaml.Mark | None) -> yaml.Mark | None:
+        return None if mark is None else self.moved(mark)
+
+    def moved(self, mark: yaml.Mark) -> yaml.Mark:
+        line = bisect.bisect_right(self.starts, mark.index) - 1
+        return yaml.Mark(mark.name, mark.index, line, mark.index - self.starts[line], None, 0)
+
+    def fix(self, root: yaml.Node) -> None:
+        """Every node's start mark, in place (each node once: aliases share nodes)."""
+        seen: set[int] = set()
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            node.start_mark = self.moved(node.start_mark)
+            if isinstance(node, yaml.MappingNode):
+                stack.extend(part for pair in node.value for part in pair)
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+
+
 def _split(text: str, path: str) -> tuple[str, int, str, int] | Diagnostic:
     """Find the `---` fenced block at the top of the file."""
     text = text.removeprefix("\ufeff")
-    lines = text.splitlines(keepends=True)
+    # Lines as editors count them: str.splitlines also breaks at U+2028, U+0085, \v...
+    lines = (_LINE.findall(text) if _ODD_BREAK.search(text)
+             else text.splitlines(keepends=True))
     if not lines or lines[0].rstrip() != "---":
         return Diagnostic(
             path,
@@ -241,9 +286,11 @@ def _check_nodes(
 
 def _first_alias_line(yaml_text: str) -> int | None:
     """The 0-based line of the first `*name` in the text (scanned, never composed)."""
+    lines = _EditorLines(yaml_text) if _ODD_BREAK.search(yaml_text) else None
     for token in yaml.scan(yaml_text, Loader=_Base):
         if isinstance(token, yaml.AliasToken):
-            return int(token.start_mark.line)
+            mark = lines.moved(token.start_mark) if lines is not None else token.start_mark
+            return int(mark.line)
     return None
 
 
