@@ -18,7 +18,7 @@ import yaml
 
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics, display_path
 from .frontmatter import compose_mapping
-from .readers import NodeReader, is_null, shorten, url_problem
+from .readers import NodeReader, is_null, normalise_url, shorten, url_problem
 
 if TYPE_CHECKING:
     from .fetch import FetchRules  # http.client, ssl...: imported when something is fetched
@@ -304,7 +304,8 @@ def _base_url(reader: NodeReader, node: Any) -> str | None:
     if "?" in raw or "#" in raw:
         reader.error(node, "base_url", "must not have a query or fragment")
         return None
-    return raw if raw.endswith("/") else raw + "/"
+    value = normalise_url(raw)  # a real URI: every feed link and id starts with it
+    return value if value.endswith("/") else value + "/"
 
 
 def _timezone(reader: NodeReader, node: Any) -> str | None:

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 
@@ -298,8 +298,12 @@ def shorten(text: str, limit: int = 80) -> str:
 # ASCII. For those the checks below pass and normalise_url returns them unchanged, so they
 # skip both (a test holds the two paths to the same answers).
 _PLAIN_URL = re.compile(
-    r"https?://[a-z0-9][a-z0-9.-]*(?:/[\x21\x23-\x3b\x3d\x3f-\x5b\x5d-\x5f\x61-\x7e]*)?"
+    r"https?://[a-z0-9][a-z0-9.-]*(?:/[\x21\x23-\x3b\x3d\x3f-\x5a\x5f\x61-\x7a\x7e]*)?"
 )
+# What may stay as written in a URL's path, query and fragment (RFC 3986's unreserved and
+# reserved characters, and `%` of the escapes already there); anything else, such as
+# `|`, `[`, `^` or `é`, is percent-encoded, as browsers do: feeds need real URIs.
+_URL_SAFE = "!#$%&'()*+,-./:;=?@_~"
 
 
 def is_plain_url(value: str) -> bool:
@@ -334,16 +338,35 @@ def url_problem(value: str) -> str:
         return " (only http and https links are allowed)"
     if not host:
         return " (it has no host)"
+    if "@" in parts.netloc:  # https://news.example.com@evil.example/ leads to evil.example
+        return " (it has a user name or password)"
     return ""
 
 
 def normalise_url(value: str) -> str:
-    """Lower-case the scheme and host; everything else is kept exactly as written."""
+    """Lower-case the scheme and host (an international host in its ASCII form) and
+    percent-encode what a URI may not hold in its path, query and fragment; the rest is
+    kept exactly as written."""
     parts = urlsplit(value)
     netloc = parts.netloc
     if "@" not in netloc:
-        netloc = netloc.lower()
-    return parts._replace(scheme=parts.scheme.lower(), netloc=netloc).geturl()
+        netloc = _ascii_host(netloc.lower())
+    return parts._replace(
+        scheme=parts.scheme.lower(), netloc=netloc, path=quote(parts.path, safe=_URL_SAFE),
+        query=quote(parts.query, safe=_URL_SAFE), fragment=quote(parts.fragment, safe=_URL_SAFE),
+    ).geturl()
+
+
+def _ascii_host(netloc: str) -> str:
+    if netloc.isascii():
+        return netloc
+    host, colon, port = netloc.rpartition(":") if "]" not in netloc else (netloc, "", "")
+    if not colon or not port.isdigit():
+        host, colon, port = netloc, "", ""
+    try:
+        return host.encode("idna").decode("ascii") + colon + port
+    except UnicodeError:
+        return netloc
 
 
 _ISO_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ]|$)")

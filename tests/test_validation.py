@@ -467,6 +467,28 @@ def test_a_draft_never_takes_the_slug_of_a_published_story(make_site) -> None:
     assert report.site.article("good").title == "Published"
 
 
+def test_urls_become_real_uris_and_may_not_carry_credentials(make_site) -> None:
+    """Feeds need URIs: `|`, `[`, `^` and non-ASCII are percent-encoded as browsers do, an
+    international host is written in ASCII. A user name in a URL is a phishing trick."""
+    site = make_site(
+        {"content/a.md": story(url="https://Bücher.Example/a|b[1]/été?q=ü#x^")},
+        site_yaml="title: T\nbase_url: https://Example.org/digest/été\n",
+    )
+    report = site.build()
+    assert report.config.base_url == "https://example.org/digest/%C3%A9t%C3%A9/"
+    assert report.site.article("a").url == (
+        "https://xn--bcher-kva.example/a%7Cb%5B1%5D/%C3%A9t%C3%A9?q=%C3%BC#x%5E")
+    site.write("content/a.md", story(url="https://news.example.com@evil.example/"))
+    site.write("site.yaml", "title: T\nbase_url: https://user:secret@example.org/\n")
+    assert site.messages() == [
+        "site.yaml:2: base_url: expected an http(s) URL like https://example.org/, got "
+        "'https://user:secret@example.org/' (it has a user name or password)"]
+    site.write("site.yaml", "title: T\nbase_url: https://example.org/\n")
+    assert site.messages() == [
+        "content/a.md:4: webUrl: expected an http(s) URL, got "
+        "'https://news.example.com@evil.example/' (it has a user name or password)"]
+
+
 def test_story_files_are_found_in_subfolders_but_not_hidden_ones(make_site) -> None:
     broken = "---\ntitle: [unclosed\n---\n"
     site = make_site({
