@@ -155,7 +155,8 @@ class NodeReader:
         for name in sorted(set(fields) - known - ignored):
             close = difflib.get_close_matches(name, choices, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            where = f"{prefix}.{name}" if prefix else name
+            shown = name or "''"  # an empty key still needs a name in the message
+            where = f"{prefix}.{shown}" if prefix else shown
             self.warning(key_of.get(id(fields[name]), fields[name]), where,
                          f"unknown field, ignored{hint}")
 
@@ -227,7 +228,7 @@ class NodeReader:
         """An aware datetime; naive values are taken in the site's timezone."""
         raw = self.scalar(node, field, _DATE_HINT)
         if raw is None:
-            if required:
+            if required and is_null(node):  # not a list or mapping: that was told
                 self.error(node, field, "is required" if node is None else "must not be empty")
             return None
         parsed = parse_datetime(raw.strip())
@@ -265,7 +266,7 @@ class NodeReader:
     def url(self, node: yaml.Node | None, field: str, *, required: bool = False) -> str | None:
         raw = self.scalar(node, field, "an http(s) URL")
         if raw is None:
-            if required:
+            if required and is_null(node):  # not a list or mapping: that was told
                 self.error(node, field, "is required" if node is None else "must not be empty")
             return None
         value = raw.strip()

@@ -146,7 +146,10 @@ def read_slug(reader: NodeReader, node: yaml.Node | None) -> str | None:
     value = reader.text(node, "slug")
     if value is None:
         return None
-    if not _SLUG.fullmatch(value) or len(value) > 100:
+    if len(value) > 100:
+        reader.error(node, "slug", f"is too long ({len(value)} characters, at most 100)")
+        return None
+    if not _SLUG.fullmatch(value):
         reader.error(
             node,
             "slug",

@@ -294,11 +294,12 @@ def test_naive_dates_are_taken_in_the_site_timezone(make_site) -> None:
 
 
 def test_unknown_fields_are_warnings_with_a_suggestion_and_secured_is_silent(make_site) -> None:
-    site = make_site({"content/a.md": story(extra="topcs:\n  - AI\nsecured: 'c2VjcmV0'")})
+    site = make_site({"content/a.md": story(extra="topcs:\n  - AI\nsecured: 'c2VjcmV0'\n'': x")})
     report = site.build()
     warnings = [str(w) for w in report.warnings]
     assert warnings == [
-        "content/a.md:5: warning: topcs: unknown field, ignored; did you mean 'topics'?"
+        "content/a.md:8: warning: '': unknown field, ignored",  # an empty key has a name too
+        "content/a.md:5: warning: topcs: unknown field, ignored; did you mean 'topics'?",
     ]
     assert all(w.severity is Severity.WARNING for w in report.warnings)
 
