@@ -157,7 +157,8 @@ def parse_story(
     """One story file, read and validated (or its diagnostics), as a cache entry."""
     try:
         stat = os.stat(path)
-        problem = not_readable(stat.st_mode, stat.st_size, shown)
+        problem = not_readable(stat.st_mode, stat.st_size, shown) or _linked_out(
+            path, config.root, shown)
         if problem is not None:
             return StoryEntry(stat.st_size, stat.st_mtime_ns, "", key, None, [problem])
         with open(path, "rb") as handle:
@@ -174,6 +175,18 @@ def parse_story(
     diagnostics = Diagnostics()
     article = _validate(data, Path(path), shown, config, diagnostics)
     return StoryEntry(stat.st_size, stat.st_mtime_ns, digest, key, article, diagnostics.items)
+
+
+def _linked_out(path: str | Path, root: Path, shown: str) -> Diagnostic | None:
+    """A story file that is a link to a file outside the site folder is not read, as local
+    images are not: a site copied from elsewhere must not publish what it points at."""
+    if not os.path.islink(path):
+        return None
+    target = Path(os.path.realpath(path))
+    if target.is_relative_to(root.resolve()):
+        return None
+    return Diagnostic(shown, 0, "", "is a link to a file outside the site folder; copy the "
+                      "story into the site instead")
 
 
 def _validate(

@@ -155,6 +155,19 @@ def test_story_files_that_are_not_regular_files_are_refused_unread(make_site) ->
             "story must be a Markdown file" in messages
 
 
+def test_story_files_linked_from_outside_the_site_are_not_read(make_site, tmp_path) -> None:
+    site = make_site({"content/good.md": story(), "drafts/inside.md": story(
+        title="Inside", url="https://x.example.com/i")})
+    outside = tmp_path / "elsewhere.md"
+    outside.write_text(story(title="Outside", url="https://x.example.com/o"))
+    (site.root / "content" / "outside.md").symlink_to(outside)
+    (site.root / "content" / "inside.md").symlink_to(site.root / "drafts" / "inside.md")
+    assert site.messages() == ["content/outside.md: is a link to a file outside the site "
+                               "folder; copy the story into the site instead"]
+    (site.root / "content" / "outside.md").unlink()
+    assert site.build().site.article("inside").title == "Inside"
+
+
 def test_a_story_file_that_grows_past_the_limit_after_its_stat_is_refused(
         make_site, monkeypatch) -> None:
     """What is read is bounded too, not only what stat() said before the read."""
