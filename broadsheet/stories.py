@@ -22,7 +22,7 @@ from .assemble import issue_of
 from .buildcache import RACY_NS, StoryEntry, engine_key
 from .config import Config
 from .coverage import prepare_coverage
-from .diagnostics import Diagnostic, Diagnostics
+from .diagnostics import Diagnostic, Diagnostics, Severity
 from .frontmatter import parse_front_matter
 from .model import Article
 from .packs import PackWriter
@@ -174,7 +174,22 @@ def parse_story(
         return previous.same_content(stat.st_size, stat.st_mtime_ns)
     diagnostics = Diagnostics()
     article = _validate(data, Path(path), shown, config, diagnostics)
-    return StoryEntry(stat.st_size, stat.st_mtime_ns, digest, key, article, diagnostics.items)
+    return StoryEntry(stat.st_size, stat.st_mtime_ns, digest, key, article,
+                      _at_most(diagnostics.items, shown))
+
+
+MAX_TOLD = 100  # problems told per story file; the rest are counted
+
+
+def _at_most(items: list[Diagnostic], shown: str) -> list[Diagnostic]:
+    """A file's first MAX_TOLD problems and a count of the rest: a generated file with
+    900,000 repeated keys printed 900,000 lines, which hid every other file's problems."""
+    if len(items) <= MAX_TOLD:
+        return items
+    rest = items[MAX_TOLD:]
+    severity = Severity.ERROR if any(d.is_error for d in rest) else Severity.WARNING
+    return [*items[:MAX_TOLD], Diagnostic(shown, rest[0].line, "", f"and {len(rest):,} more "
+                                          "problems in this file", severity)]
 
 
 def _linked_out(path: str | Path, root: Path, shown: str) -> Diagnostic | None:

@@ -155,6 +155,15 @@ def test_story_files_that_are_not_regular_files_are_refused_unread(make_site) ->
             "story must be a Markdown file" in messages
 
 
+def test_a_file_tells_its_first_hundred_problems_and_counts_the_rest(make_site) -> None:
+    keys = "".join(f"k{i}: 1\nk{i}: 2\n" for i in range(150))  # 150 errors, 150 warnings
+    site = make_site({"content/a.md": story(extra=keys)})
+    messages = site.messages()
+    assert len(messages) == 101
+    assert messages[99] == "content/a.md:204: k99: duplicate key (first given on line 203)"
+    assert messages[100] == "content/a.md:206: and 200 more problems in this file"
+
+
 def test_story_files_linked_from_outside_the_site_are_not_read(make_site, tmp_path) -> None:
     site = make_site({"content/good.md": story(), "drafts/inside.md": story(
         title="Inside", url="https://x.example.com/i")})
