@@ -246,8 +246,14 @@ class NodeReader:
             if problem:
                 self.error(node, field, problem)
                 return None
-            return parsed
-        return local_time(parsed, timezone)
+        else:
+            parsed = local_time(parsed, timezone)
+        shown = parsed.astimezone(timezone).year  # the year pages show (and issues count)
+        if not MIN_YEAR <= shown <= MAX_YEAR:
+            self.error(node, field, f"is in the year {shown} in the site's timezone, out of "
+                       f"range ({MIN_YEAR} to {MAX_YEAR})")
+            return None
+        return parsed
 
     def calendar_date(self, node: yaml.Node | None, field: str) -> date | None:
         raw = self.scalar(node, field, "a date like 2020-01-20")
