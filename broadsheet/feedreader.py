@@ -155,16 +155,10 @@ def _first_img(body: str, base: str) -> tuple[ItemImage, ...]:
 # -- JSON Feed ----------------------------------------------------------------------------
 
 def parse_json_feed(data: bytes, source: str) -> ParsedFeed:
-    try:
-        document = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise NotAFeed(f"not a feed (invalid JSON: {exc})") from None
-    if not isinstance(document, dict) or not str(document.get("version", "")).startswith(
-            "https://jsonfeed.org/version/"):
-        raise NotAFeed("not a feed (JSON without a JSON Feed version)")
+    document = _json_document(data)
     link = _http_url(str(document.get("home_page_url") or "")) or source
     items, skipped = [], []
-    for raw in document.get("items") or []:
+    for raw in _json_list(document, "items"):
         if not isinstance(raw, dict):
             skipped.append("an item that is not an object")
             continue
@@ -175,6 +169,32 @@ def parse_json_feed(data: bytes, source: str) -> ParsedFeed:
             items.append(item)
     return ParsedFeed(plain_text(str(document.get("title") or "")), link, None, tuple(items),
                       tuple(skipped))
+
+
+def _json_document(data: bytes) -> dict[str, Any]:
+    """The parsed JSON Feed object. A hostile feed can nest arrays 100,000 deep, which makes
+    json.loads raise RecursionError: that is a broken feed, not a crash."""
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NotAFeed(f"not a feed (invalid JSON: {exc})") from None
+    except RecursionError:
+        raise NotAFeed("not a feed (JSON nested too deeply)") from None
+    if not isinstance(document, dict) or not str(document.get("version", "")).startswith(
+            "https://jsonfeed.org/version/"):
+        raise NotAFeed("not a feed (JSON without a JSON Feed version)")
+    return document
+
+
+def _json_list(document: dict[str, Any], key: str) -> list[Any]:
+    """`document[key]` when it is a list (or absent); iterating a number or a string that a
+    broken feed put there would crash or give one item per character."""
+    value = document.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise NotAFeed(f"not a feed ('{key}' is not a list)")
+    return value
 
 
 def _json_item(raw: dict[str, Any], base: str) -> FeedItem | str:
@@ -194,7 +214,8 @@ def _json_item(raw: dict[str, Any], base: str) -> FeedItem | str:
         published=when.astimezone(UTC) if when and when.tzinfo else
         (when.replace(tzinfo=UTC) if when else None),
         excerpt=excerpt(body),
-        categories=tuple(plain_text(str(t)) for t in raw.get("tags") or [] if str(t).strip()),
+        categories=tuple(plain_text(str(t)) for t in _json_list(raw, "tags")
+                         if str(t).strip()),
         images=images,
     )
 

@@ -354,3 +354,23 @@ def test_files_made_by_import_build(site: MiniSite, feeds: str, tmp_path: Path) 
         ".cache/images: warning: 3 remote images are placeholders: not downloaded yet, and "
         "fetching is off (--offline or images.fetch: false)"]
     assert len(report.site.articles) == 8
+
+
+def json_feed(items: str) -> str:
+    return '{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": ' + items + "}"
+
+
+@pytest.mark.parametrize(("name", "document", "reason"), [
+    ("items-int.json", json_feed("5"), "'items' is not a list"),
+    ("tags-int.json", json_feed('[{"url": "https://j.example/1", "title": "T", "tags": 5}]'),
+     "'tags' is not a list"),
+    ("nesting.json", json_feed("[" * 100_000 + "]" * 100_000), "JSON nested too deeply"),
+])
+def test_malformed_json_feeds_fail_alone(site: MiniSite, feeds: str, capsys, name: str,
+                                         document: str, reason: str) -> None:
+    bad = site.write(name, document)
+    code = main(["import", "--site", str(site.root), str(bad), feeds + "feed.json"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert f"{name}: not a feed ({reason})" in err and "Traceback" not in err
+    assert "1 created, 0 folded, 0 skipped, 1 failed" in out
