@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,6 +25,7 @@ from .diagnostics import Diagnostics
 from .feedreader import FeedItem, NotAFeed, ParsedFeed, parse_document
 from .fetch import FetchFailed, FetchRules, fetch_document
 from .model import Article
+from .readers import MAX_YEAR, MIN_YEAR
 from .stages import load_articles
 from .storyfile import FoldImpossible, Outlet, fold_into, new_story, outlet_for
 from .urls import make_slug
@@ -230,14 +231,10 @@ class Importer:
         known = self.catalogue.find_url(item)
         if known:
             return Action("skip", item.title, outlet.name, known, f"already in {known}")
-        published = item.published
+        published = self.date_of(item, feed, source)
         if published is None:
-            if feed.updated is None:
-                return Action("skip", item.title, outlet.name, reason="it has no date, and "
-                              "neither has its feed")
-            published = feed.updated
-            self.report.warnings.append(f"{source}: '{item.title}' has no date; using the "
-                                        f"feed's ({published.isoformat()})")
+            return Action("skip", item.title, outlet.name, reason="it has no date, and "
+                          "neither has its feed")
         settings = self.settings
         match = self.catalogue.similar_story(item, published, settings.fold_threshold,
                                              timedelta(hours=settings.fold_window_hours))
@@ -246,6 +243,22 @@ class Importer:
             if folded is not None:
                 return folded
         return self.create(item, published, outlet)
+
+    def date_of(self, item: FeedItem, feed: ParsedFeed, source: str) -> datetime | None:
+        """The item's date, else the feed's (with a warning). A date the validator would
+        refuse (outside MIN_YEAR-MAX_YEAR, in UTC or the site's timezone) counts as none."""
+        when, timezone = item.published, self.config.tz
+        if when is not None and in_range(when, timezone):
+            return when
+        if when is not None:
+            self.report.warnings.append(
+                f"{source}: '{item.title}' has a date out of range ({MIN_YEAR} to {MAX_YEAR}), "
+                f"{when.isoformat()}; it is taken as having no date")
+        if feed.updated is None or not in_range(feed.updated, timezone):
+            return None
+        self.report.warnings.append(f"{source}: '{item.title}' has no date; using the "
+                                    f"feed's ({feed.updated.isoformat()})")
+        return feed.updated
 
     def fold(self, item: FeedItem, published: datetime, outlet: Outlet,
              match: tuple[str, str, float]) -> Action | None:
@@ -299,6 +312,15 @@ class Importer:
             number += 1
             candidate = f"{slug}-{number}"
         return inbox / f"{candidate}.md"
+
+
+def in_range(when: datetime, timezone: tzinfo) -> bool:
+    """Whether the story's validator takes `when`: its year in UTC and in the site's zone."""
+    try:
+        shown = when.astimezone(timezone).year
+    except OverflowError:  # 0001-01-01 UTC is year 0 west of Greenwich
+        return False
+    return MIN_YEAR <= when.year <= MAX_YEAR and MIN_YEAR <= shown <= MAX_YEAR
 
 
 def import_sources(config: Config, sources: list[str], *, dry_run: bool = False,

@@ -16,18 +16,36 @@ import yaml
 
 from .feedreader import FeedItem, ItemImage
 from .frontmatter import parse_front_matter
+from .readers import _HOSTNAME
+from .validate import MAX_IMAGE_ASPECT, MAX_TITLE
 
-MAX_ASPECT = 20
+MAX_OUTLET_NAME = 200  # validate.read_provider's limit for provider.name
 
 
 @dataclass(frozen=True)
 class Outlet:
     name: str
-    domain: str
+    domain: str  # a valid host name, or "" (then the story's own URL names the outlet)
 
 
 def quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
+
+
+def fitted(text: str, limit: int) -> str:
+    """`text` cut to the validator's limit, so an import never writes a story that the next
+    `build --drafts` refuses; the cut is marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    return text[:limit - 1].rstrip() + "…"
+
+
+def provider_lines(outlet: Outlet, indent: str) -> list[str]:
+    """`name`, and `domain` only when there is a valid one (quoted all the same)."""
+    lines = [f"{indent}name: {quoted(outlet.name)}"]
+    if outlet.domain:
+        lines.append(f"{indent}domain: {quoted(outlet.domain)}")
+    return lines
 
 
 def timestamp(when: datetime) -> str:
@@ -39,10 +57,10 @@ def image_lines(images: tuple[ItemImage, ...], title: str, indent: str) -> list[
     for image in images:
         lines.append(f"{indent}- url: {quoted(image.url)}")
         if image.width and image.height and max(image.width / image.height,
-                                                  image.height / image.width) <= MAX_ASPECT:
+                                                  image.height / image.width) <= MAX_IMAGE_ASPECT:
             lines += [f"{indent}  width: {image.width}", f"{indent}  height: {image.height}"]
         if title:
-            lines.append(f"{indent}  title: {quoted(title)}")
+            lines.append(f"{indent}  title: {quoted(fitted(title, MAX_TITLE))}")
     return lines
 
 
@@ -50,7 +68,7 @@ def new_story(item: FeedItem, published: datetime, outlet: Outlet, topics: list[
     """A draft story file (`published: false`) in the real content format."""
     lines = [
         "---",
-        f"title: {quoted(item.title)}",
+        f"title: {quoted(fitted(item.title, MAX_TITLE))}",
         f"excerpt: {quoted(item.excerpt)}" if item.excerpt else "",
         f"publishedDateTime: {timestamp(published)}",
         f"webUrl: {quoted(item.url)}",
@@ -58,8 +76,7 @@ def new_story(item: FeedItem, published: datetime, outlet: Outlet, topics: list[
         "published: false",
         "",
         "provider:",
-        f"  name: {quoted(outlet.name)}",
-        f"  domain: {outlet.domain}",
+        *provider_lines(outlet, "  "),
     ]
     if topics:
         lines += ["", "topics:", *(f"  - {quoted(topic)}" for topic in topics)]
@@ -73,7 +90,7 @@ def related_lines(item: FeedItem, published: datetime | None, outlet: Outlet,
                   indent: str) -> list[str]:
     """One `related:` entry for a folded item, at the list's own indentation."""
     inner = indent + "  "
-    lines = [f"{indent}- title: {quoted(item.title)}"]
+    lines = [f"{indent}- title: {quoted(fitted(item.title, MAX_TITLE))}"]
     if item.excerpt:
         lines.append(f"{inner}excerpt: {quoted(item.excerpt)}")
     if published is not None:
@@ -82,8 +99,7 @@ def related_lines(item: FeedItem, published: datetime | None, outlet: Outlet,
         f"{inner}webUrl: {quoted(item.url)}",
         f"{inner}type: article",
         f"{inner}provider:",
-        f"{inner}  name: {quoted(outlet.name)}",
-        f"{inner}  domain: {outlet.domain}",
+        *provider_lines(outlet, inner + "  "),
     ]
     if item.images:
         lines += [f"{inner}images:", *image_lines(item.images[:1], "", inner + "  ")]
@@ -131,6 +147,19 @@ def fold_into(text: str, item: FeedItem, published: datetime | None, outlet: Out
 
 def outlet_for(feed_title: str, feed_link: str, item_url: str) -> Outlet:
     """The outlet: the feed's title, and the domain of its site (or of the item)."""
-    domain = (urlsplit(feed_link).hostname or urlsplit(item_url).hostname or "").lower()
-    domain = domain.removeprefix("www.")
-    return Outlet(name=feed_title or domain, domain=domain)
+    hosts = [(urlsplit(url).hostname or "").lower() for url in (feed_link, item_url)]
+    domain = next(filter(None, map(valid_domain, hosts)), "")
+    name = feed_title or domain or next(filter(None, hosts), "")
+    return Outlet(name=fitted(name, MAX_OUTLET_NAME), domain=domain)
+
+
+def valid_domain(host: str) -> str:
+    """`host` as the validator accepts it, or "". A feed's link can hold `*.x`, `&a`, `[::1]`
+    or `ex%41mple.com`; non-ASCII (IDN) hosts are written in their ASCII (IDNA) form."""
+    host = host.rstrip(".")
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return ""
+    host = host.removeprefix("www.")
+    return host if _HOSTNAME.fullmatch(host) else ""

@@ -374,3 +374,35 @@ def test_malformed_json_feeds_fail_alone(site: MiniSite, feeds: str, capsys, nam
     assert code == 1
     assert f"{name}: not a feed ({reason})" in err and "Traceback" not in err
     assert "1 created, 0 folded, 0 skipped, 1 failed" in out
+
+
+ODD = f"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>{"Outlet " * 60}</title>
+<link>https://*.example.com/</link><lastBuildDate>Thu, 30 Jan 2020 18:00:00 GMT</lastBuildDate>
+<item><title>{"x" * 700}</title><link>https://&amp;a.example.com/long</link>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+<item><title>Year 2500</title><link>https://!x.example.com/y</link>
+<pubDate>Sat, 01 Jan 2500 00:00:00 +0000</pubDate></item>
+<item><title>Year 1</title><link>https://bücher.example/y1</link>
+<pubDate>0001-01-01T00:00:00Z</pubDate></item>
+<item><title>Facebook To Pay $550 Million To Settle Facial Recognition Lawsuit</title>
+<link>http://[::1]/fb</link><pubDate>Wed, 01 Jan 1800 00:00:00 +0000</pubDate></item>
+</channel></rss>
+"""
+
+
+def test_odd_hosts_titles_names_and_dates_still_build(site: MiniSite) -> None:
+    report = run_import(site, str(site.write("odd.xml", ODD)))
+    assert [a.kind for a in report.actions] == ["create", "create", "create", "fold"]
+    assert sum("has a date out of range (1900 to 2200)" in w for w in report.warnings) == 3
+    stories = {a.slug: a for a in site.build(drafts=True).site.articles}  # no errors
+    files = inbox(site)
+    assert "domain:" not in files["x" * 60 + ".md"] and "domain:" not in files["year-2500.md"]
+    assert '  domain: "xn--bcher-kva.example"' in files["year-1.md"]
+    long = stories["x" * 60]
+    assert len(long.title) == 500 and len(long.provider.name) == 200
+    assert stories["year-1"].published.isoformat() == "2020-01-30T18:00:00+00:00"
+    related = stories["facebook"].related[-1]
+    assert related.url == "http://[::1]/fb" and related.published is not None
+    assert "domain" not in (site.root / "content/2020-01/facebook.md").read_text().split(
+        "[::1]")[1]
