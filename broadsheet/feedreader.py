@@ -94,7 +94,7 @@ def parse_xml_feed(data: bytes, source: str) -> ParsedFeed:
 
 def _feedparser_item(entry: Any, base: str) -> FeedItem | str:
     title = plain_text(entry.get("title", ""))
-    link = _http_url(urljoin(base, entry.get("link", "")))
+    link = _item_link(str(entry.get("link") or ""), base)
     if not link:
         return f"{title or 'an untitled item'}: no http(s) link ({entry.get('link', '')!r})"
     if not title:
@@ -199,7 +199,7 @@ def _json_list(document: dict[str, Any], key: str) -> list[Any]:
 
 def _json_item(raw: dict[str, Any], base: str) -> FeedItem | str:
     title = plain_text(str(raw.get("title") or ""))
-    link = _http_url(urljoin(base, str(raw.get("url") or raw.get("external_url") or "")))
+    link = _item_link(str(raw.get("url") or raw.get("external_url") or ""), base)
     if not link:
         return f"{title or 'an untitled item'}: no http(s) link"
     if not title:
@@ -263,6 +263,13 @@ def excerpt(body: str, limit: int = EXCERPT_LENGTH) -> str:
 def _http_url(value: str) -> str | None:
     value = (value or "").strip()
     return value if value and not url_problem(value) else None
+
+
+def _item_link(link: str, base: str) -> str | None:
+    """The item's link made absolute. An empty one stays empty: urljoin would turn it into
+    the feed's home page, and every link-less item would become a story pointing there."""
+    link = link.strip()
+    return _http_url(urljoin(base, link)) if link else None
 
 
 def _image(url: Any, width: Any, height: Any) -> ItemImage | None:

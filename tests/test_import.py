@@ -106,6 +106,9 @@ HOSTILE = """<?xml version="1.0"?>
 <pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
 <item><title>A javascript link</title><link>javascript:alert(5)</link>
 <pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+<item><title>No link</title><pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+<item><title>Empty link</title><link> </link><pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate>
+</item>
 </channel></rss>
 """
 
@@ -293,7 +296,8 @@ def test_duplicate_items_in_one_feed_become_one_story(site: MiniSite, feeds: str
 def test_hostile_items_arrive_inert(site: MiniSite, feeds: str) -> None:
     report = run_import(site, feeds + "hostile.xml")
     assert [a.kind for a in report.actions] == ["create"]
-    assert any("no http(s) link" in w for w in report.warnings)
+    assert [w.split(": left out ")[1].split(":")[0] for w in report.warnings
+            if "no http(s) link" in w] == ["A javascript link", "No link", "Empty link"]
     text = next(iter(inbox(site).values()))
     assert "javascript" not in text and "<script" not in text and "onerror" not in text
     story = site.build(drafts=True).site.articles[0]
@@ -406,3 +410,10 @@ def test_odd_hosts_titles_names_and_dates_still_build(site: MiniSite) -> None:
     assert related.url == "http://[::1]/fb" and related.published is not None
     assert "domain" not in (site.root / "content/2020-01/facebook.md").read_text().split(
         "[::1]")[1]
+
+
+def test_json_items_without_a_link_are_left_out(site: MiniSite) -> None:
+    feed = json_feed('[{"title": "No link", "date_published": "2020-01-28T17:25:00Z"}]')
+    report = run_import(site, str(site.write("nolink.json", feed)))
+    assert report.actions == [] and inbox(site) == {}
+    assert report.warnings[0].endswith("left out No link: no http(s) link")
