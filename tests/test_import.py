@@ -413,7 +413,8 @@ def test_odd_hosts_titles_names_and_dates_still_build(site: MiniSite) -> None:
 
 
 def test_json_items_without_a_link_are_left_out(site: MiniSite) -> None:
-    feed = json_feed('[{"title": "No link", "date_published": "2020-01-28T17:25:00Z"}]')
+    feed = json_feed('[{"title": "No link", "date_published": "2020-01-28T17:25:00Z"}], '
+                     '"home_page_url": "https://j.example/"')
     report = run_import(site, str(site.write("nolink.json", feed)))
     assert report.actions == [] and inbox(site) == {}
     assert report.warnings[0].endswith("left out No link: no http(s) link")
