@@ -9,6 +9,8 @@ title published within a time window) is folded into that story's `related:` lis
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -187,11 +189,7 @@ class SourceReader:
 
     def _load(self, source: str, result: SourceResult) -> bytes | None:
         if urlsplit(source).scheme.lower() not in ("http", "https"):
-            path = Path(source)
-            size = path.stat().st_size
-            if size > self.rules.max_bytes:
-                raise FetchFailed(f"too large ({size:,} bytes)")
-            return path.read_bytes()
+            return read_local(Path(source), self.rules.max_bytes)
         host = (urlsplit(source).hostname or "").lower()
         with self._lock:
             gate = self._hosts.setdefault(host, threading.Semaphore(PER_HOST))
@@ -204,6 +202,20 @@ class SourceReader:
             return None
         result.validators = fetched.validators
         return fetched.data
+
+
+def read_local(path: Path, max_bytes: int) -> bytes:
+    """A feed file's bytes, at most max_bytes. An OPML file from someone else can list
+    /dev/zero or a FIFO: those are refused before reading (their size says 0), the open does
+    not wait for a FIFO's writer, and the read stops one byte past the limit."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise FetchFailed("not a regular file")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FetchFailed(f"too large (over the {max_bytes:,}-byte limit)")
+    return data
 
 
 # -- deciding and writing -----------------------------------------------------------------

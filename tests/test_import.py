@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -418,3 +420,35 @@ def test_json_items_without_a_link_are_left_out(site: MiniSite) -> None:
     report = run_import(site, str(site.write("nolink.json", feed)))
     assert report.actions == [] and inbox(site) == {}
     assert report.warnings[0].endswith("left out No link: no http(s) link")
+
+
+def serve_once(fifo: Path, text: str) -> None:
+    """Write `text` into the FIFO once a reader opens it (the reader may leave at once)."""
+    with contextlib.suppress(BrokenPipeError):
+        fifo.write_text(text)
+
+
+def test_local_feeds_that_are_not_regular_files_are_refused(site: MiniSite, feeds: str,
+                                                            capsys) -> None:
+    fifo = site.root / "fifo.xml"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=serve_once, args=(fifo, RSS), daemon=True)
+    writer.start()  # a FIFO that serves a feed; /dev/zero would never end
+    listing = site.write("local.opml", '<?xml version="1.0"?><opml version="2.0"><body>'
+                         '<outline xmlUrl="/dev/null"/></body></opml>')
+    try:
+        code = main(["import", "--site", str(site.root), str(fifo), str(listing),
+                     feeds + "feed.json"])
+    finally:
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # let the writer finish
+        writer.join(5)
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert f"{fifo}: not a regular file" in err and "/dev/null: not a regular file" in err
+    assert "1 created, 0 folded, 0 skipped, 2 failed" in out
+
+
+def test_local_feeds_are_read_up_to_the_size_cap(make_site) -> None:
+    site = make_site(site_yaml=SITE_YAML + "  max_bytes: 10000\n")
+    report = run_import(site, str(site.write("big.xml", RSS + " " * 10_000)))
+    assert report.failed == [f"{site.root / 'big.xml'}: too large (over the 10,000-byte limit)"]
