@@ -49,7 +49,7 @@ Progress = Callable[[str, int, int], None]
 class Action:
     """What import did (or, with --dry-run, would do) with one item."""
 
-    kind: str  # "create" | "fold" | "skip"
+    kind: str  # "create" | "fold" | "skip" | "fail" (the file could not be written)
     title: str
     outlet: str
     path: str = ""  # the file created or edited, or the one that already has the item
@@ -61,6 +61,8 @@ class Action:
             return f"create  {self.path}  <- {who}"
         if self.kind == "fold":
             return f"fold    {self.path}  <- {who}: {self.reason}"
+        if self.kind == "fail":
+            return f"error   {self.path}  <- {who}: {self.reason}"
         return f"skip    {who}: {self.reason}"
 
 
@@ -68,7 +70,7 @@ class Action:
 class ImportReport:
     actions: list[Action] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)  # sources that could not be read
+    failed: list[str] = field(default_factory=list)  # sources not read, files not written
     sources: int = 0
 
     def count(self, kind: str) -> int:
@@ -283,8 +285,9 @@ class Importer:
             self.report.warnings.append(f"{path}: could not fold '{item.title}' into it "
                                         f"({exc}); creating a new story instead")
             return None
-        if not self.dry_run:
-            target.write_text(edited, encoding="utf-8")
+        problem = "" if self.dry_run else write_file(target, edited, "w")
+        if problem:
+            return self.failure(item, outlet, path, problem)
         self.catalogue.add_urls(path, [item.url, item.amp_url])
         return Action("fold", item.title, outlet.name, path,
                       f"{score:.0f}% like '{title}'")
@@ -294,14 +297,18 @@ class Importer:
         text = new_story(item, published, outlet, topics)
         path = self.free_path(item.title)
         shown = path.relative_to(self.config.root).as_posix()
-        if not self.dry_run:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("x", encoding="utf-8") as handle:  # never overwrite a file
-                handle.write(text)
+        problem = "" if self.dry_run else write_file(path, text, "x")  # "x": never overwrite
+        if problem:
+            return self.failure(item, outlet, shown, problem)
         self.catalogue.slugs.add(path.stem)
         self.catalogue.stories.append((shown, item.title, published))
         self.catalogue.add_urls(shown, [item.url, item.amp_url])
         return Action("create", item.title, outlet.name, shown)
+
+    def failure(self, item: FeedItem, outlet: Outlet, path: str, problem: str) -> Action:
+        """A file that could not be written is an error (exit 1), and the next items go on."""
+        self.report.failed.append(f"{path}: cannot be written ({problem})")
+        return Action("fail", item.title, outlet.name, path, problem)
 
     def topics_for(self, item: FeedItem) -> list[str]:
         """Categories mapped through `import.topics`; unknown categories are left out."""
@@ -333,6 +340,25 @@ def in_range(when: datetime, timezone: tzinfo) -> bool:
     except OverflowError:  # 0001-01-01 UTC is year 0 west of Greenwich
         return False
     return MIN_YEAR <= when.year <= MAX_YEAR and MIN_YEAR <= shown <= MAX_YEAR
+
+
+def write_file(path: Path, text: str, mode: str) -> str:
+    """Write `text`; why it could not be ('' when it was). The inbox may be a file or a
+    read-only folder: that is one error message, not a traceback. A new file cut short (a
+    full disk) is removed, so no half story is left for the build to refuse."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open(mode, encoding="utf-8")
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        with handle:
+            handle.write(text)
+    except OSError as exc:
+        if mode == "x":
+            path.unlink(missing_ok=True)
+        return exc.strerror or str(exc)
+    return ""
 
 
 def import_sources(config: Config, sources: list[str], *, dry_run: bool = False,

@@ -452,3 +452,19 @@ def test_local_feeds_are_read_up_to_the_size_cap(make_site) -> None:
     site = make_site(site_yaml=SITE_YAML + "  max_bytes: 10000\n")
     report = run_import(site, str(site.write("big.xml", RSS + " " * 10_000)))
     assert report.failed == [f"{site.root / 'big.xml'}: too large (over the 10,000-byte limit)"]
+
+
+@pytest.mark.parametrize("blocker", ["file", "dangling link"])
+def test_story_files_that_cannot_be_written_are_errors(site: MiniSite, feeds: str, capsys,
+                                                       blocker: str) -> None:
+    site.write("site.yaml", SITE_YAML + "  inbox: drop/today\n")
+    if blocker == "file":  # a file where the inbox's parent folder should be
+        site.write("content/drop", "not a folder")
+    else:
+        (site.root / "content/drop").symlink_to(site.root / "nowhere")
+    code = main(["import", "--site", str(site.root), feeds + "dupes.xml"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert "content/drop/today/same-story-twice.md: cannot be written (" in err
+    assert "error   content/drop/today/same-story-twice.md  <- Same story twice" in out
+    assert "0 created, 0 folded, 0 skipped, 2 failed" in out  # both copies tried
