@@ -25,6 +25,13 @@ from .coverage import clean_url
 from .readers import clean_text, parse_datetime, url_problem
 
 EXCERPT_LENGTH = 300
+# nh3 takes time quadratic in the markup's nesting depth (100,000 nested <div>s: 30 s), and
+# only a few hundred characters of text are kept. Markup longer than SCAN_START is cleaned
+# in growing prefixes until one gives KEEP_TEXT characters, and never beyond SCAN_LIMIT.
+SCAN_START = 4_096
+SCAN_LIMIT = 65_536
+KEEP_TEXT = 2_000  # more than any field keeps (a title: 500); a prefix of the whole text
+TAIL = 100  # the end of a prefix's text may differ (say, an accent in the next element)
 MAX_IMAGE_SIDE = 20_000
 
 
@@ -246,7 +253,24 @@ _SPACE = re.compile(r"\s+")
 
 
 def plain_text(value: str) -> str:
-    """Markup stripped, entities decoded, controls removed, whitespace folded."""
+    """Markup stripped, entities decoded, controls removed, whitespace folded. Long markup
+    gives the start of its text (KEEP_TEXT characters), the same start as the whole would."""
+    size = SCAN_START
+    while len(value) > size:
+        text = _strip_markup(_markup_prefix(value, size))
+        if len(text) >= KEEP_TEXT + TAIL or size >= SCAN_LIMIT:
+            return text[:KEEP_TEXT]
+        size *= 4
+    return _strip_markup(value)
+
+
+def _markup_prefix(value: str, size: int) -> str:
+    """`value[:size]` ending right after a tag, so no tag, entity or word is cut in two."""
+    end = value.rfind(">", 0, size) + 1
+    return value[:end or size]
+
+
+def _strip_markup(value: str) -> str:
     stripped = nh3.clean(value, tags=set(), clean_content_tags={"script", "style"})
     return clean_text(html.unescape(stripped))
 
