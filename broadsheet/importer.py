@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from .config import Config, ImportSettings
 from .coverage import canonical_url
@@ -79,12 +79,28 @@ class ImportReport:
 
 @dataclass
 class Catalogue:
-    """What content/ already holds: URLs (stories and related items), stories, slugs."""
+    """What content/ already holds: URLs (stories and related items), stories, slugs.
+
+    Stories are indexed by time: bucket n holds those published in the n-th `window` since
+    the epoch, so an item is compared only with the stories of its bucket and the two next to
+    it, not with every story of the site and of the run (that was quadratic).
+    """
 
     root: Path
+    window: timedelta = timedelta(hours=72)  # import.fold_window_hours
     urls: dict[str, str] = field(default_factory=dict)  # canonical URL -> file
     stories: list[tuple[str, str, datetime]] = field(default_factory=list)  # file, title, time
     slugs: set[str] = field(default_factory=set)
+    folded: list[str] = field(default_factory=list)  # each story's title, casefolded
+    buckets: dict[int, list[int]] = field(default_factory=dict)  # bucket -> story numbers
+
+    def add_story(self, path: str, title: str, published: datetime) -> None:
+        self.buckets.setdefault(self.bucket(published), []).append(len(self.stories))
+        self.stories.append((path, title, published))
+        self.folded.append(title.casefold())
+
+    def bucket(self, when: datetime) -> int:
+        return int(when.timestamp() // self.window.total_seconds())
 
     def add_urls(self, path: str, urls: list[str | None]) -> None:
         for url in urls:
@@ -97,22 +113,26 @@ class Catalogue:
                 return self.urls[canonical_url(url)]
         return None
 
-    def similar_story(self, item: FeedItem, when: datetime, threshold: int,
-                      window: timedelta) -> tuple[str, str, float] | None:
-        """The existing story most like the item: (file, its title, similarity 0-100)."""
-        best = None
-        for path, title, published in self.stories:
-            if abs(published - when) > window:
-                continue
-            score = fuzz.token_sort_ratio(item.title.casefold(), title.casefold())
-            if score >= threshold and (best is None or score > best[2]):
-                best = (path, title, score)
-        return best
+    def similar_story(self, item: FeedItem, when: datetime, threshold: int
+                      ) -> tuple[str, str, float] | None:
+        """The existing story most like the item: (file, its title, similarity 0-100); of
+        equals, the one catalogued first."""
+        middle = self.bucket(when)
+        near = sorted(number for key in (middle - 1, middle, middle + 1)
+                      for number in self.buckets.get(key, ())
+                      if abs(self.stories[number][2] - when) <= self.window)
+        best = process.extractOne(item.title.casefold(), [self.folded[n] for n in near],
+                                  scorer=fuzz.token_sort_ratio, processor=None,
+                                  score_cutoff=threshold)
+        if best is None:
+            return None
+        path, title, _ = self.stories[near[best[2]]]
+        return path, title, best[1]
 
 
 def catalogue_content(config: Config, diagnostics: Diagnostics) -> Catalogue:
     """Every story and related item under content/, drafts included."""
-    catalogue = Catalogue(config.root)
+    catalogue = Catalogue(config.root, timedelta(hours=config.importing.fold_window_hours))
     for article in load_articles(config, diagnostics):
         add_article(catalogue, article)
     return catalogue
@@ -120,7 +140,7 @@ def catalogue_content(config: Config, diagnostics: Diagnostics) -> Catalogue:
 
 def add_article(catalogue: Catalogue, article: Article) -> None:
     catalogue.slugs.add(article.slug)
-    catalogue.stories.append((article.source, article.title, article.published))
+    catalogue.add_story(article.source, article.title, article.published)
     catalogue.add_urls(article.source, [article.url])
     for related in article.related:
         catalogue.add_urls(article.source, [related.url, related.amp_url, related.cdn_amp_url])
@@ -249,9 +269,7 @@ class Importer:
         if published is None:
             return Action("skip", item.title, outlet.name, reason="it has no date, and "
                           "neither has its feed")
-        settings = self.settings
-        match = self.catalogue.similar_story(item, published, settings.fold_threshold,
-                                             timedelta(hours=settings.fold_window_hours))
+        match = self.catalogue.similar_story(item, published, self.settings.fold_threshold)
         if match is not None:
             folded = self.fold(item, published, outlet, match)
             if folded is not None:
@@ -301,7 +319,7 @@ class Importer:
         if problem:
             return self.failure(item, outlet, shown, problem)
         self.catalogue.slugs.add(path.stem)
-        self.catalogue.stories.append((shown, item.title, published))
+        self.catalogue.add_story(shown, item.title, published)
         self.catalogue.add_urls(shown, [item.url, item.amp_url])
         return Action("create", item.title, outlet.name, shown)
 

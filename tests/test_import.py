@@ -6,20 +6,23 @@ import contextlib
 import html
 import http.server
 import os
+import random
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
 import nh3
 import pytest
+from rapidfuzz import fuzz
 
 from broadsheet import feedreader
 from broadsheet.cli import main
 from broadsheet.config import load_config
-from broadsheet.feedreader import excerpt, plain_text
-from broadsheet.importer import import_sources
+from broadsheet.feedreader import FeedItem, excerpt, plain_text
+from broadsheet.importer import Catalogue, import_sources
 from broadsheet.readers import clean_text
 
 from .conftest import MiniSite
@@ -498,3 +501,49 @@ def test_deeply_nested_markup_is_fast(site: MiniSite) -> None:
     assert plain_text("<div>" * 50_000 + "text") == ""  # the text is past SCAN_LIMIT
     assert plain_text("<div>" * 5_000 + "some text" + "<div>" * 50_000) == "some text"
     assert time.perf_counter() - started < 3  # 9 s when nh3 cleaned it whole
+
+
+def naive_similar(stories: list[tuple[str, str, datetime]], title: str, when: datetime,
+                  threshold: int, window: timedelta) -> tuple[str, str, float] | None:
+    """How similar_story chose before the time index: every story, the first best one."""
+    best = None
+    for path, other, published in stories:
+        if abs(published - when) > window:
+            continue
+        score = fuzz.token_sort_ratio(title.casefold(), other.casefold())
+        if score >= threshold and (best is None or score > best[2]):
+            best = (path, other, score)
+    return best
+
+
+def test_the_time_index_folds_as_comparing_every_story_did() -> None:
+    chance = random.Random(5)
+    words = ["Apple", "apple", "buys", "chip", "maker", "for", "$1bn", "Intel", "sells"]
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    window = timedelta(hours=72)
+    catalogue = Catalogue(Path("."), window)
+    for number in range(2000):
+        title = " ".join(chance.choices(words, k=chance.randint(2, 5)))
+        catalogue.add_story(f"s{number}.md", title, start + timedelta(
+            minutes=chance.randint(0, 60 * 24 * 60)))
+    for _ in range(300):
+        title = " ".join(chance.choices(words, k=chance.randint(2, 5)))
+        when = start + timedelta(minutes=chance.randint(-60 * 24 * 5, 60 * 24 * 65))
+        item = FeedItem(title, "https://x.example/", when, "", (), ())
+        assert catalogue.similar_story(item, when, 80) == naive_similar(
+            catalogue.stories, title, when, 80, window)
+
+
+def test_each_item_meets_only_the_stories_near_it() -> None:
+    start, window = datetime(2000, 1, 1, tzinfo=UTC), timedelta(hours=72)
+    catalogue = Catalogue(Path("."), window)
+    started = time.perf_counter()
+    for number in range(20_000):  # a site with a story a day for 55 years, imported again
+        when = start + timedelta(days=number)
+        item = FeedItem(f"Story number {number} about chips", "https://x.example/", when, "",
+                        (), ())
+        match = catalogue.similar_story(item, when, 80)
+        assert (match is None) == (number == 0)
+        assert match is None or int(match[0].removesuffix(".md")) >= number - 3  # in window
+        catalogue.add_story(f"{number}.md", item.title, when)
+    assert time.perf_counter() - started < 5  # 200,000,000 comparisons without the index
