@@ -140,6 +140,12 @@ class ImageServer:
             time.sleep(self.delay)
             if path == "/slow.jpg":
                 time.sleep(3)  # far beyond the site's 0.5 s timeout
+            if path.startswith("/trickle"):
+                with self.lock:
+                    self.in_flight -= 1
+                    finished = True
+                trickle(handler, headers_too=path == "/trickle-headers.jpg")
+                return
             status, headers, body = self.routes.get(
                 path, (200, {"Content-Type": "image/jpeg"}, self.routes["/good.jpg"][2])
             )
@@ -160,6 +166,16 @@ class ImageServer:
             if not finished:
                 with self.lock:
                     self.in_flight -= 1
+
+
+def trickle(handler: http.server.BaseHTTPRequestHandler, headers_too: bool) -> None:
+    """A slow loris: a byte every 50 ms, each well within any read timeout, 3 s in all."""
+    head = b"Content-Type: image/jpeg\r\nContent-Length: 60\r\n\r\n"
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\n" + (b"" if headers_too else head))
+    for byte in (head if headers_too else b"") + b"\xff" * 60:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -526,6 +542,21 @@ def test_a_host_that_stops_answering_is_not_asked_for_all_its_images(make_site, 
     assert text.count("timed out") == asked, text  # one warning each, then one summary line
     assert f"{12 - asked} more images from 127.0.0.1 not tried: it left 3 downloads" in text
     assert len(report.warnings) == asked + 1
+
+
+def test_a_server_that_trickles_bytes_is_cut_off_at_the_deadline(make_site, server) -> None:
+    """Each byte comes well within the read timeout, so only the overall deadline (3 x
+    timeout, status line and headers included) ends such downloads."""
+    _, base = server
+    files = {"content/body.md": image_story(f"{base}/trickle.jpg"),
+             "content/head.md": image_story(f"{base}/trickle-headers.jpg")}
+    site = make_site(files, site_yaml=FETCH_YAML.replace("timeout: 0.5", "timeout: 0.2"))
+    started = time.monotonic()
+    report = site.build(offline=False)
+    assert time.monotonic() - started < 2.0  # the server would take 3 s (or, before, 4)
+    warned = warnings_by_file(report)
+    for name in ("body", "head"):
+        assert "too slow (not finished within 0.6 s)" in warned[f"content/{name}.md"]
 
 
 @pytest.mark.parametrize(
