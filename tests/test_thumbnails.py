@@ -422,6 +422,23 @@ def test_thumbnails_carry_no_exif_and_are_turned_upright(make_site, server) -> N
             assert rgb.getpixel((width // 2, thumb.height - 5))[2] > 150  # blue below
 
 
+@pytest.mark.parametrize("mode, key", [("L", 0), ("RGB", (0, 0, 0)), ("P", 0)])
+def test_a_transparent_colour_key_is_flattened_onto_white(mode: str, key: object) -> None:
+    from broadsheet.imaging import to_srgb
+
+    image = Image.new(mode, (20, 10), 0)
+    image.paste(200 if mode != "RGB" else (200, 200, 200), (10, 0, 20, 10))
+    if mode == "P":
+        image.putpalette([0, 0, 0] + [200] * 765)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=key)
+    with Image.open(io.BytesIO(buffer.getvalue())) as source:
+        flat = to_srgb(source)
+    assert flat.mode == "RGB" and flat.info == {}
+    assert flat.getpixel((2, 2)) == (255, 255, 255)  # the keyed colour: transparent
+    assert flat.getpixel((15, 5)) == (200, 200, 200)
+
+
 def test_cmyk_and_transparent_sources_become_plain_rgb(make_site) -> None:
     cmyk = io.BytesIO()
     Image.new("CMYK", (800, 500), (0, 200, 200, 0)).save(cmyk, "JPEG")
