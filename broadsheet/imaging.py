@@ -178,7 +178,12 @@ class _Work:
         if target.exists():
             return
         resized = self.resize(spec, size)
-        write_atomically(target, encode(resized, spec.format, spec.quality))
+        try:
+            data = encode(resized, spec.format, spec.quality)
+        except (ValueError, OSError) as exc:  # it decoded; "cannot be decoded" would mislead
+            raise ImageProblem(f"cannot be encoded as {spec.format.upper()} "
+                               f"{spec.width}x{spec.height} ({exc})") from None
+        write_atomically(target, data)
         self.made += 1
 
     def resize(self, spec: ThumbSpec, size: Size) -> Image.Image:

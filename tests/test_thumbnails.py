@@ -439,6 +439,23 @@ def test_a_transparent_colour_key_is_flattened_onto_white(mode: str, key: object
     assert flat.getpixel((15, 5)) == (200, 200, 200)
 
 
+def test_a_very_tall_image_is_shown_with_jpeg_where_webp_cannot_go(make_site) -> None:
+    """WebP stops at 16383 pixels a side: the largest story size of a tall infographic is
+    JPEG only, the rest as usual."""
+    buffer = io.BytesIO()
+    Image.new("L", (1300, 17000), 90).save(buffer, "PNG")
+    site = make_site({"content/a.md": image_story("a.png", 1300, 17000),
+                      "content/a.png": buffer.getvalue()})
+    assert site.build().warnings == []
+    story_slot = slots(site, "stories/a")[0]
+    assert "thumb--placeholder" not in story_slot["class"]
+    jpegs = srcset_files(site, story_slot["img"]["srcset"])
+    assert [w for _, w in jpegs] == [320, 640, 1280]  # 1280x16738
+    assert [w for _, w in srcset_files(site, story_slot["webp"])] == [320, 640]
+    for path, _ in jpegs:
+        assert path.is_file()
+
+
 def test_cmyk_and_transparent_sources_become_plain_rgb(make_site) -> None:
     cmyk = io.BytesIO()
     Image.new("CMYK", (800, 500), (0, 200, 200, 0)).save(cmyk, "JPEG")
