@@ -838,10 +838,11 @@ def describe_sources(
     """Learn each readable source's facts, making whatever thumbnails the cache lacks."""
     jobs: list[tuple[Source, ImageJob]] = []
     present = cache.thumb_names()
+    limits = (settings.max_pixels, settings.max_bytes)
     for source in sources:
         if source.problem or source.path is None:
             continue
-        known = cache.source(source.digest)
+        known = cache.source(source.digest, limits)
         if isinstance(known, str):
             source.problem, source.remembered = known, is_remote(source.key)
             continue
@@ -855,7 +856,7 @@ def describe_sources(
     for source, result in zip_results(jobs, progress):
         outcome.decoded += result.decoded
         outcome.made += result.made
-        cache.remember(source.digest, result.info or result.problem)
+        cache.remember(source.digest, result.info or result.problem, limits)
         source.info, source.problem = result.info, result.problem
 
 

@@ -456,6 +456,17 @@ def test_a_very_tall_image_is_shown_with_jpeg_where_webp_cannot_go(make_site) ->
         assert path.is_file()
 
 
+def test_a_refusal_does_not_outlive_the_limit_behind_it(make_site) -> None:
+    """After max_pixels goes back, an incremental build shows the image as a clean one."""
+    site = make_site({"content/a.md": image_story("a.jpg", 800, 600),
+                      "content/a.jpg": photo((800, 600))},
+                     site_yaml=FETCH_YAML.replace("10000000", "100000"))
+    assert "over the 100,000-pixel limit" in str(site.build().warnings)
+    site.write("site.yaml", FETCH_YAML)
+    assert site.build().warnings == []
+    assert "thumb--placeholder" not in slots(site, "stories/a")[0]["class"]
+
+
 def test_cmyk_and_transparent_sources_become_plain_rgb(make_site) -> None:
     cmyk = io.BytesIO()
     Image.new("CMYK", (800, 500), (0, 200, 200, 0)).save(cmyk, "JPEG")
