@@ -467,6 +467,22 @@ def test_a_refusal_does_not_outlive_the_limit_behind_it(make_site) -> None:
     assert "thumb--placeholder" not in slots(site, "stories/a")[0]["class"]
 
 
+def test_parts_files_of_killed_builds_are_removed(make_site) -> None:
+    """A build killed by SIGTERM leaves its temporary parts file; a later build removes it,
+    but not one whose process is still running."""
+    site = make_site({"content/a.md": image_story("a.jpg"), "content/a.jpg": photo()})
+    site.build()
+    folder = next(site.root.rglob(".cache/build"))
+    dead = folder / f".image-parts.pickle.{2**22 + 1}"  # above any pid_max: never running
+    alive = folder / f".image-parts.pickle.{os.getppid()}"
+    dead.write_bytes(b"x")
+    alive.write_bytes(b"x")
+    site.write("content/b.md", image_story("a.jpg").replace("news.example.com/", "n.example/"))
+    site.build()
+    assert not dead.exists() and alive.exists()
+    alive.unlink()
+
+
 def test_cmyk_and_transparent_sources_become_plain_rgb(make_site) -> None:
     cmyk = io.BytesIO()
     Image.new("CMYK", (800, 500), (0, 200, 200, 0)).save(cmyk, "JPEG")
