@@ -12,10 +12,12 @@ visible here.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +43,61 @@ class FetchFailed(Exception):
 
 class Unanswered(FetchFailed):
     """The host took the connection or the request but did not answer in time."""
+
+
+class Watchdog:
+    """Ends a download at its deadline by shutting its socket down.
+
+    Socket timeouts bound each read, not the whole: a server that trickles a byte a second
+    (status line, headers or body) never trips them, and a buffered read waits for a full
+    chunk. A timer that shuts the socket down makes every blocked read return at once,
+    wherever the download is; `expired` then tells the callers why their read ended."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def left(self) -> float:
+        """Seconds before the deadline (a tiny positive number once it has passed, so that
+        a socket timeout set from it stays valid and the next read fails at once)."""
+        return max(self.deadline - time.monotonic(), 0.001)
+
+    def attach(self, sock: socket.socket) -> None:
+        """Watch `sock` (the connection's current socket); shut it now if time is up."""
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+    def check(self) -> None:
+        """Raise the truthful reason if the deadline cut the download."""
+        if self.expired or time.monotonic() > self.deadline:
+            raise Unanswered(f"too slow (not finished within {self.seconds:g} s)")
+
+
+def _shut(sock: socket.socket) -> None:
+    # socket.socket's own shutdown, also for an SSLSocket: the TLS layer is not thread-safe,
+    # the file descriptor is.
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 @dataclass(frozen=True)
@@ -79,11 +136,11 @@ class Target:
 def fetch_image(url: str, rules: FetchRules) -> Fetched:
     """The image at `url`, or FetchFailed with the reason."""
 
-    def take(response: http.client.HTTPResponse, current: str, deadline: float) -> Fetched:
+    def take(response: http.client.HTTPResponse, current: str, watchdog: Watchdog) -> Fetched:
         if response.status != 200:
             raise FetchFailed(f"HTTP {response.status} {response.reason}".strip())
         content_type = image_content_type(response)
-        return Fetched(read_body(response, rules, deadline), content_type, current)
+        return Fetched(read_body(response, rules, watchdog), content_type, current)
 
     return _fetch(url, rules, {"Accept": ACCEPT}, take)
 
@@ -109,7 +166,7 @@ def fetch_document(url: str, rules: FetchRules, *, accept: str, content_types: t
     if validators and validators.get("last_modified"):
         headers["If-Modified-Since"] = validators["last_modified"]
 
-    def take(response: http.client.HTTPResponse, current: str, deadline: float) -> Document:
+    def take(response: http.client.HTTPResponse, current: str, watchdog: Watchdog) -> Document:
         if response.status == 304 and validators:
             return Document(b"", "", current, not_modified=True, validators=dict(validators))
         if response.status != 200:
@@ -119,33 +176,50 @@ def fetch_document(url: str, rules: FetchRules, *, accept: str, content_types: t
             raise FetchFailed(f"not a feed (Content-Type {media or 'missing'})")
         found = {"etag": response.getheader("ETag") or "",
                  "last_modified": response.getheader("Last-Modified") or ""}
-        return Document(read_body(response, rules, deadline), media, current,
+        return Document(read_body(response, rules, watchdog), media, current,
                         validators={k: v for k, v in found.items() if v})
 
     return _fetch(url, rules, headers, take)
 
 
 def _fetch(url: str, rules: FetchRules, headers: dict[str, str],
-           take: Callable[[http.client.HTTPResponse, str, float], T]) -> T:
-    """GET `url` following checked redirects; `take` turns the final response into a value."""
-    deadline = time.monotonic() + rules.timeout * DEADLINE_FACTOR
+           take: Callable[[http.client.HTTPResponse, str, Watchdog], T]) -> T:
+    """GET `url` following checked redirects; `take` turns the final response into a value.
+    The whole of it, redirects, status lines and headers included, ends by the deadline."""
+    with Watchdog(rules.timeout * DEADLINE_FACTOR) as watchdog:
+        try:
+            return _follow(url, rules, headers, take, watchdog)
+        except Unanswered:
+            raise
+        except FetchFailed:
+            watchdog.check()  # a read the deadline cut short is "too slow", not "cut short"
+            raise
+
+
+def _follow(url: str, rules: FetchRules, headers: dict[str, str],
+            take: Callable[[http.client.HTTPResponse, str, Watchdog], T], watchdog: Watchdog
+            ) -> T:
     current = url
     for _ in range(rules.max_redirects + 1):
         target = check_target(current, rules)
-        connection = connect(target, rules)
+        connection = connect(target, rules, watchdog)
         try:
             response = send(connection, target, headers)
             if response.status in REDIRECTS:
                 current = redirect_location(current, response)
                 continue
-            return take(response, current, deadline)
+            return take(response, current, watchdog)
         except TimeoutError:
+            watchdog.check()
             raise Unanswered(f"timed out (no answer within {rules.timeout:g} s)") from None
         except ssl.SSLError as exc:
+            watchdog.check()
             raise FetchFailed(f"TLS error ({exc.reason or exc})") from None
         except http.client.HTTPException as exc:
+            watchdog.check()
             raise FetchFailed(f"bad HTTP response ({type(exc).__name__})") from None
         except OSError as exc:
+            watchdog.check()
             raise FetchFailed(f"network error ({exc.strerror or exc})") from None
         finally:
             connection.close()
@@ -216,34 +290,48 @@ def is_public(address: str) -> bool:
 
 
 class PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to the checked address, whatever the host name resolves to now."""
+    """Connects to the checked address, whatever the host name resolves to now; the socket
+    is watched by the download's watchdog."""
 
-    def __init__(self, target: Target, timeout: float) -> None:
+    def __init__(self, target: Target, timeout: float, watchdog: Watchdog) -> None:
         super().__init__(target.host, target.port, timeout=timeout)
         self.address = target.address
+        self.watchdog = watchdog
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = _open_socket(self.address, self.port, self.timeout, self.watchdog)
 
 
 class PinnedHTTPSConnection(http.client.HTTPSConnection):
     """Like PinnedHTTPConnection, with the certificate checked against the host name."""
 
-    def __init__(self, target: Target, timeout: float) -> None:
+    def __init__(self, target: Target, timeout: float, watchdog: Watchdog) -> None:
         super().__init__(
             target.host, target.port, timeout=timeout, context=ssl.create_default_context()
         )
         self.address = target.address
+        self.watchdog = watchdog
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.address, self.port), self.timeout)
+        sock = _open_socket(self.address, self.port, self.timeout, self.watchdog)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+        self.watchdog.attach(self.sock)
 
 
-def connect(target: Target, rules: FetchRules) -> http.client.HTTPConnection:
+def _open_socket(address: str, port: int, timeout: float | None, watchdog: Watchdog
+                 ) -> socket.socket:
+    """A connected socket; connecting too ends by the deadline."""
+    limit = min(timeout or watchdog.left(), watchdog.left())
+    sock = socket.create_connection((address, port), limit)
+    sock.settimeout(timeout)
+    watchdog.attach(sock)
+    return sock
+
+
+def connect(target: Target, rules: FetchRules, watchdog: Watchdog) -> http.client.HTTPConnection:
     if target.scheme == "https":
-        return PinnedHTTPSConnection(target, rules.timeout)
-    return PinnedHTTPConnection(target, rules.timeout)
+        return PinnedHTTPSConnection(target, rules.timeout, watchdog)
+    return PinnedHTTPConnection(target, rules.timeout, watchdog)
 
 
 def send(connection: http.client.HTTPConnection, target: Target, headers: dict[str, str]
@@ -278,7 +366,9 @@ def identity_content_type(response: http.client.HTTPResponse) -> str:
     return (response.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
 
 
-def read_body(response: http.client.HTTPResponse, rules: FetchRules, deadline: float) -> bytes:
+def read_body(response: http.client.HTTPResponse, rules: FetchRules, watchdog: Watchdog
+              ) -> bytes:
+    """The body, within the size cap; the watchdog ends it at the deadline."""
     declared = response.getheader("Content-Length", "").strip()
     expected = int(declared) if declared.isdigit() else None
     if expected is not None and expected > rules.max_bytes:
@@ -286,17 +376,15 @@ def read_body(response: http.client.HTTPResponse, rules: FetchRules, deadline: f
     chunks: list[bytes] = []
     received = 0
     while True:
-        if time.monotonic() > deadline:
-            raise FetchFailed(
-                f"too slow (not finished within {rules.timeout * DEADLINE_FACTOR:g} s)"
-            )
-        chunk = response.read(CHUNK)
+        watchdog.check()
+        chunk = response.read1(CHUNK)  # what has come, not a full chunk
         if not chunk:
             break
         received += len(chunk)
         if received > rules.max_bytes:
             raise FetchFailed(f"too large (over the {rules.max_bytes:,}-byte limit)")
         chunks.append(chunk)
+    watchdog.check()  # an end the watchdog made is not the end of the body
     if expected is not None and received < expected:
         raise FetchFailed(f"the download was cut short ({received:,} of {expected:,} bytes)")
     return b"".join(chunks)

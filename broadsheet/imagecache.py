@@ -126,20 +126,30 @@ class ImageCache:
         self._ensure(self.thumbs_dir)
         return self.thumbs_dir
 
-    def source(self, digest: str) -> SourceInfo | str | None:
-        """What we learnt decoding a source: its facts, a problem (str), or None if unknown."""
+    def source(self, digest: str, limits: tuple[int, int] | None = None
+               ) -> SourceInfo | str | None:
+        """What we learnt decoding a source: its facts, a problem (str), or None if unknown.
+
+        With `limits` (max_pixels, max_bytes), a problem met under other limits is unknown:
+        it may have been the limit, and a refusal must not outlive the setting behind it."""
         entry = self._index["sources"].get(digest)
         if not isinstance(entry, dict):
             return None
         if "problem" in entry:
+            if limits is not None and entry.get("limits") != list(limits):
+                return None
             return str(entry["problem"])
         try:
             return SourceInfo(**entry)
         except TypeError:
             return None
 
-    def remember(self, digest: str, outcome: SourceInfo | str) -> None:
-        entry = {"problem": outcome} if isinstance(outcome, str) else asdict(outcome)
+    def remember(self, digest: str, outcome: SourceInfo | str,
+                 limits: tuple[int, int] | None = None) -> None:
+        """Keep a source's facts, or its problem with the limits it was met under."""
+        entry: dict[str, object] = (
+            {"problem": outcome, "limits": list(limits or ())} if isinstance(outcome, str)
+            else asdict(outcome))
         if self._index["sources"].get(digest) != entry:
             self._index["sources"][digest] = entry
             self._dirty = True

@@ -9,6 +9,7 @@ a failed build; and a rebuild where nothing changed does no Pillow work at all.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -607,6 +608,27 @@ def read_story_parts(path: Path) -> dict[str, tuple[str, bytes]]:
     return parts
 
 
+def remove_orphans(path: Path) -> None:
+    """Remove the temporary parts files of builds that were killed (SIGTERM, SIGKILL: no
+    clean-up ran), each up to ~16 MB; a file whose build is still running is left alone."""
+    for leftover in path.parent.glob(f".{path.name}.*"):
+        pid = leftover.name.rsplit(".", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_running(int(pid)):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def pid_running(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal exists too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 class PartsWriter:
     """Writes each story's part to a new parts file as the stage makes it (`KeepPart`),
     and puts the file in place when the stage is done; with no path, or when the file
@@ -622,6 +644,7 @@ class PartsWriter:
         self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_orphans(self.path)
             self._handle = open(self._temporary, "wb")  # closed by _close
             pickle.dump(engine_key(), self._handle)
         except OSError:
@@ -838,10 +861,11 @@ def describe_sources(
     """Learn each readable source's facts, making whatever thumbnails the cache lacks."""
     jobs: list[tuple[Source, ImageJob]] = []
     present = cache.thumb_names()
+    limits = (settings.max_pixels, settings.max_bytes)
     for source in sources:
         if source.problem or source.path is None:
             continue
-        known = cache.source(source.digest)
+        known = cache.source(source.digest, limits)
         if isinstance(known, str):
             source.problem, source.remembered = known, is_remote(source.key)
             continue
@@ -855,7 +879,7 @@ def describe_sources(
     for source, result in zip_results(jobs, progress):
         outcome.decoded += result.decoded
         outcome.made += result.made
-        cache.remember(source.digest, result.info or result.problem)
+        cache.remember(source.digest, result.info or result.problem, limits)
         source.info, source.problem = result.info, result.problem
 
 

@@ -178,7 +178,12 @@ class _Work:
         if target.exists():
             return
         resized = self.resize(spec, size)
-        write_atomically(target, encode(resized, spec.format, spec.quality))
+        try:
+            data = encode(resized, spec.format, spec.quality)
+        except (ValueError, OSError) as exc:  # it decoded; "cannot be decoded" would mislead
+            raise ImageProblem(f"cannot be encoded as {spec.format.upper()} "
+                               f"{spec.width}x{spec.height} ({exc})") from None
+        write_atomically(target, data)
         self.made += 1
 
     def resize(self, spec: ThumbSpec, size: Size) -> Image.Image:
@@ -278,8 +283,12 @@ def to_srgb(image: Image.Image) -> Image.Image:
     icc = image.info.get("icc_profile")
     if image.mode in ("I;16", "I;16B", "I;16L"):  # 16-bit grey: scale, do not clip
         image = image.convert("I").point(lambda value: value * (1 / 257)).convert("L")
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
+        # A tRNS colour key (palette, grey or RGB PNGs) is transparency too; convert("RGB")
+        # would drop it and show the keyed colour (black, often) where white belongs.
+        image = image.convert("RGBA")
+    elif image.mode == "P":
+        image = image.convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         flat = Image.new("RGB", rgba.size, (255, 255, 255))

@@ -22,6 +22,7 @@ FIT = "fit"  # keep the source's own shape (story pages)
 FORMATS = ("webp", "jpeg")  # every size is made in both; <picture> offers WebP first
 EXTENSIONS = {"webp": "webp", "jpeg": "jpg"}
 MIME_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg"}
+WEBP_MAX_SIDE = 16383  # libwebp cannot encode a longer side; such sizes are JPEG only
 THUMBS_FOLDER = "thumbs/"  # under the output folder and in the cache
 DEFAULT_CARD_ASPECT = (16, 9)
 JPEG_SCALES = (8, 4, 2)  # the DCT scalings libjpeg can decode at (Pillow's draft mode)
@@ -155,6 +156,7 @@ def thumb_specs(
         ThumbSpec(digest, operation, w, h, fmt, quality, scale, parent)
         for (w, h), parent in zip(sizes, parents, strict=True)
         for fmt in FORMATS
+        if fmt != "webp" or max(w, h) <= WEBP_MAX_SIDE  # a tall infographic's large sizes
     )
 
 

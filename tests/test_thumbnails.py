@@ -140,6 +140,12 @@ class ImageServer:
             time.sleep(self.delay)
             if path == "/slow.jpg":
                 time.sleep(3)  # far beyond the site's 0.5 s timeout
+            if path.startswith("/trickle"):
+                with self.lock:
+                    self.in_flight -= 1
+                    finished = True
+                trickle(handler, headers_too=path == "/trickle-headers.jpg")
+                return
             status, headers, body = self.routes.get(
                 path, (200, {"Content-Type": "image/jpeg"}, self.routes["/good.jpg"][2])
             )
@@ -160,6 +166,16 @@ class ImageServer:
             if not finished:
                 with self.lock:
                     self.in_flight -= 1
+
+
+def trickle(handler: http.server.BaseHTTPRequestHandler, headers_too: bool) -> None:
+    """A slow loris: a byte every 50 ms, each well within any read timeout, 3 s in all."""
+    head = b"Content-Type: image/jpeg\r\nContent-Length: 60\r\n\r\n"
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\n" + (b"" if headers_too else head))
+    for byte in (head if headers_too else b"") + b"\xff" * 60:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -406,6 +422,67 @@ def test_thumbnails_carry_no_exif_and_are_turned_upright(make_site, server) -> N
             assert rgb.getpixel((width // 2, thumb.height - 5))[2] > 150  # blue below
 
 
+@pytest.mark.parametrize("mode, key", [("L", 0), ("RGB", (0, 0, 0)), ("P", 0)])
+def test_a_transparent_colour_key_is_flattened_onto_white(mode: str, key: object) -> None:
+    from broadsheet.imaging import to_srgb
+
+    image = Image.new(mode, (20, 10), 0)
+    image.paste(200 if mode != "RGB" else (200, 200, 200), (10, 0, 20, 10))
+    if mode == "P":
+        image.putpalette([0, 0, 0] + [200] * 765)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=key)
+    with Image.open(io.BytesIO(buffer.getvalue())) as source:
+        flat = to_srgb(source)
+    assert flat.mode == "RGB" and flat.info == {}
+    assert flat.getpixel((2, 2)) == (255, 255, 255)  # the keyed colour: transparent
+    assert flat.getpixel((15, 5)) == (200, 200, 200)
+
+
+def test_a_very_tall_image_is_shown_with_jpeg_where_webp_cannot_go(make_site) -> None:
+    """WebP stops at 16383 pixels a side: the largest story size of a tall infographic is
+    JPEG only, the rest as usual."""
+    buffer = io.BytesIO()
+    Image.new("L", (1300, 17000), 90).save(buffer, "PNG")
+    site = make_site({"content/a.md": image_story("a.png", 1300, 17000),
+                      "content/a.png": buffer.getvalue()})
+    assert site.build().warnings == []
+    story_slot = slots(site, "stories/a")[0]
+    assert "thumb--placeholder" not in story_slot["class"]
+    jpegs = srcset_files(site, story_slot["img"]["srcset"])
+    assert [w for _, w in jpegs] == [320, 640, 1280]  # 1280x16738
+    assert [w for _, w in srcset_files(site, story_slot["webp"])] == [320, 640]
+    for path, _ in jpegs:
+        assert path.is_file()
+
+
+def test_a_refusal_does_not_outlive_the_limit_behind_it(make_site) -> None:
+    """After max_pixels goes back, an incremental build shows the image as a clean one."""
+    site = make_site({"content/a.md": image_story("a.jpg", 800, 600),
+                      "content/a.jpg": photo((800, 600))},
+                     site_yaml=FETCH_YAML.replace("10000000", "100000"))
+    assert "over the 100,000-pixel limit" in str(site.build().warnings)
+    site.write("site.yaml", FETCH_YAML)
+    assert site.build().warnings == []
+    assert "thumb--placeholder" not in slots(site, "stories/a")[0]["class"]
+
+
+def test_parts_files_of_killed_builds_are_removed(make_site) -> None:
+    """A build killed by SIGTERM leaves its temporary parts file; a later build removes it,
+    but not one whose process is still running."""
+    site = make_site({"content/a.md": image_story("a.jpg"), "content/a.jpg": photo()})
+    site.build()
+    folder = next(site.root.rglob(".cache/build"))
+    dead = folder / f".image-parts.pickle.{2**22 + 1}"  # above any pid_max: never running
+    alive = folder / f".image-parts.pickle.{os.getppid()}"
+    dead.write_bytes(b"x")
+    alive.write_bytes(b"x")
+    site.write("content/b.md", image_story("a.jpg").replace("news.example.com/", "n.example/"))
+    site.build()
+    assert not dead.exists() and alive.exists()
+    alive.unlink()
+
+
 def test_cmyk_and_transparent_sources_become_plain_rgb(make_site) -> None:
     cmyk = io.BytesIO()
     Image.new("CMYK", (800, 500), (0, 200, 200, 0)).save(cmyk, "JPEG")
@@ -526,6 +603,21 @@ def test_a_host_that_stops_answering_is_not_asked_for_all_its_images(make_site, 
     assert text.count("timed out") == asked, text  # one warning each, then one summary line
     assert f"{12 - asked} more images from 127.0.0.1 not tried: it left 3 downloads" in text
     assert len(report.warnings) == asked + 1
+
+
+def test_a_server_that_trickles_bytes_is_cut_off_at_the_deadline(make_site, server) -> None:
+    """Each byte comes well within the read timeout, so only the overall deadline (3 x
+    timeout, status line and headers included) ends such downloads."""
+    _, base = server
+    files = {"content/body.md": image_story(f"{base}/trickle.jpg"),
+             "content/head.md": image_story(f"{base}/trickle-headers.jpg")}
+    site = make_site(files, site_yaml=FETCH_YAML.replace("timeout: 0.5", "timeout: 0.2"))
+    started = time.monotonic()
+    report = site.build(offline=False)
+    assert time.monotonic() - started < 2.0  # the server would take 3 s (or, before, 4)
+    warned = warnings_by_file(report)
+    for name in ("body", "head"):
+        assert "too slow (not finished within 0.6 s)" in warned[f"content/{name}.md"]
 
 
 @pytest.mark.parametrize(
