@@ -40,9 +40,13 @@ _DATE_HINT = "a date and time like 2020-01-24T18:24:00Z"
 # shown (the "Trojan Source" trick); right-to-left scripts are laid out without them.
 _UNWANTED = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
-    "\ufdd0-\ufdef" + "".join(chr(plane * 0x10000 + last) for plane in range(17)
-                               for last in (0xFFFE, 0xFFFF)) + "]"
+    "\ufdd0-\ufdef\ufffe\uffff]"
 )
+# The other planes' two noncharacters: a class of 32 single characters is tried character
+# by character, so it runs only on text beyond the Basic Multilingual Plane (emoji), rare.
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_ASTRAL_UNWANTED = re.compile("[" + "".join(chr(plane * 0x10000 + last) for plane in range(1, 17)
+                                            for last in (0xFFFE, 0xFFFF)) + "]")
 _WHITESPACE = re.compile(r"\s+")
 _ASCII_INVISIBLE = re.compile(r"[\x00-\x20\x7f]")
 
@@ -53,17 +57,22 @@ def clean_text(text: str, *, single_line: bool = True) -> str:
         return text if not single_line else (
             text.strip() if "  " not in text else _WHITESPACE.sub(" ", text).strip())
     text = _UNWANTED.sub("", unicodedata.normalize("NFC", text.replace("\r\n", "\n")))
+    if _ASTRAL.search(text):
+        text = _ASTRAL_UNWANTED.sub("", text)
     if single_line:
         return _WHITESPACE.sub(" ", text).strip()
     return text.replace("\r", "\n")
 
 
+_MINUTE = timedelta(minutes=1)
+
+
 def _offset_problem(offset: timedelta | None) -> str | None:
     """Feeds, sitemaps and HTML take offsets in whole minutes, and real ones are within
     -12:00 and +14:00."""
-    if offset is None:
+    if not offset:  # None, or UTC: most dates
         return None
-    if offset % timedelta(minutes=1):
+    if offset % _MINUTE:
         return f"the offset {_offset_text(offset)} is not in whole minutes"
     if not timedelta(hours=-12) <= offset <= timedelta(hours=14):
         return f"the offset {_offset_text(offset)} is not a real one (-12:00 to +14:00)"
@@ -248,7 +257,9 @@ class NodeReader:
                 return None
         else:
             parsed = local_time(parsed, timezone)
-        shown = parsed.astimezone(timezone).year  # the year pages show (and issues count)
+        # the year pages show (and issues count): another only around the first and last
+        shown = parsed.year if MIN_YEAR < parsed.year < MAX_YEAR else parsed.astimezone(
+            timezone).year
         if not MIN_YEAR <= shown <= MAX_YEAR:
             self.error(node, field, f"is in the year {shown} in the site's timezone, out of "
                        f"range ({MIN_YEAR} to {MAX_YEAR})")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 from .assemble import issue_of
 from .buildcache import RACY_NS, StoryEntry, engine_key
@@ -162,7 +163,7 @@ def parse_story(
         if problem is not None:
             return StoryEntry(stat.st_size, stat.st_mtime_ns, "", key, None, [problem])
         with open(path, "rb") as handle:
-            data = handle.read(MAX_STORY_BYTES + 1)  # it may have grown since the stat
+            data = _read_bounded(handle, stat.st_size)
         problem = not_readable(stat.st_mode, len(data), shown)
         if problem is not None:
             return StoryEntry(len(data), stat.st_mtime_ns, "", key, None, [problem])
@@ -176,6 +177,16 @@ def parse_story(
     article = _validate(data, Path(path), shown, config, diagnostics)
     return StoryEntry(stat.st_size, stat.st_mtime_ns, digest, key, article,
                       _at_most(diagnostics.items, shown))
+
+
+def _read_bounded(handle: BinaryIO, size: int) -> bytes:
+    """The file's bytes, at most MAX_STORY_BYTES + 1 (it may have grown since its stat).
+    Read to the size stat() gave first: a read of the largest size allocates that much
+    for every story, which cost a cold build more than the read."""
+    data = handle.read(size + 1)
+    if len(data) > size:  # grown
+        data += handle.read(MAX_STORY_BYTES + 1 - len(data))
+    return data
 
 
 MAX_TOLD = 100  # problems told per story file; the rest are counted
