@@ -228,14 +228,28 @@ def test_a_client_that_disconnects_mid_response_breaks_nothing(running) -> None:
     assert get(dev, "/")[0] == 200
 
 
+def test_a_build_finished_before_the_stream_connects_is_announced(running) -> None:
+    """A page carries the generation it was served at; a build that completed between
+    serving it and its event stream connecting must still reload it (it stayed stale)."""
+    site, dev = running
+    _, _, body = get(dev, "/stories/a/")
+    served = int(body.split(b'data-generation="')[1].split(b'"')[0])
+    before = dev.state.generation
+    site.write("content/a.md", story(title="Second title", extra="topics: [AI]"))
+    assert wait_until(lambda: dev.state.generation > before)
+    events = EventListener(dev, f"?g={served}")
+    assert wait_until(lambda: events.reloads >= 1, timeout=3)
+    events.close()
+
+
 class EventListener:
     """Reads the server-sent event stream in the background and counts reload events."""
 
-    def __init__(self, dev: DevServer) -> None:
+    def __init__(self, dev: DevServer, query: str = "") -> None:
         self.reloads = 0
         self.connection = http.client.HTTPConnection("127.0.0.1", dev.port, timeout=30)
         self.connection.request(
-            "GET", "/__broadsheet/events", headers={"Host": f"127.0.0.1:{dev.port}"}
+            "GET", "/__broadsheet/events" + query, headers={"Host": f"127.0.0.1:{dev.port}"}
         )
         self.response = self.connection.getresponse()
         assert self.response.getheader("Content-Type") == "text/event-stream"
