@@ -353,6 +353,17 @@ def test_a_port_in_use_is_a_clear_message(make_site) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_port_out_of_range_is_a_usage_error(make_site, port: str) -> None:
+    site = make_site({"content/a.md": story()})
+    result = subprocess.run(
+        [sys.executable, str(REPO / "build.py"), "serve", "--port", port],
+        cwd=site.root, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "must be 0-65535" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_page_open_in_a_real_browser_reloads_after_an_edit(running) -> None:
     if not CHROMIUM:
         if os.environ.get("CI"):
