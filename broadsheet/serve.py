@@ -341,7 +341,8 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
             return
         if target.is_dir():
             if not path.endswith("/"):
-                self.redirect(path + "/")
+                query = urlsplit(self.path).query  # kept: /topics?x=1 goes to /topics/?x=1
+                self.redirect(path + "/" + (f"?{query}" if query else ""))
                 return
             target = target / "index.html"
             if not target.is_file():

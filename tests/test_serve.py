@@ -83,6 +83,12 @@ def test_serves_pages_with_clean_urls_and_content_types(running) -> None:
     assert get(dev, f"/static/{css.name}")[1]["content-type"].startswith("text/css")
 
 
+def test_a_directory_redirect_keeps_the_query_string(running) -> None:
+    _, dev = running
+    status, headers, _ = get(dev, "/topics/ai?x=1")
+    assert status == 301 and headers["location"] == "/topics/ai/?x=1"
+
+
 def test_missing_pages_get_the_theme_404_with_status_404(running) -> None:
     _, dev = running
     status, _, body = get(dev, "/no/such/page/")
