@@ -131,7 +131,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     serve_cmd = commands.add_parser(
         "serve", parents=[site, content], help="preview the site locally, rebuilding on every edit"
     )
-    serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.add_argument("--port", type=port_number, default=8000)
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--open", action="store_true", help="open the site in a browser")
     serve_cmd.set_defaults(run=run_serve)
@@ -218,6 +218,17 @@ def run_import(args: argparse.Namespace) -> int:
               f"{report.count('fold')} folded, {report.count('skip')} skipped, "
               f"{len(report.failed)} failed.")
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def port_number(text: str) -> int:
+    """A TCP port for `--port`: out of range is a usage error, not a traceback from bind()."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be 0-65535")
+    return port
 
 
 def run_serve(args: argparse.Namespace) -> int:

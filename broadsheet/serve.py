@@ -26,7 +26,7 @@ import webbrowser
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import watchfiles
 
@@ -47,7 +47,10 @@ WATCH_STEP_MS = 15
 COLLECT_AFTER_SECONDS = 1.0
 LIVE_SCRIPT = b"""\
 (() => {
-  const source = new EventSource("/__broadsheet/events");
+  // The generation the page was served at: a build that finished before this stream
+  // connected is announced at once instead of being missed.
+  const generation = document.currentScript.dataset.generation || "";
+  const source = new EventSource("/__broadsheet/events?g=" + generation);
   source.addEventListener("reload", () => location.reload());
 })();
 """
@@ -274,6 +277,7 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
 
     server: PreviewHTTPServer
     protocol_version = "HTTP/1.1"
+    generation = 0  # of the build the page being served belongs to
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the terminal is for builds and diagnostics, not for every request
@@ -318,10 +322,12 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
 
     def serve_site(self, path: str, head: bool) -> None:
         dev = self.server.dev
+        self.generation = dev.state.generation  # read first: a later build is then announced
         folder = dev.state.folder
         if folder is None:  # no good build yet: a page that shows why and reloads when fixed
             page = b"<!doctype html><title>Build failed</title><body></body>"
-            self.send_bytes(503, "text/html; charset=utf-8", inject(page, dev.state.problems), head)
+            page = inject(page, dev.state.problems, self.generation)
+            self.send_bytes(503, "text/html; charset=utf-8", page, head)
             return
         if not path.startswith(dev.base_path):
             if path in ("/", dev.base_path.rstrip("/")):
@@ -335,7 +341,8 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
             return
         if target.is_dir():
             if not path.endswith("/"):
-                self.redirect(path + "/")
+                query = urlsplit(self.path).query  # kept: /topics?x=1 goes to /topics/?x=1
+                self.redirect(path + "/" + (f"?{query}" if query else ""))
                 return
             target = target / "index.html"
             if not target.is_file():
@@ -354,7 +361,7 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         data = path.read_bytes()
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if kind == "text/html":
-            data = inject(data, self.server.dev.state.problems)
+            data = inject(data, self.server.dev.state.problems, self.generation)
         if kind.startswith("text/") or kind.endswith(("xml", "json", "javascript")):
             kind += "; charset=utf-8"
         self.send_bytes(status, kind, data, head)
@@ -388,6 +395,16 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_text(404, "Not found", head)
 
+    def page_generation(self, current: int) -> int:
+        """The generation the page was served at (`?g=`), so a build that finished between
+        serving the page and this stream connecting is announced; `current` without one."""
+        values = parse_qs(urlsplit(self.path).query).get("g", [])
+        try:
+            generation = int(values[0])
+        except (IndexError, ValueError):
+            return current
+        return generation if 0 <= generation <= current else current
+
     def stream_events(self) -> None:
         """Server-Sent Events: one `reload` event after each finished build."""
         state = self.server.dev.state
@@ -399,7 +416,7 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         self.wfile.write(b"retry: 500\n\n")
         self.wfile.flush()
-        seen = state.generation
+        seen = self.page_generation(state.generation)
         while not self.server.dev.stop_event.is_set():
             now = state.wait_for_change(seen, KEEPALIVE_SECONDS)
             if self.server.dev.stop_event.is_set():
@@ -428,9 +445,11 @@ def resolve(folder: Path, relative: str) -> Path | None:
     return real if real.is_relative_to(folder.resolve()) else None
 
 
-def inject(page: bytes, problems: list[Diagnostic]) -> bytes:
-    """Add the reload script, and the diagnostics overlay when the latest build failed."""
-    snippet = f'<script src="{PREFIX}live.js"></script>'
+def inject(page: bytes, problems: list[Diagnostic], generation: int = 0) -> bytes:
+    """Add the reload script, and the diagnostics overlay when the latest build failed.
+
+    The script carries the generation the page was served at (see `page_generation`)."""
+    snippet = f'<script src="{PREFIX}live.js" data-generation="{generation}"></script>'
     if problems:
         snippet += overlay(problems)
     marker = page.rfind(b"</body>")

@@ -83,6 +83,12 @@ def test_serves_pages_with_clean_urls_and_content_types(running) -> None:
     assert get(dev, f"/static/{css.name}")[1]["content-type"].startswith("text/css")
 
 
+def test_a_directory_redirect_keeps_the_query_string(running) -> None:
+    _, dev = running
+    status, headers, _ = get(dev, "/topics/ai?x=1")
+    assert status == 301 and headers["location"] == "/topics/ai/?x=1"
+
+
 def test_missing_pages_get_the_theme_404_with_status_404(running) -> None:
     _, dev = running
     status, _, body = get(dev, "/no/such/page/")
@@ -228,14 +234,28 @@ def test_a_client_that_disconnects_mid_response_breaks_nothing(running) -> None:
     assert get(dev, "/")[0] == 200
 
 
+def test_a_build_finished_before_the_stream_connects_is_announced(running) -> None:
+    """A page carries the generation it was served at; a build that completed between
+    serving it and its event stream connecting must still reload it (it stayed stale)."""
+    site, dev = running
+    _, _, body = get(dev, "/stories/a/")
+    served = int(body.split(b'data-generation="')[1].split(b'"')[0])
+    before = dev.state.generation
+    site.write("content/a.md", story(title="Second title", extra="topics: [AI]"))
+    assert wait_until(lambda: dev.state.generation > before)
+    events = EventListener(dev, f"?g={served}")
+    assert wait_until(lambda: events.reloads >= 1, timeout=3)
+    events.close()
+
+
 class EventListener:
     """Reads the server-sent event stream in the background and counts reload events."""
 
-    def __init__(self, dev: DevServer) -> None:
+    def __init__(self, dev: DevServer, query: str = "") -> None:
         self.reloads = 0
         self.connection = http.client.HTTPConnection("127.0.0.1", dev.port, timeout=30)
         self.connection.request(
-            "GET", "/__broadsheet/events", headers={"Host": f"127.0.0.1:{dev.port}"}
+            "GET", "/__broadsheet/events" + query, headers={"Host": f"127.0.0.1:{dev.port}"}
         )
         self.response = self.connection.getresponse()
         assert self.response.getheader("Content-Type") == "text/event-stream"
@@ -337,6 +357,17 @@ def test_a_port_in_use_is_a_clear_message(make_site) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_port_out_of_range_is_a_usage_error(make_site, port: str) -> None:
+    site = make_site({"content/a.md": story()})
+    result = subprocess.run(
+        [sys.executable, str(REPO / "build.py"), "serve", "--port", port],
+        cwd=site.root, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "must be 0-65535" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_page_open_in_a_real_browser_reloads_after_an_edit(running) -> None:
