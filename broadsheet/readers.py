@@ -23,7 +23,7 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 _INTEGER = re.compile(r"[-+]?[0-9]+")
 _TRUE = {"true", "yes", "on"}
 _FALSE = {"false", "no", "off"}
-_HOSTNAME = re.compile(
+HOSTNAME = re.compile(
     r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*"
     r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?",
     re.IGNORECASE,
@@ -300,7 +300,7 @@ class NodeReader:
         if raw is None:
             return None
         value = raw.lower().rstrip(".")
-        if not _HOSTNAME.fullmatch(value):
+        if not HOSTNAME.fullmatch(value):
             self.error(
                 node, field, f"expected a domain name like example.com, got {shorten(raw)!r}"
             )

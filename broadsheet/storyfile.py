@@ -16,7 +16,7 @@ import yaml
 
 from .feedreader import FeedItem, ItemImage
 from .frontmatter import parse_front_matter
-from .readers import _HOSTNAME
+from .readers import HOSTNAME
 from .validate import MAX_IMAGE_ASPECT, MAX_TITLE
 
 MAX_OUTLET_NAME = 200  # validate.read_provider's limit for provider.name
@@ -162,4 +162,4 @@ def valid_domain(host: str) -> str:
     except UnicodeError:
         return ""
     host = host.removeprefix("www.")
-    return host if _HOSTNAME.fullmatch(host) else ""
+    return host if HOSTNAME.fullmatch(host) else ""
