@@ -422,6 +422,28 @@ def test_odd_hosts_titles_names_and_dates_still_build(site: MiniSite) -> None:
         "[::1]")[1]
 
 
+BEYOND = {"Far future": "9999-12-31T23:59:59-12:00",  # the year 10000 in UTC
+          "Distant past": "0001-01-01T00:00:00+01:00"}  # the year 0 in UTC
+
+
+def test_dates_that_python_cannot_hold_in_utc_are_no_date(site: MiniSite) -> None:
+    rss = site.write("beyond.xml", (
+        "<rss version='2.0'><channel><title>R</title><link>https://r.example/</link>"
+        "<lastBuildDate>Thu, 30 Jan 2020 18:00:00 GMT</lastBuildDate>" + "".join(
+            f"<item><title>{title}</title><link>https://r.example/{number}</link>"
+            f"<pubDate>{when}</pubDate></item>"
+            for number, (title, when) in enumerate(BEYOND.items())) + "</channel></rss>"))
+    jsonfeed = site.write("beyond.json", json_feed("[" + ", ".join(
+        f'{{"url": "https://j.example/{number}", "title": "{title}", '
+        f'"date_published": "{when}"}}' for number, (title, when) in enumerate(BEYOND.items())
+    ) + "]"))
+    report = run_import(site, str(rss), str(jsonfeed))  # no OverflowError traceback
+    assert report.failed == []
+    assert [a.kind for a in report.actions] == ["create", "create", "skip", "skip"]
+    assert {a.published.isoformat() for a in site.build(drafts=True).site.articles
+            if a.title in BEYOND} == {"2020-01-30T18:00:00+00:00"}  # the feed's date
+
+
 def test_json_items_without_a_link_are_left_out(site: MiniSite) -> None:
     feed = json_feed('[{"title": "No link", "date_published": "2020-01-28T17:25:00Z"}], '
                      '"home_page_url": "https://j.example/"')
