@@ -34,10 +34,15 @@ def quoted(text: str) -> str:
 
 def fitted(text: str, limit: int) -> str:
     """`text` cut to the validator's limit, so an import never writes a story that the next
-    `build --drafts` refuses; the cut is marked with an ellipsis."""
+    `build --drafts` refuses. The cut is at a word boundary unless the last word is over
+    half the limit long (a 700-character "word" is cut where it must), marked with "…"."""
     if len(text) <= limit:
         return text
-    return text[:limit - 1].rstrip() + "…"
+    cut = text[:limit - 1]  # room for the ellipsis
+    space = cut.rfind(" ")
+    if not text[limit - 1].isspace() and space > limit // 2:
+        cut = cut[:space]  # the last word would be cut in two
+    return cut.rstrip(" ,;:-–—") + "…"
 
 
 def provider_lines(outlet: Outlet, indent: str) -> list[str]:
