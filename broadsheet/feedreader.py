@@ -211,15 +211,15 @@ def _json_item(raw: dict[str, Any], base: str) -> FeedItem | str:
         return f"{title or 'an untitled item'}: no http(s) link"
     if not title:
         return f"{link}: no title"
-    when = parse_datetime(str(raw.get("date_published") or raw.get("date_modified") or ""))
+    when = _utc(parse_datetime(str(raw.get("date_published") or raw.get("date_modified")
+                                   or "")))
     body = str(raw.get("summary") or raw.get("content_html") or raw.get("content_text") or "")
     image = _image(raw.get("image") or raw.get("banner_image"), None, None)
     images = (image,) if image else _first_img(str(raw.get("content_html") or ""), link)
     return FeedItem(
         title=title,
         url=clean_url(link),
-        published=when.astimezone(UTC) if when and when.tzinfo else
-        (when.replace(tzinfo=UTC) if when else None),
+        published=when,
         excerpt=excerpt(body),
         categories=tuple(plain_text(str(t)) for t in _json_list(raw, "tags")
                          if str(t).strip()),
@@ -315,9 +315,25 @@ def _size(value: Any) -> int | None:
 
 
 def _struct_time(value: Any) -> datetime | None:
+    """feedparser's UTC time tuple as a datetime; None when datetime cannot hold it
+    (9999-12-31T23:59:59-12:00 is in the year 10000 in UTC)."""
     if not value:
         return None
-    return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    """`when` in UTC (a naive time taken as UTC); None when that falls outside what
+    datetime can hold (0001-01-01T00:00:00+01:00 is in the year 0 in UTC)."""
+    if when is None:
+        return None
+    try:
+        return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    except OverflowError:
+        return None
 
 
 def _host(url: str) -> str:

@@ -18,12 +18,13 @@ import nh3
 import pytest
 from rapidfuzz import fuzz
 
-from broadsheet import feedreader
+from broadsheet import feedreader, importer, storyfile
 from broadsheet.cli import main
 from broadsheet.config import load_config
-from broadsheet.feedreader import FeedItem, excerpt, plain_text
+from broadsheet.feedreader import FeedItem, ItemImage, excerpt, plain_text
 from broadsheet.importer import Catalogue, import_sources
 from broadsheet.readers import clean_text
+from broadsheet.storyfile import Fold, Outlet, fold_into
 
 from .conftest import MiniSite
 
@@ -414,12 +415,35 @@ def test_odd_hosts_titles_names_and_dates_still_build(site: MiniSite) -> None:
     assert "domain:" not in files["x" * 60 + ".md"] and "domain:" not in files["year-2500.md"]
     assert '  domain: "xn--bcher-kva.example"' in files["year-1.md"]
     long = stories["x" * 60]
-    assert len(long.title) == 500 and len(long.provider.name) == 200
+    assert len(long.title) == 500 and long.title.endswith("x…")
+    assert long.provider.name == "Outlet " * 27 + "Outlet…"  # at a word, 196 < 200
     assert stories["year-1"].published.isoformat() == "2020-01-30T18:00:00+00:00"
     related = stories["facebook"].related[-1]
     assert related.url == "http://[::1]/fb" and related.published is not None
     assert "domain" not in (site.root / "content/2020-01/facebook.md").read_text().split(
         "[::1]")[1]
+
+
+BEYOND = {"Far future": "9999-12-31T23:59:59-12:00",  # the year 10000 in UTC
+          "Distant past": "0001-01-01T00:00:00+01:00"}  # the year 0 in UTC
+
+
+def test_dates_that_python_cannot_hold_in_utc_are_no_date(site: MiniSite) -> None:
+    rss = site.write("beyond.xml", (
+        "<rss version='2.0'><channel><title>R</title><link>https://r.example/</link>"
+        "<lastBuildDate>Thu, 30 Jan 2020 18:00:00 GMT</lastBuildDate>" + "".join(
+            f"<item><title>{title}</title><link>https://r.example/{number}</link>"
+            f"<pubDate>{when}</pubDate></item>"
+            for number, (title, when) in enumerate(BEYOND.items())) + "</channel></rss>"))
+    jsonfeed = site.write("beyond.json", json_feed("[" + ", ".join(
+        f'{{"url": "https://j.example/{number}", "title": "{title}", '
+        f'"date_published": "{when}"}}' for number, (title, when) in enumerate(BEYOND.items())
+    ) + "]"))
+    report = run_import(site, str(rss), str(jsonfeed))  # no OverflowError traceback
+    assert report.failed == []
+    assert [a.kind for a in report.actions] == ["create", "create", "skip", "skip"]
+    assert {a.published.isoformat() for a in site.build(drafts=True).site.articles
+            if a.title in BEYOND} == {"2020-01-30T18:00:00+00:00"}  # the feed's date
 
 
 def test_json_items_without_a_link_are_left_out(site: MiniSite) -> None:
@@ -547,3 +571,77 @@ def test_each_item_meets_only_the_stories_near_it() -> None:
         assert match is None or int(match[0].removesuffix(".md")) >= number - 3  # in window
         catalogue.add_story(f"{number}.md", item.title, when)
     assert time.perf_counter() - started < 5  # 200,000,000 comparisons without the index
+
+
+def copies(count: int, *, start: int = 0) -> str:
+    """A feed of `count` outlets' copies of one story, an hour apart."""
+    return ("<rss version='2.0'><channel><title>Wire</title><link>https://wire.example/</link>"
+            + "".join(f"<item><title>Chip maker buys rival, report {number}</title>"
+                      f"<link>https://wire.example/{number}</link><pubDate>Fri, 31 Jan 2020 "
+                      f"{number % 24:02}:00:00 GMT</pubDate></item>"
+                      for number in range(start, start + count)) + "</channel></rss>")
+
+
+def test_copies_of_one_story_are_folded_with_one_parse_and_one_write(
+        site: MiniSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    parses: list[str] = []
+    parse = storyfile.parse_front_matter
+    monkeypatch.setattr(storyfile, "parse_front_matter",
+                        lambda text, what: parses.append(what) or parse(text, what))
+    report = run_import(site, str(site.write("wire.xml", copies(300))))
+    assert [a.kind for a in report.actions] == ["create"] + ["fold"] * 299
+    assert len(parses) == 2  # checked at the first fold, folded at the end: not 299 times
+    story = site.build(drafts=True).site.article("chip-maker-buys-rival-report-0")
+    assert [r.url for r in story.related] == [f"https://wire.example/{n}" for n in range(1, 300)]
+
+
+def test_a_dry_run_folds_into_the_stories_it_would_create(site: MiniSite) -> None:
+    feed = str(site.write("wire.xml", copies(3)))
+    planned = [(a.kind, a.path) for a in run_import(site, feed, dry_run=True).actions]
+    assert inbox(site) == {}
+    assert planned == [(a.kind, a.path) for a in run_import(site, feed).actions] == [
+        ("create", "content/inbox/chip-maker-buys-rival-report-0.md"),
+        ("fold", "content/inbox/chip-maker-buys-rival-report-0.md"),
+        ("fold", "content/inbox/chip-maker-buys-rival-report-0.md")]
+
+
+def test_folds_into_a_file_that_cannot_be_written_are_errors(
+        site: MiniSite, feeds: str, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    write = importer.write_file
+    monkeypatch.setattr(importer, "write_file", lambda path, text, mode: (
+        "Read-only file system" if mode == "w" else write(path, text, mode)))
+    code = main(["import", "--site", str(site.root), feeds + "atom.xml"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "content/2020-01/facebook.md: cannot be written (Read-only file system)" in err
+    assert "error   content/2020-01/facebook.md  <- Facebook To Pay" in out
+    assert "1 created, 0 folded, 0 skipped, 1 failed" in out
+
+
+FOLD_CASES = {  # story files written in every way a fold must respect
+    "mid": 'related:\n  - title: "R1"\n    webUrl: "https://r1.example/"\ntopics:\n  - AI\n',
+    "zero indent": 'related:\n- title: "R1"\n  webUrl: "https://r1.example/"\n',
+    "comment after": 'related:\n  - title: "R1"\n    webUrl: "https://r1.example/"\n# note\n',
+    "blank after": 'related:\n  - title: "R1"\n    webUrl: "https://r1.example/"\n\n\n',
+    "plain over lines": 'related:\n  - title: R1 over\n      lines\n    webUrl: "https://r/"\n',
+    "document end": 'related:\n  - title: "R1"\n    webUrl: "https://r1.example/"\n...\n',
+    "kept blanks": 'related:\n  - title: "R1"\n    excerpt: |+\n      line one\n\n\n',
+    "none": "topics:\n  - AI\n",
+}
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("case", FOLD_CASES)
+def test_folding_items_at_once_gives_what_folding_them_one_by_one_gave(case: str,
+                                                                       newline: str) -> None:
+    text = ('---\ntitle: "Chips"\npublishedDateTime: 2020-01-24T12:00:00Z\n'
+            f'webUrl: "https://c.example/"\n{FOLD_CASES[case]}---\nBody\n').replace(
+                "\n", newline)
+    folds = [Fold(FeedItem(f"Chips {n}", f"https://c{n}.example/", None, "An excerpt" * n,
+                           (), (ItemImage("https://i.example/a.png", 10, 20),) * n),
+                  datetime(2020, 1, 24, n, tzinfo=UTC) if n else None,
+                  Outlet(f"Outlet {n}", "" if n == 1 else f"c{n}.example")) for n in range(3)]
+    one_by_one = text
+    for fold in folds:
+        one_by_one = fold_into(one_by_one, [fold])
+    assert fold_into(text, folds) == one_by_one
