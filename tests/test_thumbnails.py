@@ -620,6 +620,36 @@ def test_a_server_that_trickles_bytes_is_cut_off_at_the_deadline(make_site, serv
         assert "too slow (not finished within 0.6 s)" in warned[f"content/{name}.md"]
 
 
+def test_a_host_too_slow_to_finish_counts_as_unanswered(make_site, server) -> None:
+    """A host that trickles every image is as much a stalled host as one that never
+    answers: after a few downloads in a row cut at the deadline, its other images are not
+    tried (each would hold the build for the whole deadline)."""
+    from broadsheet.images import PER_HOST, UNANSWERED_LIMIT
+
+    images, base = server
+    files = {f"content/s{i}.md": image_story(f"{base}/trickle-{i}.jpg") for i in range(8)}
+    site = make_site(files, site_yaml=FETCH_YAML.replace("timeout: 0.5", "timeout: 0.1"))
+    report = site.build(offline=False)
+    asked = sum(images.hits.values())
+    assert asked <= UNANSWERED_LIMIT + PER_HOST - 1, images.hits
+    text = "\n".join(str(w) for w in report.warnings)
+    assert text.count("too slow (not finished within 0.3 s)") == asked, text
+    assert f"{8 - asked} more images from 127.0.0.1 not tried" in text
+
+
+def test_an_imported_feed_that_trickles_is_cut_off_at_the_deadline(server) -> None:
+    """`broadsheet import` downloads through the same guarded reader as images."""
+    from broadsheet.fetch import Unanswered, fetch_document
+
+    _, base = server
+    rules = FetchRules(timeout=0.2, allow_private_hosts=True)
+    for path in ("/trickle.jpg", "/trickle-headers.jpg"):
+        started = time.monotonic()
+        with pytest.raises(Unanswered, match=r"too slow \(not finished within 0\.6 s\)"):
+            fetch_document(base + path, rules, accept="*/*", content_types=("image/jpeg",))
+        assert time.monotonic() - started < 1.2  # the server would take 3 s
+
+
 @pytest.mark.parametrize(
     "address",
     [
