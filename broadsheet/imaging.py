@@ -281,9 +281,13 @@ def orient(image: Image.Image) -> Image.Image:
 def to_srgb(image: Image.Image) -> Image.Image:
     """8-bit RGB in sRGB, transparency flattened onto white, every bit of metadata dropped."""
     icc = image.info.get("icc_profile")
-    if image.mode in ("I;16", "I;16B", "I;16L"):  # 16-bit grey: scale, do not clip
-        image = image.convert("I").point(lambda value: value * (1 / 257)).convert("L")
-    if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        image = sixteen_bit_grey(image)
+    key = image.info.get("transparency")
+    if image.mode == "RGB" and isinstance(key, tuple) and max(key) > 255:
+        # A 16-bit RGB PNG: Pillow keeps the high byte of each sample, so of the key too.
+        image.info["transparency"] = tuple(value >> 8 for value in key)
+    if image.mode in ("P", "1", "L", "RGB") and key is not None:
         # A tRNS colour key (palette, grey or RGB PNGs) is transparency too; convert("RGB")
         # would drop it and show the keyed colour (black, often) where white belongs.
         image = image.convert("RGBA")
@@ -300,6 +304,18 @@ def to_srgb(image: Image.Image) -> Image.Image:
         image = image.convert("RGB")
     image.info = {}
     return image
+
+
+def sixteen_bit_grey(image: Image.Image) -> Image.Image:
+    """8-bit grey, scaled rather than clipped. A tRNS key is a 16-bit value, so it becomes an
+    alpha channel before scaling: 257 greys scale to each 8-bit one."""
+    wide = image.convert("I")
+    grey = wide.point(lambda value: value * (1 / 257)).convert("L")
+    key = image.info.get("transparency")
+    if not isinstance(key, int):
+        return grey
+    alpha = wide.point([0 if value == key else 255 for value in range(65536)], "L")
+    return Image.merge("LA", (grey, alpha))
 
 
 def apply_profile(image: Image.Image, icc: bytes) -> Image.Image:

@@ -17,7 +17,8 @@ from typing import overload
 
 from .model import Article, Image, Site, related_first_images
 
-PIPELINE_VERSION = "3"  # bump when the Pillow work changes: every name changes with it
+PIPELINE_VERSION = "4"  # bump when the Pillow work changes: every name changes with it
+# (4: tRNS colour keys flattened onto white; a cache of 3 kept black backgrounds)
 FIT = "fit"  # keep the source's own shape (story pages)
 FORMATS = ("webp", "jpeg")  # every size is made in both; <picture> offers WebP first
 EXTENSIONS = {"webp": "webp", "jpeg": "jpg"}

@@ -90,16 +90,22 @@ def sideways_png() -> bytes:
 
 def png_bomb(width: int = 5000, height: int = 5000) -> bytes:
     """A PNG that claims 25 megapixels in a few bytes."""
+    return raw_png(width, height, 8, 0, b"\x00" * 4096)
+
+
+def raw_png(width: int, height: int, depth: int, colour: int, rows: bytes,
+            *chunks: tuple[bytes, bytes]) -> bytes:
+    """A PNG written by hand, for what Pillow does not write (16-bit RGB, lying headers):
+    `rows` are the scanlines, each with its filter byte; `chunks` go before the data."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = zlib.compress(b"\x00" * 4096)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    middle = b"".join(chunk(kind, data) for kind, data in chunks)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + middle
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 # -- the test web server ------------------------------------------------------------------
@@ -422,21 +428,44 @@ def test_thumbnails_carry_no_exif_and_are_turned_upright(make_site, server) -> N
             assert rgb.getpixel((width // 2, thumb.height - 5))[2] > 150  # blue below
 
 
-@pytest.mark.parametrize("mode, key", [("L", 0), ("RGB", (0, 0, 0)), ("P", 0)])
-def test_a_transparent_colour_key_is_flattened_onto_white(mode: str, key: object) -> None:
-    from broadsheet.imaging import to_srgb
-
-    image = Image.new(mode, (20, 10), 0)
-    image.paste(200 if mode != "RGB" else (200, 200, 200), (10, 0, 20, 10))
+def keyed_png(mode: str, key: object, left: object, right: object) -> bytes:
+    """A 20x10 PNG whose left half is `left` and right half `right`, with the tRNS colour key
+    `key` (in the file's own bit depth)."""
+    if mode == "RGB;16":  # Pillow does not write 16-bit RGB
+        row = b"\x00" + struct.pack(">HHH", *left) * 10 + struct.pack(">HHH", *right) * 10
+        return raw_png(20, 10, 16, 2, row * 10, (b"tRNS", struct.pack(">HHH", *key)))
+    image = Image.new("I" if mode == "I;16" else mode, (20, 10), left)  # type: ignore[arg-type]
+    image.paste(right, (10, 0, 20, 10))  # type: ignore[arg-type]
     if mode == "P":
         image.putpalette([0, 0, 0] + [200] * 765)
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", transparency=key)
-    with Image.open(io.BytesIO(buffer.getvalue())) as source:
+    image.convert(mode).save(buffer, "PNG", transparency=key)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "mode, key, left, right, shown",
+    [
+        ("L", 0, 0, 200, 200),
+        ("RGB", (0, 0, 0), (0, 0, 0), (200, 200, 200), 200),
+        ("P", 0, 0, 1, 200),
+        ("1", 0, 0, 1, 255),
+        # 16-bit: only the key itself is transparent, not the 256 others of its 8-bit grey
+        ("I;16", 40000, 40000, 40001, 155),
+        ("RGB;16", (40000,) * 3, (40000,) * 3, (50000,) * 3, 195),
+    ],
+    ids=["grey", "rgb", "palette", "1-bit", "16-bit-grey", "16-bit-rgb"],
+)
+def test_a_transparent_colour_key_is_flattened_onto_white(
+    mode: str, key: object, left: object, right: object, shown: int
+) -> None:
+    from broadsheet.imaging import to_srgb
+
+    with Image.open(io.BytesIO(keyed_png(mode, key, left, right))) as source:
         flat = to_srgb(source)
     assert flat.mode == "RGB" and flat.info == {}
     assert flat.getpixel((2, 2)) == (255, 255, 255)  # the keyed colour: transparent
-    assert flat.getpixel((15, 5)) == (200, 200, 200)
+    assert flat.getpixel((15, 5)) == (shown, shown, shown)
 
 
 def test_a_very_tall_image_is_shown_with_jpeg_where_webp_cannot_go(make_site) -> None:
