@@ -7,6 +7,7 @@ failed build. Files are checked by size, format and name, never by bytes.
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import io
 import json
@@ -483,6 +484,39 @@ def test_a_very_tall_image_is_shown_with_jpeg_where_webp_cannot_go(make_site) ->
     assert [w for _, w in srcset_files(site, story_slot["webp"])] == [320, 640]
     for path, _ in jpegs:
         assert path.is_file()
+
+
+def test_a_strip_too_tall_for_jpeg_is_made_as_wide_as_fits(make_site) -> None:
+    """JPEG stops at 65500 pixels a side: a 12x70000 strip's story picture is 11 pixels
+    wide (JPEG only: WebP stops sooner) rather than no picture at all."""
+    buffer = io.BytesIO()
+    Image.new("L", (12, 70000), 90).save(buffer, "PNG")
+    site = make_site({"content/a.md": image_story("a.png", None, None),
+                      "content/a.png": buffer.getvalue()})
+    assert site.build().warnings == []
+    story_slot = slots(site, "stories/a")[0]
+    assert story_slot["webp"] is None
+    [(path, width)] = srcset_files(site, story_slot["img"]["srcset"])
+    with Image.open(path) as thumb:
+        assert (width, thumb.size) == (11, (11, 64167))
+
+
+def test_an_encoding_failure_is_not_called_a_decoding_one(tmp_path, monkeypatch) -> None:
+    """The source decoded; what failed was making a thumbnail of it."""
+    from broadsheet import imaging
+
+    data = photo((400, 300))
+    (tmp_path / "a.jpg").write_bytes(data)
+
+    def refuse(image: Image.Image, fmt: str, quality: int) -> bytes:
+        raise OSError("encoder error -2")
+
+    monkeypatch.setattr(imaging, "encode", refuse)
+    job = imaging.ImageJob(str(tmp_path / "a.jpg"), hashlib.sha256(data).hexdigest(), ("fit",),
+                           (320,), 80, 10_000_000, 1_000_000, str(tmp_path))
+    result = imaging.make_thumbnails(job)
+    assert result.info is None and result.decoded == 1
+    assert result.problem == "cannot be encoded as JPEG 320x240 (encoder error -2)"
 
 
 def test_a_refusal_does_not_outlive_the_limit_behind_it(make_site) -> None:
