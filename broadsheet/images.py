@@ -113,6 +113,7 @@ class Outcome:
     fetched: int = 0
     decoded: int = 0
     made: int = 0
+    unsettled: int = 0  # sources that failed for the moment (not remembered): look again
 
 
 StatKey = tuple[int, int, int, int]  # size, mtime_ns, inode, mode
@@ -441,7 +442,7 @@ def run(
     downloaded = stats.fetched or any(  # a download failed just now, not remembered
         s.problem and not (s.remembered or s.offline or s.key.startswith("file:"))
         for s in sources)
-    busy = bool(downloaded or stats.made or stats.decoded or _racy(local))
+    busy = bool(downloaded or stats.made or stats.decoded or outcome.unsettled or _racy(local))
     found = StageMemo(
         "",
         _views_by_story(grouped, views),
@@ -782,12 +783,20 @@ def locate_remote(source: Source, settings: ImageSettings, cache: ImageCache) ->
     if record.digest:
         if settings.refetch and isinstance(cache.source(record.digest), str):
             return False  # downloaded, but unreadable: try the URL again
+        if record.size > settings.max_bytes:
+            return False  # a lower limit since: a clean build refuses it
         source.path, source.digest = cache.original(record.digest), record.digest
         return True
-    if settings.refetch:
-        return False
+    if settings.refetch or record.rules != fetch_rules(settings):
+        return False  # or the failure may have been the settings' (a size cap, a timeout)
     source.problem, source.remembered = record.problem, True
     return True
+
+
+def fetch_rules(settings: ImageSettings) -> str:
+    """The settings a download's failure may come from, as its record keeps them."""
+    return (f"timeout={settings.timeout:g} max_bytes={settings.max_bytes} "
+            f"allow_private_hosts={settings.allow_private_hosts}")
 
 
 def download(
@@ -802,6 +811,7 @@ def download(
     from .imagecache import RemoteRecord
 
     rules = FetchRules(settings.timeout, settings.max_bytes, settings.allow_private_hosts)
+    rules_text = fetch_rules(settings)
     hosts = {urlsplit(s.key).hostname or "" for s in sources}
     gates = {host: threading.BoundedSemaphore(PER_HOST) for host in hosts}
     silent = dict.fromkeys(hosts, 0)  # downloads in a row each host left unanswered
@@ -828,11 +838,12 @@ def download(
             try:
                 fetched = attempt(source, host)
             except FetchFailed as failure:
-                record, data = RemoteRecord(source.key, problem=str(failure)), None
-                source.problem = str(failure)
+                record = RemoteRecord(source.key, problem=str(failure), rules=rules_text)
+                data, source.problem = None, str(failure)
             else:
                 digest = hashlib.sha256(fetched.data).hexdigest()
-                record = RemoteRecord(source.key, digest, fetched.content_type)
+                record = RemoteRecord(source.key, digest, fetched.content_type,
+                                      size=len(fetched.data))
                 data = fetched.data
                 source.path, source.digest = cache.original(digest), digest
         try:
@@ -865,7 +876,7 @@ def describe_sources(
     for source in sources:
         if source.problem or source.path is None:
             continue
-        known = cache.source(source.digest, limits)
+        known = still_known(source, settings, cache, limits)
         if isinstance(known, str):
             source.problem, source.remembered = known, is_remote(source.key)
             continue
@@ -879,8 +890,25 @@ def describe_sources(
     for source, result in zip_results(jobs, progress):
         outcome.decoded += result.decoded
         outcome.made += result.made
-        cache.remember(source.digest, result.info or result.problem, limits)
+        if result.transient:
+            outcome.unsettled += 1
+        else:
+            cache.remember(source.digest, result.info or result.problem, limits)
         source.info, source.problem = result.info, result.problem
+
+
+def still_known(
+    source: Source, settings: ImageSettings, cache: ImageCache, limits: tuple[int, int]
+) -> SourceInfo | str | None:
+    """What the cache knows of a source's bytes that still holds: a problem met under these
+    limits (unless --refetch tries failures again), or facts within max_pixels. None: decode
+    it, as a clean build would."""
+    known = cache.source(source.digest, limits)
+    if isinstance(known, str):
+        return None if settings.refetch else known
+    if known is not None and known.width * known.height > settings.max_pixels:
+        return None  # a lower limit: a clean build refuses it
+    return known
 
 
 def make_job(source: Source, settings: ImageSettings, cache: ImageCache) -> ImageJob:

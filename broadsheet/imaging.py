@@ -59,6 +59,11 @@ class ImageProblem(Exception):
     """Why a source cannot become thumbnails, in words for the warning."""
 
 
+class Transient(ImageProblem):
+    """A problem of this moment, not of the source's bytes (the file changed or could not be
+    read, the cache could not be written): the cache must not remember it."""
+
+
 @dataclass(frozen=True)
 class ImageJob:
     """Everything a worker needs for one source; small, so it pickles cheaply."""
@@ -96,6 +101,7 @@ class JobResult:
     problem: str = ""
     made: int = 0
     decoded: int = 0
+    transient: bool = False  # the problem is of this moment (Transient): not to remember
 
 
 def prepare_worker() -> None:
@@ -123,17 +129,21 @@ def make_thumbnails(job: ImageJob) -> JobResult:
     work = _Work(job)
     try:
         info = work.run()
-    except ImageProblem as problem:
-        return JobResult(job.digest, None, str(problem), work.made, work.decoded)
-    except Image.DecompressionBombError as exc:
-        return JobResult(job.digest, None, f"a decompression bomb ({exc})", work.made, work.decoded)
     except Exception as exc:  # hostile bytes can upset any decoder; the build must go on
-        return JobResult(job.digest, None, describe_failure(exc), work.made, work.decoded)
+        transient = isinstance(exc, Transient | MemoryError)
+        return JobResult(job.digest, None, describe_failure(exc), work.made, work.decoded,
+                         transient)
     return JobResult(job.digest, info, "", work.made, work.decoded)
 
 
 def describe_failure(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, ImageProblem):
+        return text
+    if isinstance(exc, MemoryError):
+        return "not enough memory to make its thumbnails; build again"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"a decompression bomb ({exc})"
     if isinstance(exc, UnidentifiedImageError):
         return "not an image Pillow can read (JPEG, PNG, WebP, GIF or BMP)"
     if "truncated" in text or isinstance(exc, EOFError):
@@ -183,7 +193,10 @@ class _Work:
         except (ValueError, OSError) as exc:  # it decoded; "cannot be decoded" would mislead
             raise ImageProblem(f"cannot be encoded as {spec.format.upper()} "
                                f"{spec.width}x{spec.height} ({exc})") from None
-        write_atomically(target, data)
+        try:
+            write_atomically(target, data)
+        except OSError as exc:  # a full disk, not the image
+            raise Transient(f"cannot be kept in the cache ({exc.strerror or exc})") from None
         self.made += 1
 
     def resize(self, spec: ThumbSpec, size: Size) -> Image.Image:
@@ -238,12 +251,15 @@ class _Work:
 
 
 def read_source(job: ImageJob) -> bytes:
-    with open(job.path, "rb") as handle:
-        data = handle.read(job.max_bytes + 1)
+    try:
+        with open(job.path, "rb") as handle:
+            data = handle.read(job.max_bytes + 1)
+    except OSError as exc:  # gone or unreadable since it was hashed
+        raise Transient(f"cannot be read ({exc.strerror or exc})") from None
     if len(data) > job.max_bytes:
         raise ImageProblem(f"larger than the {job.max_bytes}-byte limit")
     if hashlib.sha256(data).hexdigest() != job.digest:
-        raise ImageProblem("the file changed while the site was being built; build again")
+        raise Transient("the file changed while the site was being built; build again")
     if looks_like_svg(data):
         raise ImageProblem("SVG images are not supported; use a PNG, JPEG or WebP")
     return data

@@ -520,12 +520,82 @@ def test_an_encoding_failure_is_not_called_a_decoding_one(tmp_path, monkeypatch)
 
 
 def test_a_refusal_does_not_outlive_the_limit_behind_it(make_site) -> None:
-    """After max_pixels goes back, an incremental build shows the image as a clean one."""
-    site = make_site({"content/a.md": image_story("a.jpg", 800, 600),
-                      "content/a.jpg": photo((800, 600))},
-                     site_yaml=FETCH_YAML.replace("10000000", "100000"))
-    assert "over the 100,000-pixel limit" in str(site.build().warnings)
-    site.write("site.yaml", FETCH_YAML)
+    """As max_pixels goes down, back up and down again, each incremental build shows what a
+    clean one does: neither a refusal nor a decode outlives the limit it was made under."""
+    files: dict[str, str | bytes] = {"content/a.md": image_story("a.jpg", 800, 600),
+                                     "content/a.jpg": photo((800, 600))}
+    site = make_site(files)
+    for n, limit in enumerate(["100000", "10000000", "100000"]):
+        site_yaml = FETCH_YAML.replace("10000000", limit)
+        site.write("site.yaml", site_yaml)
+        refused = "over the 100,000-pixel limit" in str(site.build().warnings)
+        assert refused == (limit == "100000")
+        clean = make_site(files, site_yaml=site_yaml, name=f"clean-{n}")
+        clean.build()
+        assert site.files() == clean.files()
+
+
+def test_a_download_follows_max_bytes_both_ways(make_site, server) -> None:
+    """A download refused as too large is tried again under a higher images.max_bytes, and
+    one kept from before is refused under a lower one, as a clean build would."""
+    images, base = server
+    size = len(images.routes["/good.jpg"][2])
+    files: dict[str, str | bytes] = {"content/a.md": image_story(base + "/good.jpg")}
+    site = make_site(files)
+    for n, limit in enumerate([size - 1, 300000, size - 1]):
+        site_yaml = FETCH_YAML.replace("300000", str(limit))
+        site.write("site.yaml", site_yaml)
+        refused = "too large" in str(site.build(offline=False).warnings)
+        assert refused == (limit < size)
+        clean = make_site(files, site_yaml=site_yaml, name=f"clean-{n}")
+        clean.build(offline=False)
+        assert site.files() == clean.files()
+
+
+@pytest.mark.parametrize("trouble", ["changed", "memory"])
+def test_a_failure_of_the_moment_is_not_remembered(make_site, monkeypatch, trouble) -> None:
+    """A file that changed while the build ran, or memory that ran out, says nothing of the
+    image's bytes: the next build decodes them again (a file changed back to bytes once
+    caught mid-change stayed a placeholder)."""
+    from broadsheet import imaging
+
+    jpeg = photo((800, 600))
+    site = make_site({"content/a.md": image_story("a.jpg", 800, 600), "content/a.jpg": jpeg})
+    make_job = images.make_job
+
+    def changing(*args: object) -> object:
+        site.write("content/a.jpg", photo((640, 480)))  # after it was hashed
+        return make_job(*args)  # type: ignore[arg-type]
+
+    def exhausted(*args: object) -> bytes:
+        raise MemoryError
+
+    if trouble == "changed":
+        monkeypatch.setattr(images, "make_job", changing)
+    else:
+        monkeypatch.setattr(imaging, "read_source", exhausted)
+    said = str(site.build().warnings)
+    assert "build again" in said and ("changed" in said or "memory" in said)
+    monkeypatch.undo()
+    site.write("content/a.jpg", jpeg)
+    assert site.build().warnings == []
+    assert "thumb--placeholder" not in slots(site, "stories/a")[0]["class"]
+
+
+def test_refetch_decodes_again_a_local_image_that_failed(make_site) -> None:
+    """--refetch tries every remembered failure again, local images' too (say a Pillow
+    upgrade now reads them)."""
+    jpeg = photo((800, 600))
+    site = make_site({"content/a.md": image_story("a.jpg", 800, 600), "content/a.jpg": jpeg},
+                     site_yaml=FETCH_YAML)
+    site.build()
+    index_path = site.root / ".cache/images/index.json"
+    index = json.loads(index_path.read_text())
+    index["sources"][hashlib.sha256(jpeg).hexdigest()] = {
+        "problem": "cannot be decoded (a bug since fixed)", "limits": [10000000, 300000]}
+    index_path.write_text(json.dumps(index))
+    assert "a bug since fixed" in str(site.build().warnings)
+    assert site.build(refetch=True).warnings == []
     assert site.build().warnings == []
     assert "thumb--placeholder" not in slots(site, "stories/a")[0]["class"]
 
@@ -638,6 +708,9 @@ def test_private_addresses_are_refused_unless_the_site_allows_them(make_site, se
     report = site.build(offline=False)
     assert "127.0.0.1 is a private, loopback or link-local address" in str(report.warnings[0])
     assert images.hits["/good.jpg"] == 0
+    site.write("site.yaml", FETCH_YAML)  # the refusal is not remembered past the setting
+    assert site.build(offline=False).warnings == []
+    assert images.hits["/good.jpg"] == 1
 
 
 def test_downloads_from_one_host_are_limited_to_two_at_a_time(make_site, server) -> None:
@@ -691,12 +764,13 @@ def test_a_host_too_slow_to_finish_counts_as_unanswered(make_site, server) -> No
 
     images, base = server
     files = {f"content/s{i}.md": image_story(f"{base}/trickle-{i}.jpg") for i in range(8)}
-    site = make_site(files, site_yaml=FETCH_YAML.replace("timeout: 0.5", "timeout: 0.1"))
+    site = make_site(files, site_yaml=FETCH_YAML.replace("timeout: 0.5", "timeout: 0.2"))
     report = site.build(offline=False)
     asked = sum(images.hits.values())
     assert asked <= UNANSWERED_LIMIT + PER_HOST - 1, images.hits
     text = "\n".join(str(w) for w in report.warnings)
-    assert text.count("too slow (not finished within 0.3 s)") == asked, text
+    slow = text.count("too slow (not finished within 0.6 s)")
+    assert slow and slow + text.count("timed out") == asked, text  # a loaded machine's gap
     assert f"{8 - asked} more images from 127.0.0.1 not tried" in text
 
 
