@@ -614,9 +614,23 @@ def remove_orphans(path: Path) -> None:
     clean-up ran), each up to ~16 MB; a file whose build is still running is left alone."""
     for leftover in path.parent.glob(f".{path.name}.*"):
         pid = leftover.name.rsplit(".", 1)[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_running(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not _writer_running(leftover, int(pid)):
             with contextlib.suppress(OSError):
                 leftover.unlink()
+
+
+def _writer_running(leftover: Path, pid: int) -> bool:
+    """Whether the build that wrote `leftover` may still run: process `pid` does, and it
+    started before the file was last written (pids are reused: a process that started
+    later cannot have written it, and would otherwise keep the file for good)."""
+    if not pid_running(pid):
+        return False
+    started = process_start(pid)
+    try:
+        written = leftover.stat().st_mtime
+    except OSError:
+        return True
+    return started is None or written >= started - 1  # /proc's boot time is in seconds
 
 
 def pid_running(pid: int) -> bool:
@@ -628,6 +642,18 @@ def pid_running(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+def process_start(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), where /proc tells (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            ticks = int(handle.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/stat", "rb") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 class PartsWriter:

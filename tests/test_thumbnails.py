@@ -616,6 +616,20 @@ def test_parts_files_of_killed_builds_are_removed(make_site) -> None:
     alive.unlink()
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times: /proc")
+def test_a_parts_file_whose_pid_was_reused_is_removed(make_site) -> None:
+    """A killed build's pid may belong to another process since: one that started after the
+    file was written did not write it, and the file goes all the same."""
+    site = make_site({"content/a.md": image_story("a.jpg"), "content/a.jpg": photo()})
+    site.build()
+    reused = next(site.root.rglob(".cache/build")) / f".image-parts.pickle.{os.getppid()}"
+    reused.write_bytes(b"x")
+    os.utime(reused, (1e9, 1e9))  # 2001: long before the process that has that pid now
+    site.write("content/b.md", image_story("a.jpg").replace("news.example.com/", "n.example/"))
+    site.build()
+    assert not reused.exists()
+
+
 def test_cmyk_and_transparent_sources_become_plain_rgb(make_site) -> None:
     cmyk = io.BytesIO()
     Image.new("CMYK", (800, 500), (0, 200, 200, 0)).save(cmyk, "JPEG")
