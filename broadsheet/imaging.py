@@ -17,6 +17,7 @@ import ctypes
 import hashlib
 import io
 import os
+import re
 import sys
 import threading
 import warnings
@@ -131,22 +132,22 @@ def make_thumbnails(job: ImageJob) -> JobResult:
         info = work.run()
     except Exception as exc:  # hostile bytes can upset any decoder; the build must go on
         transient = isinstance(exc, Transient | MemoryError)
-        return JobResult(job.digest, None, describe_failure(exc), work.made, work.decoded,
-                         transient)
+        problem = describe_failure(exc, job.max_pixels)
+        return JobResult(job.digest, None, problem, work.made, work.decoded, transient)
     return JobResult(job.digest, info, "", work.made, work.decoded)
 
 
-def describe_failure(exc: Exception) -> str:
+def describe_failure(exc: Exception, max_pixels: int) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, ImageProblem):
         return text
     if isinstance(exc, MemoryError):
         return "not enough memory to make its thumbnails; build again"
-    if isinstance(exc, Image.DecompressionBombError):
-        return f"a decompression bomb ({exc})"
+    if isinstance(exc, Image.DecompressionBombError):  # from a frame, say, past the header
+        return over_the_limit(_pixels_named(exc), max_pixels)
     if isinstance(exc, UnidentifiedImageError):
         return "not an image Pillow can read (JPEG, PNG, WebP, GIF or BMP)"
-    if "truncated" in text or isinstance(exc, EOFError):
+    if "truncated" in text.lower() or isinstance(exc, EOFError):  # "Truncated File Read" too
         return f"truncated or damaged image ({text})"
     return f"cannot be decoded ({type(exc).__name__}: {text})"
 
@@ -274,14 +275,26 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Open (header only) from one of the allowed formats, refusing oversized dimensions."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our cap decides
-        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        try:
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except Image.DecompressionBombError as exc:  # past Pillow's own cap, above ours
+            raise ImageProblem(over_the_limit(_pixels_named(exc), max_pixels)) from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageProblem(
-            f"{width}x{height} pixels is over the {max_pixels:,}-pixel limit "
-            "(a decompression bomb?)"
-        )
+        raise ImageProblem(over_the_limit(f"{width}x{height}", max_pixels))
     return image
+
+
+def over_the_limit(pixels: str | None, max_pixels: int) -> str:
+    """The refusal, quoting the site's limit (images.max_pixels), never Pillow's."""
+    said = f"{pixels} pixels is over" if pixels else "more pixels than"
+    return f"{said} the {max_pixels:,}-pixel limit (a decompression bomb?)"
+
+
+def _pixels_named(exc: Exception) -> str | None:
+    """The pixel count in Pillow's message ("Image size (400000000 pixels) exceeds ...")."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(found[1]):,}" if found else None
 
 
 def oriented_size(size: Size, orientation: int) -> Size:

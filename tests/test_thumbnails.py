@@ -401,6 +401,22 @@ def test_remote_images_each_fail_with_one_warning_and_the_build_finishes(make_si
     assert (site.output / "stories/good/index.html").is_file()
 
 
+def test_damaged_and_oversized_local_images_are_named_for_what_they_are(make_site) -> None:
+    """Pillow's messages vary in case ("Truncated File Read"), and past its own cap (about
+    179 million pixels) its refusal quoted that cap: the warning quotes the site's."""
+    files: dict[str, str | bytes] = {
+        "content/cut.md": image_story("cut.jpg"),
+        "content/cut.jpg": photo()[:100],
+        "content/bomb.md": image_story("bomb.png"),
+        "content/bomb.png": png_bomb(20000, 20000),
+    }
+    site = make_site(files, site_yaml=FETCH_YAML)
+    warned = warnings_by_file(site.build())
+    assert "truncated or damaged image (Truncated File Read)" in warned["content/cut.md"]
+    assert ("400,000,000 pixels is over the 10,000,000-pixel limit (a decompression bomb?)"
+            in warned["content/bomb.md"])
+
+
 def test_thumbnails_carry_no_exif_and_are_turned_upright(make_site, server) -> None:
     images, base = server
     with Image.open(io.BytesIO(images.routes["/good.jpg"][2])) as original:
