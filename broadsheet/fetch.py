@@ -67,7 +67,10 @@ class Watchdog:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # Joined, not only cancelled: a timer thread still alive would make the image
+        # stage start its workers from a fork server (images.worker_context).
         self._timer.cancel()
+        self._timer.join()
 
     def left(self) -> float:
         """Seconds before the deadline (a tiny positive number once it has passed, so that
@@ -80,6 +83,12 @@ class Watchdog:
             self._sock = sock
             if self.expired:
                 _shut(sock)
+
+    def release(self) -> None:
+        """Stop watching the socket, before it is closed: once closed, its descriptor may
+        be another download's, which a late shutdown would cut."""
+        with self._lock:
+            self._sock = None
 
     def _expire(self) -> None:
         with self._lock:
@@ -222,6 +231,7 @@ def _follow(url: str, rules: FetchRules, headers: dict[str, str],
             watchdog.check()
             raise FetchFailed(f"network error ({exc.strerror or exc})") from None
         finally:
+            watchdog.release()
             connection.close()
     raise FetchFailed(f"more than {rules.max_redirects} redirects")
 

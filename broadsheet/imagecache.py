@@ -5,7 +5,8 @@ encode) lives here and is hard-linked into the staging folder. Files are named b
 hashes and written through a temporary file and a rename, so two builds sharing the cache
 never see half a file. Entries no build has used for `PRUNE_AFTER_DAYS` days are deleted.
 
-    images/remote/<sha256 of URL>.json   a download: {"url", "digest", "type"} or {"url", "problem"}
+    images/remote/<sha256 of URL>.json   a download: {"url", "digest", "type", "size"} or
+                                         {"url", "problem", "rules"}
     images/originals/<sha256>            downloaded bytes, by content
     images/thumbs/<name>                 finished thumbnails; the name is the output name
     images/index.json                    per source digest: size, colour, preview (or problem);
@@ -43,6 +44,8 @@ class RemoteRecord:
     digest: str = ""
     type: str = ""
     problem: str = ""
+    size: int = 0  # of the bytes: a lower images.max_bytes refuses them
+    rules: str = ""  # the settings a failure met (images.fetch_rules): others try again
 
 
 class ImageCache:

@@ -113,6 +113,7 @@ class Outcome:
     fetched: int = 0
     decoded: int = 0
     made: int = 0
+    unsettled: int = 0  # sources that failed for the moment (not remembered): look again
 
 
 StatKey = tuple[int, int, int, int]  # size, mtime_ns, inode, mode
@@ -441,7 +442,7 @@ def run(
     downloaded = stats.fetched or any(  # a download failed just now, not remembered
         s.problem and not (s.remembered or s.offline or s.key.startswith("file:"))
         for s in sources)
-    busy = bool(downloaded or stats.made or stats.decoded or _racy(local))
+    busy = bool(downloaded or stats.made or stats.decoded or outcome.unsettled or _racy(local))
     found = StageMemo(
         "",
         _views_by_story(grouped, views),
@@ -613,9 +614,23 @@ def remove_orphans(path: Path) -> None:
     clean-up ran), each up to ~16 MB; a file whose build is still running is left alone."""
     for leftover in path.parent.glob(f".{path.name}.*"):
         pid = leftover.name.rsplit(".", 1)[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_running(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not _writer_running(leftover, int(pid)):
             with contextlib.suppress(OSError):
                 leftover.unlink()
+
+
+def _writer_running(leftover: Path, pid: int) -> bool:
+    """Whether the build that wrote `leftover` may still run: process `pid` does, and it
+    started before the file was last written (pids are reused: a process that started
+    later cannot have written it, and would otherwise keep the file for good)."""
+    if not pid_running(pid):
+        return False
+    started = process_start(pid)
+    try:
+        written = leftover.stat().st_mtime
+    except OSError:
+        return True
+    return started is None or written >= started - 1  # /proc's boot time is in seconds
 
 
 def pid_running(pid: int) -> bool:
@@ -627,6 +642,18 @@ def pid_running(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+def process_start(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), where /proc tells (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            ticks = int(handle.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/stat", "rb") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 class PartsWriter:
@@ -782,12 +809,20 @@ def locate_remote(source: Source, settings: ImageSettings, cache: ImageCache) ->
     if record.digest:
         if settings.refetch and isinstance(cache.source(record.digest), str):
             return False  # downloaded, but unreadable: try the URL again
+        if record.size > settings.max_bytes:
+            return False  # a lower limit since: a clean build refuses it
         source.path, source.digest = cache.original(record.digest), record.digest
         return True
-    if settings.refetch:
-        return False
+    if settings.refetch or record.rules != fetch_rules(settings):
+        return False  # or the failure may have been the settings' (a size cap, a timeout)
     source.problem, source.remembered = record.problem, True
     return True
+
+
+def fetch_rules(settings: ImageSettings) -> str:
+    """The settings a download's failure may come from, as its record keeps them."""
+    return (f"timeout={settings.timeout:g} max_bytes={settings.max_bytes} "
+            f"allow_private_hosts={settings.allow_private_hosts}")
 
 
 def download(
@@ -802,6 +837,7 @@ def download(
     from .imagecache import RemoteRecord
 
     rules = FetchRules(settings.timeout, settings.max_bytes, settings.allow_private_hosts)
+    rules_text = fetch_rules(settings)
     hosts = {urlsplit(s.key).hostname or "" for s in sources}
     gates = {host: threading.BoundedSemaphore(PER_HOST) for host in hosts}
     silent = dict.fromkeys(hosts, 0)  # downloads in a row each host left unanswered
@@ -828,11 +864,12 @@ def download(
             try:
                 fetched = attempt(source, host)
             except FetchFailed as failure:
-                record, data = RemoteRecord(source.key, problem=str(failure)), None
-                source.problem = str(failure)
+                record = RemoteRecord(source.key, problem=str(failure), rules=rules_text)
+                data, source.problem = None, str(failure)
             else:
                 digest = hashlib.sha256(fetched.data).hexdigest()
-                record = RemoteRecord(source.key, digest, fetched.content_type)
+                record = RemoteRecord(source.key, digest, fetched.content_type,
+                                      size=len(fetched.data))
                 data = fetched.data
                 source.path, source.digest = cache.original(digest), digest
         try:
@@ -865,7 +902,7 @@ def describe_sources(
     for source in sources:
         if source.problem or source.path is None:
             continue
-        known = cache.source(source.digest, limits)
+        known = still_known(source, settings, cache, limits)
         if isinstance(known, str):
             source.problem, source.remembered = known, is_remote(source.key)
             continue
@@ -879,8 +916,25 @@ def describe_sources(
     for source, result in zip_results(jobs, progress):
         outcome.decoded += result.decoded
         outcome.made += result.made
-        cache.remember(source.digest, result.info or result.problem, limits)
+        if result.transient:
+            outcome.unsettled += 1
+        else:
+            cache.remember(source.digest, result.info or result.problem, limits)
         source.info, source.problem = result.info, result.problem
+
+
+def still_known(
+    source: Source, settings: ImageSettings, cache: ImageCache, limits: tuple[int, int]
+) -> SourceInfo | str | None:
+    """What the cache knows of a source's bytes that still holds: a problem met under these
+    limits (unless --refetch tries failures again), or facts within max_pixels. None: decode
+    it, as a clean build would."""
+    known = cache.source(source.digest, limits)
+    if isinstance(known, str):
+        return None if settings.refetch else known
+    if known is not None and known.width * known.height > settings.max_pixels:
+        return None  # a lower limit: a clean build refuses it
+    return known
 
 
 def make_job(source: Source, settings: ImageSettings, cache: ImageCache) -> ImageJob:

@@ -17,6 +17,7 @@ import ctypes
 import hashlib
 import io
 import os
+import re
 import sys
 import threading
 import warnings
@@ -59,6 +60,11 @@ class ImageProblem(Exception):
     """Why a source cannot become thumbnails, in words for the warning."""
 
 
+class Transient(ImageProblem):
+    """A problem of this moment, not of the source's bytes (the file changed or could not be
+    read, the cache could not be written): the cache must not remember it."""
+
+
 @dataclass(frozen=True)
 class ImageJob:
     """Everything a worker needs for one source; small, so it pickles cheaply."""
@@ -96,6 +102,7 @@ class JobResult:
     problem: str = ""
     made: int = 0
     decoded: int = 0
+    transient: bool = False  # the problem is of this moment (Transient): not to remember
 
 
 def prepare_worker() -> None:
@@ -123,20 +130,24 @@ def make_thumbnails(job: ImageJob) -> JobResult:
     work = _Work(job)
     try:
         info = work.run()
-    except ImageProblem as problem:
-        return JobResult(job.digest, None, str(problem), work.made, work.decoded)
-    except Image.DecompressionBombError as exc:
-        return JobResult(job.digest, None, f"a decompression bomb ({exc})", work.made, work.decoded)
     except Exception as exc:  # hostile bytes can upset any decoder; the build must go on
-        return JobResult(job.digest, None, describe_failure(exc), work.made, work.decoded)
+        transient = isinstance(exc, Transient | MemoryError)
+        problem = describe_failure(exc, job.max_pixels)
+        return JobResult(job.digest, None, problem, work.made, work.decoded, transient)
     return JobResult(job.digest, info, "", work.made, work.decoded)
 
 
-def describe_failure(exc: Exception) -> str:
+def describe_failure(exc: Exception, max_pixels: int) -> str:
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, ImageProblem):
+        return text
+    if isinstance(exc, MemoryError):
+        return "not enough memory to make its thumbnails; build again"
+    if isinstance(exc, Image.DecompressionBombError):  # from a frame, say, past the header
+        return over_the_limit(_pixels_named(exc), max_pixels)
     if isinstance(exc, UnidentifiedImageError):
         return "not an image Pillow can read (JPEG, PNG, WebP, GIF or BMP)"
-    if "truncated" in text or isinstance(exc, EOFError):
+    if "truncated" in text.lower() or isinstance(exc, EOFError):  # "Truncated File Read" too
         return f"truncated or damaged image ({text})"
     return f"cannot be decoded ({type(exc).__name__}: {text})"
 
@@ -183,7 +194,10 @@ class _Work:
         except (ValueError, OSError) as exc:  # it decoded; "cannot be decoded" would mislead
             raise ImageProblem(f"cannot be encoded as {spec.format.upper()} "
                                f"{spec.width}x{spec.height} ({exc})") from None
-        write_atomically(target, data)
+        try:
+            write_atomically(target, data)
+        except OSError as exc:  # a full disk, not the image
+            raise Transient(f"cannot be kept in the cache ({exc.strerror or exc})") from None
         self.made += 1
 
     def resize(self, spec: ThumbSpec, size: Size) -> Image.Image:
@@ -238,12 +252,15 @@ class _Work:
 
 
 def read_source(job: ImageJob) -> bytes:
-    with open(job.path, "rb") as handle:
-        data = handle.read(job.max_bytes + 1)
+    try:
+        with open(job.path, "rb") as handle:
+            data = handle.read(job.max_bytes + 1)
+    except OSError as exc:  # gone or unreadable since it was hashed
+        raise Transient(f"cannot be read ({exc.strerror or exc})") from None
     if len(data) > job.max_bytes:
         raise ImageProblem(f"larger than the {job.max_bytes}-byte limit")
     if hashlib.sha256(data).hexdigest() != job.digest:
-        raise ImageProblem("the file changed while the site was being built; build again")
+        raise Transient("the file changed while the site was being built; build again")
     if looks_like_svg(data):
         raise ImageProblem("SVG images are not supported; use a PNG, JPEG or WebP")
     return data
@@ -258,14 +275,26 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Open (header only) from one of the allowed formats, refusing oversized dimensions."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our cap decides
-        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        try:
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except Image.DecompressionBombError as exc:  # past Pillow's own cap, above ours
+            raise ImageProblem(over_the_limit(_pixels_named(exc), max_pixels)) from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageProblem(
-            f"{width}x{height} pixels is over the {max_pixels:,}-pixel limit "
-            "(a decompression bomb?)"
-        )
+        raise ImageProblem(over_the_limit(f"{width}x{height}", max_pixels))
     return image
+
+
+def over_the_limit(pixels: str | None, max_pixels: int) -> str:
+    """The refusal, quoting the site's limit (images.max_pixels), never Pillow's."""
+    said = f"{pixels} pixels is over" if pixels else "more pixels than"
+    return f"{said} the {max_pixels:,}-pixel limit (a decompression bomb?)"
+
+
+def _pixels_named(exc: Exception) -> str | None:
+    """The pixel count in Pillow's message ("Image size (400000000 pixels) exceeds ...")."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(found[1]):,}" if found else None
 
 
 def oriented_size(size: Size, orientation: int) -> Size:
@@ -281,9 +310,13 @@ def orient(image: Image.Image) -> Image.Image:
 def to_srgb(image: Image.Image) -> Image.Image:
     """8-bit RGB in sRGB, transparency flattened onto white, every bit of metadata dropped."""
     icc = image.info.get("icc_profile")
-    if image.mode in ("I;16", "I;16B", "I;16L"):  # 16-bit grey: scale, do not clip
-        image = image.convert("I").point(lambda value: value * (1 / 257)).convert("L")
-    if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        image = sixteen_bit_grey(image)
+    key = image.info.get("transparency")
+    if image.mode == "RGB" and isinstance(key, tuple) and max(key) > 255:
+        # A 16-bit RGB PNG: Pillow keeps the high byte of each sample, so of the key too.
+        image.info["transparency"] = tuple(value >> 8 for value in key)
+    if image.mode in ("P", "1", "L", "RGB") and key is not None:
         # A tRNS colour key (palette, grey or RGB PNGs) is transparency too; convert("RGB")
         # would drop it and show the keyed colour (black, often) where white belongs.
         image = image.convert("RGBA")
@@ -300,6 +333,18 @@ def to_srgb(image: Image.Image) -> Image.Image:
         image = image.convert("RGB")
     image.info = {}
     return image
+
+
+def sixteen_bit_grey(image: Image.Image) -> Image.Image:
+    """8-bit grey, scaled rather than clipped. A tRNS key is a 16-bit value, so it becomes an
+    alpha channel before scaling: 257 greys scale to each 8-bit one."""
+    wide = image.convert("I")
+    grey = wide.point(lambda value: value * (1 / 257)).convert("L")
+    key = image.info.get("transparency")
+    if not isinstance(key, int):
+        return grey
+    alpha = wide.point([0 if value == key else 255 for value in range(65536)], "L")
+    return Image.merge("LA", (grey, alpha))
 
 
 def apply_profile(image: Image.Image, icc: bytes) -> Image.Image:

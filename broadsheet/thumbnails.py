@@ -17,12 +17,14 @@ from typing import overload
 
 from .model import Article, Image, Site, related_first_images
 
-PIPELINE_VERSION = "3"  # bump when the Pillow work changes: every name changes with it
+PIPELINE_VERSION = "4"  # bump when the Pillow work changes: every name changes with it
+# (4: tRNS colour keys flattened onto white; a cache of 3 kept black backgrounds)
 FIT = "fit"  # keep the source's own shape (story pages)
 FORMATS = ("webp", "jpeg")  # every size is made in both; <picture> offers WebP first
 EXTENSIONS = {"webp": "webp", "jpeg": "jpg"}
 MIME_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg"}
 WEBP_MAX_SIDE = 16383  # libwebp cannot encode a longer side; such sizes are JPEG only
+JPEG_MAX_SIDE = 65500  # nor libjpeg: a size that would be taller is made narrower instead
 THUMBS_FOLDER = "thumbs/"  # under the output folder and in the cache
 DEFAULT_CARD_ASPECT = (16, 9)
 JPEG_SCALES = (8, 4, 2)  # the DCT scalings libjpeg can decode at (Pillow's draft mode)
@@ -68,12 +70,17 @@ def output_sizes(size: Size, operation: str, widths: tuple[int, ...]) -> list[Si
     """The sizes to make, smallest first: the configured widths, never wider than the source.
 
     When a configured width is wider than the (cropped) source, the source's own width takes
-    its place, so a small image still gets its full-size version.
+    its place, so a small image still gets its full-size version. A size that would be
+    taller than JPEG allows (a strip 1:100) is as wide as fits instead: no format could
+    encode it, and the whole source would be a placeholder.
     """
     kept_width, kept_height = shaped_size(size, operation)
     chosen = sorted({w for w in widths if w < kept_width})
     if any(w >= kept_width for w in widths) or not chosen:
         chosen.append(kept_width)
+    widest = max(1, JPEG_MAX_SIDE * kept_width // kept_height)
+    if chosen[-1] > widest:
+        chosen = sorted({min(w, widest) for w in chosen})
     return [(w, max(1, round(w * kept_height / kept_width))) for w in chosen]
 
 

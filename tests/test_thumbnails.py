@@ -7,6 +7,7 @@ failed build. Files are checked by size, format and name, never by bytes.
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import io
 import json
@@ -90,16 +91,22 @@ def sideways_png() -> bytes:
 
 def png_bomb(width: int = 5000, height: int = 5000) -> bytes:
     """A PNG that claims 25 megapixels in a few bytes."""
+    return raw_png(width, height, 8, 0, b"\x00" * 4096)
+
+
+def raw_png(width: int, height: int, depth: int, colour: int, rows: bytes,
+            *chunks: tuple[bytes, bytes]) -> bytes:
+    """A PNG written by hand, for what Pillow does not write (16-bit RGB, lying headers):
+    `rows` are the scanlines, each with its filter byte; `chunks` go before the data."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = zlib.compress(b"\x00" * 4096)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    middle = b"".join(chunk(kind, data) for kind, data in chunks)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + middle
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 # -- the test web server ------------------------------------------------------------------
@@ -394,6 +401,22 @@ def test_remote_images_each_fail_with_one_warning_and_the_build_finishes(make_si
     assert (site.output / "stories/good/index.html").is_file()
 
 
+def test_damaged_and_oversized_local_images_are_named_for_what_they_are(make_site) -> None:
+    """Pillow's messages vary in case ("Truncated File Read"), and past its own cap (about
+    179 million pixels) its refusal quoted that cap: the warning quotes the site's."""
+    files: dict[str, str | bytes] = {
+        "content/cut.md": image_story("cut.jpg"),
+        "content/cut.jpg": photo()[:100],
+        "content/bomb.md": image_story("bomb.png"),
+        "content/bomb.png": png_bomb(20000, 20000),
+    }
+    site = make_site(files, site_yaml=FETCH_YAML)
+    warned = warnings_by_file(site.build())
+    assert "truncated or damaged image (Truncated File Read)" in warned["content/cut.md"]
+    assert ("400,000,000 pixels is over the 10,000,000-pixel limit (a decompression bomb?)"
+            in warned["content/bomb.md"])
+
+
 def test_thumbnails_carry_no_exif_and_are_turned_upright(make_site, server) -> None:
     images, base = server
     with Image.open(io.BytesIO(images.routes["/good.jpg"][2])) as original:
@@ -422,21 +445,44 @@ def test_thumbnails_carry_no_exif_and_are_turned_upright(make_site, server) -> N
             assert rgb.getpixel((width // 2, thumb.height - 5))[2] > 150  # blue below
 
 
-@pytest.mark.parametrize("mode, key", [("L", 0), ("RGB", (0, 0, 0)), ("P", 0)])
-def test_a_transparent_colour_key_is_flattened_onto_white(mode: str, key: object) -> None:
-    from broadsheet.imaging import to_srgb
-
-    image = Image.new(mode, (20, 10), 0)
-    image.paste(200 if mode != "RGB" else (200, 200, 200), (10, 0, 20, 10))
+def keyed_png(mode: str, key: object, left: object, right: object) -> bytes:
+    """A 20x10 PNG whose left half is `left` and right half `right`, with the tRNS colour key
+    `key` (in the file's own bit depth)."""
+    if mode == "RGB;16":  # Pillow does not write 16-bit RGB
+        row = b"\x00" + struct.pack(">HHH", *left) * 10 + struct.pack(">HHH", *right) * 10
+        return raw_png(20, 10, 16, 2, row * 10, (b"tRNS", struct.pack(">HHH", *key)))
+    image = Image.new("I" if mode == "I;16" else mode, (20, 10), left)  # type: ignore[arg-type]
+    image.paste(right, (10, 0, 20, 10))  # type: ignore[arg-type]
     if mode == "P":
         image.putpalette([0, 0, 0] + [200] * 765)
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", transparency=key)
-    with Image.open(io.BytesIO(buffer.getvalue())) as source:
+    image.convert(mode).save(buffer, "PNG", transparency=key)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "mode, key, left, right, shown",
+    [
+        ("L", 0, 0, 200, 200),
+        ("RGB", (0, 0, 0), (0, 0, 0), (200, 200, 200), 200),
+        ("P", 0, 0, 1, 200),
+        ("1", 0, 0, 1, 255),
+        # 16-bit: only the key itself is transparent, not the 256 others of its 8-bit grey
+        ("I;16", 40000, 40000, 40001, 155),
+        ("RGB;16", (40000,) * 3, (40000,) * 3, (50000,) * 3, 195),
+    ],
+    ids=["grey", "rgb", "palette", "1-bit", "16-bit-grey", "16-bit-rgb"],
+)
+def test_a_transparent_colour_key_is_flattened_onto_white(
+    mode: str, key: object, left: object, right: object, shown: int
+) -> None:
+    from broadsheet.imaging import to_srgb
+
+    with Image.open(io.BytesIO(keyed_png(mode, key, left, right))) as source:
         flat = to_srgb(source)
     assert flat.mode == "RGB" and flat.info == {}
     assert flat.getpixel((2, 2)) == (255, 255, 255)  # the keyed colour: transparent
-    assert flat.getpixel((15, 5)) == (200, 200, 200)
+    assert flat.getpixel((15, 5)) == (shown, shown, shown)
 
 
 def test_a_very_tall_image_is_shown_with_jpeg_where_webp_cannot_go(make_site) -> None:
@@ -456,13 +502,116 @@ def test_a_very_tall_image_is_shown_with_jpeg_where_webp_cannot_go(make_site) ->
         assert path.is_file()
 
 
+def test_a_strip_too_tall_for_jpeg_is_made_as_wide_as_fits(make_site) -> None:
+    """JPEG stops at 65500 pixels a side: a 12x70000 strip's story picture is 11 pixels
+    wide (JPEG only: WebP stops sooner) rather than no picture at all."""
+    buffer = io.BytesIO()
+    Image.new("L", (12, 70000), 90).save(buffer, "PNG")
+    site = make_site({"content/a.md": image_story("a.png", None, None),
+                      "content/a.png": buffer.getvalue()})
+    assert site.build().warnings == []
+    story_slot = slots(site, "stories/a")[0]
+    assert story_slot["webp"] is None
+    [(path, width)] = srcset_files(site, story_slot["img"]["srcset"])
+    with Image.open(path) as thumb:
+        assert (width, thumb.size) == (11, (11, 64167))
+
+
+def test_an_encoding_failure_is_not_called_a_decoding_one(tmp_path, monkeypatch) -> None:
+    """The source decoded; what failed was making a thumbnail of it."""
+    from broadsheet import imaging
+
+    data = photo((400, 300))
+    (tmp_path / "a.jpg").write_bytes(data)
+
+    def refuse(image: Image.Image, fmt: str, quality: int) -> bytes:
+        raise OSError("encoder error -2")
+
+    monkeypatch.setattr(imaging, "encode", refuse)
+    job = imaging.ImageJob(str(tmp_path / "a.jpg"), hashlib.sha256(data).hexdigest(), ("fit",),
+                           (320,), 80, 10_000_000, 1_000_000, str(tmp_path))
+    result = imaging.make_thumbnails(job)
+    assert result.info is None and result.decoded == 1
+    assert result.problem == "cannot be encoded as JPEG 320x240 (encoder error -2)"
+
+
 def test_a_refusal_does_not_outlive_the_limit_behind_it(make_site) -> None:
-    """After max_pixels goes back, an incremental build shows the image as a clean one."""
-    site = make_site({"content/a.md": image_story("a.jpg", 800, 600),
-                      "content/a.jpg": photo((800, 600))},
-                     site_yaml=FETCH_YAML.replace("10000000", "100000"))
-    assert "over the 100,000-pixel limit" in str(site.build().warnings)
-    site.write("site.yaml", FETCH_YAML)
+    """As max_pixels goes down, back up and down again, each incremental build shows what a
+    clean one does: neither a refusal nor a decode outlives the limit it was made under."""
+    files: dict[str, str | bytes] = {"content/a.md": image_story("a.jpg", 800, 600),
+                                     "content/a.jpg": photo((800, 600))}
+    site = make_site(files)
+    for n, limit in enumerate(["100000", "10000000", "100000"]):
+        site_yaml = FETCH_YAML.replace("10000000", limit)
+        site.write("site.yaml", site_yaml)
+        refused = "over the 100,000-pixel limit" in str(site.build().warnings)
+        assert refused == (limit == "100000")
+        clean = make_site(files, site_yaml=site_yaml, name=f"clean-{n}")
+        clean.build()
+        assert site.files() == clean.files()
+
+
+def test_a_download_follows_max_bytes_both_ways(make_site, server) -> None:
+    """A download refused as too large is tried again under a higher images.max_bytes, and
+    one kept from before is refused under a lower one, as a clean build would."""
+    images, base = server
+    size = len(images.routes["/good.jpg"][2])
+    files: dict[str, str | bytes] = {"content/a.md": image_story(base + "/good.jpg")}
+    site = make_site(files)
+    for n, limit in enumerate([size - 1, 300000, size - 1]):
+        site_yaml = FETCH_YAML.replace("300000", str(limit))
+        site.write("site.yaml", site_yaml)
+        refused = "too large" in str(site.build(offline=False).warnings)
+        assert refused == (limit < size)
+        clean = make_site(files, site_yaml=site_yaml, name=f"clean-{n}")
+        clean.build(offline=False)
+        assert site.files() == clean.files()
+
+
+@pytest.mark.parametrize("trouble", ["changed", "memory"])
+def test_a_failure_of_the_moment_is_not_remembered(make_site, monkeypatch, trouble) -> None:
+    """A file that changed while the build ran, or memory that ran out, says nothing of the
+    image's bytes: the next build decodes them again (a file changed back to bytes once
+    caught mid-change stayed a placeholder)."""
+    from broadsheet import imaging
+
+    jpeg = photo((800, 600))
+    site = make_site({"content/a.md": image_story("a.jpg", 800, 600), "content/a.jpg": jpeg})
+    make_job = images.make_job
+
+    def changing(*args: object) -> object:
+        site.write("content/a.jpg", photo((640, 480)))  # after it was hashed
+        return make_job(*args)  # type: ignore[arg-type]
+
+    def exhausted(*args: object) -> bytes:
+        raise MemoryError
+
+    if trouble == "changed":
+        monkeypatch.setattr(images, "make_job", changing)
+    else:
+        monkeypatch.setattr(imaging, "read_source", exhausted)
+    said = str(site.build().warnings)
+    assert "build again" in said and ("changed" in said or "memory" in said)
+    monkeypatch.undo()
+    site.write("content/a.jpg", jpeg)
+    assert site.build().warnings == []
+    assert "thumb--placeholder" not in slots(site, "stories/a")[0]["class"]
+
+
+def test_refetch_decodes_again_a_local_image_that_failed(make_site) -> None:
+    """--refetch tries every remembered failure again, local images' too (say a Pillow
+    upgrade now reads them)."""
+    jpeg = photo((800, 600))
+    site = make_site({"content/a.md": image_story("a.jpg", 800, 600), "content/a.jpg": jpeg},
+                     site_yaml=FETCH_YAML)
+    site.build()
+    index_path = site.root / ".cache/images/index.json"
+    index = json.loads(index_path.read_text())
+    index["sources"][hashlib.sha256(jpeg).hexdigest()] = {
+        "problem": "cannot be decoded (a bug since fixed)", "limits": [10000000, 300000]}
+    index_path.write_text(json.dumps(index))
+    assert "a bug since fixed" in str(site.build().warnings)
+    assert site.build(refetch=True).warnings == []
     assert site.build().warnings == []
     assert "thumb--placeholder" not in slots(site, "stories/a")[0]["class"]
 
@@ -481,6 +630,20 @@ def test_parts_files_of_killed_builds_are_removed(make_site) -> None:
     site.build()
     assert not dead.exists() and alive.exists()
     alive.unlink()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times: /proc")
+def test_a_parts_file_whose_pid_was_reused_is_removed(make_site) -> None:
+    """A killed build's pid may belong to another process since: one that started after the
+    file was written did not write it, and the file goes all the same."""
+    site = make_site({"content/a.md": image_story("a.jpg"), "content/a.jpg": photo()})
+    site.build()
+    reused = next(site.root.rglob(".cache/build")) / f".image-parts.pickle.{os.getppid()}"
+    reused.write_bytes(b"x")
+    os.utime(reused, (1e9, 1e9))  # 2001: long before the process that has that pid now
+    site.write("content/b.md", image_story("a.jpg").replace("news.example.com/", "n.example/"))
+    site.build()
+    assert not reused.exists()
 
 
 def test_cmyk_and_transparent_sources_become_plain_rgb(make_site) -> None:
@@ -575,6 +738,9 @@ def test_private_addresses_are_refused_unless_the_site_allows_them(make_site, se
     report = site.build(offline=False)
     assert "127.0.0.1 is a private, loopback or link-local address" in str(report.warnings[0])
     assert images.hits["/good.jpg"] == 0
+    site.write("site.yaml", FETCH_YAML)  # the refusal is not remembered past the setting
+    assert site.build(offline=False).warnings == []
+    assert images.hits["/good.jpg"] == 1
 
 
 def test_downloads_from_one_host_are_limited_to_two_at_a_time(make_site, server) -> None:
@@ -618,6 +784,37 @@ def test_a_server_that_trickles_bytes_is_cut_off_at_the_deadline(make_site, serv
     warned = warnings_by_file(report)
     for name in ("body", "head"):
         assert "too slow (not finished within 0.6 s)" in warned[f"content/{name}.md"]
+
+
+def test_a_host_too_slow_to_finish_counts_as_unanswered(make_site, server) -> None:
+    """A host that trickles every image is as much a stalled host as one that never
+    answers: after a few downloads in a row cut at the deadline, its other images are not
+    tried (each would hold the build for the whole deadline)."""
+    from broadsheet.images import PER_HOST, UNANSWERED_LIMIT
+
+    images, base = server
+    files = {f"content/s{i}.md": image_story(f"{base}/trickle-{i}.jpg") for i in range(8)}
+    site = make_site(files, site_yaml=FETCH_YAML.replace("timeout: 0.5", "timeout: 0.2"))
+    report = site.build(offline=False)
+    asked = sum(images.hits.values())
+    assert asked <= UNANSWERED_LIMIT + PER_HOST - 1, images.hits
+    text = "\n".join(str(w) for w in report.warnings)
+    slow = text.count("too slow (not finished within 0.6 s)")
+    assert slow and slow + text.count("timed out") == asked, text  # a loaded machine's gap
+    assert f"{8 - asked} more images from 127.0.0.1 not tried" in text
+
+
+def test_an_imported_feed_that_trickles_is_cut_off_at_the_deadline(server) -> None:
+    """`broadsheet import` downloads through the same guarded reader as images."""
+    from broadsheet.fetch import Unanswered, fetch_document
+
+    _, base = server
+    rules = FetchRules(timeout=0.2, allow_private_hosts=True)
+    for path in ("/trickle.jpg", "/trickle-headers.jpg"):
+        started = time.monotonic()
+        with pytest.raises(Unanswered, match=r"too slow \(not finished within 0\.6 s\)"):
+            fetch_document(base + path, rules, accept="*/*", content_types=("image/jpeg",))
+        assert time.monotonic() - started < 1.2  # the server would take 3 s
 
 
 @pytest.mark.parametrize(
