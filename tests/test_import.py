@@ -520,11 +520,21 @@ def test_long_markup_gives_the_same_excerpt_and_title(site: MiniSite) -> None:
     assert plain_text(script) == whole_text(script)
 
 
-def test_deeply_nested_markup_is_fast(site: MiniSite) -> None:
-    started = time.perf_counter()
+def test_deeply_nested_markup_reaches_nh3_only_in_bounded_prefixes(
+        site: MiniSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nh3 is quadratic in nesting depth (9 s when it cleaned this whole): what it is given
+    is bounded, not timed (timings are for bench/, never for tests)."""
+    given: list[int] = []
+    clean = nh3.clean
+
+    def counted(html: str, **options: object) -> str:
+        given.append(len(html))
+        return clean(html, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(feedreader.nh3, "clean", counted)
     assert plain_text("<div>" * 50_000 + "text") == ""  # the text is past SCAN_LIMIT
     assert plain_text("<div>" * 5_000 + "some text" + "<div>" * 50_000) == "some text"
-    assert time.perf_counter() - started < 3  # 9 s when nh3 cleaned it whole
+    assert given and max(given) <= feedreader.SCAN_LIMIT
 
 
 def naive_similar(stories: list[tuple[str, str, datetime]], title: str, when: datetime,
@@ -558,10 +568,17 @@ def test_the_time_index_folds_as_comparing_every_story_did() -> None:
             catalogue.stories, title, when, 80, window)
 
 
-def test_each_item_meets_only_the_stories_near_it() -> None:
+def test_each_item_meets_only_the_stories_near_it(monkeypatch: pytest.MonkeyPatch) -> None:
     start, window = datetime(2000, 1, 1, tzinfo=UTC), timedelta(hours=72)
     catalogue = Catalogue(Path("."), window)
-    started = time.perf_counter()
+    compared: list[int] = []
+    extract = importer.process.extractOne
+
+    def counted(query: str, choices: list[str], **options: object) -> object:
+        compared.append(len(choices))
+        return extract(query, choices, **options)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(importer.process, "extractOne", counted)
     for number in range(20_000):  # a site with a story a day for 55 years, imported again
         when = start + timedelta(days=number)
         item = FeedItem(f"Story number {number} about chips", "https://x.example/", when, "",
@@ -570,7 +587,9 @@ def test_each_item_meets_only_the_stories_near_it() -> None:
         assert (match is None) == (number == 0)
         assert match is None or int(match[0].removesuffix(".md")) >= number - 3  # in window
         catalogue.add_story(f"{number}.md", item.title, when)
-    assert time.perf_counter() - started < 5  # 200,000,000 comparisons without the index
+    # each item meets the stories of its window (three days each side), never all of them:
+    # 200,000,000 comparisons without the index, counted rather than timed
+    assert max(compared) <= 4
 
 
 def copies(count: int, *, start: int = 0) -> str:
