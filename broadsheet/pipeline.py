@@ -47,6 +47,7 @@ class BuildOptions:
     cache_name: str = "build"  # the cache's folder in .cache/ (the dev server keeps its own)
     workers: int | None = None  # processes for parsing and rendering; None: one per core
     persist_cache: bool = True  # False: keep the cache in this process's memory (serve)
+    search_index: bool = True  # False: no Pagefind run; the caller indexes (serve, afterwards)
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,8 @@ def run(
                         Fingerprints(model.loaded.parsed), state,
                         _reusable_output(state, output_dir) if write else None,
                         options.workers, model.loaded.uses, spill, parts, options.use_cache)
-        outcome = _render(job, cache, output_dir, progress, write)
+        indexing = write and config.search and options.search_index
+        outcome = _render(job, cache, output_dir, progress, write, indexing)
         if spill is not None:
             spill.flush()  # the save reads what rendering spilled
         warnings = model.warnings + outcome.pictures.warnings
@@ -172,12 +173,13 @@ def read_site(
 
 
 def _render(
-    job: RenderJob, cache: BuildCache, output_dir: Path, progress: Progress | None, write: bool
+    job: RenderJob, cache: BuildCache, output_dir: Path, progress: Progress | None, write: bool,
+    indexing: bool,
 ) -> Outcome:
     try:
         if not write:
             return render_site(job, DiscardingSink(), progress)
-        return _render_and_commit(job, cache, output_dir, progress)
+        return _render_and_commit(job, cache, output_dir, progress, indexing)
     except OutputError as exc:
         raise BuildFailed(
             [Diagnostic(str(job.config.output_dir), 0, "output_dir", str(exc))],
@@ -208,18 +210,20 @@ def _next_state(
 
 
 def _render_and_commit(
-    job: RenderJob, cache: BuildCache, output_dir: Path, progress: Progress | None
+    job: RenderJob, cache: BuildCache, output_dir: Path, progress: Progress | None,
+    indexing: bool,
 ) -> Outcome:
     """Render into a pending folder and patch `output/`, or into a staging folder and swap
-    it in; either way `output/` changes only once everything rendered."""
+    it in; either way `output/` changes only once everything rendered. With `indexing`
+    (search on), always the staging folder: the search index is made there, before the swap."""
     sink: OutputWriter | PatchWriter
-    if job.previous is not None and not job.config.search:
+    if job.previous is not None and not indexing:
         sink = PatchWriter(output_dir, job.state.manifest)
     else:
         sink = OutputWriter(output_dir)
     with sink:
         outcome = render_site(job, sink, progress)
-        if job.config.search and isinstance(sink, OutputWriter):
+        if indexing and isinstance(sink, OutputWriter):
             from .search import index_site  # runs Pagefind: subprocess, not needed else
 
             index_site(sink.staging)

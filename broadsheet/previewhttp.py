@@ -1,0 +1,264 @@
+"""The preview's HTTP side: the current build with clean URLs, the reload stream, no escapes.
+
+Only requests addressed to the server's own names are answered: a page on another domain
+cannot rebind DNS to a preview on 127.0.0.1 and read it. A preview bound to every
+interface also answers its machine's host name and IP addresses, which is how other
+machines reach it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import ipaddress
+import mimetypes
+import posixpath
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .livereload import LIVE_SCRIPT, PREFIX, Shown, inject
+from .search import SEARCH_FOLDER
+
+if TYPE_CHECKING:
+    from .serve import DevServer
+
+KEEPALIVE_SECONDS = 15.0
+mimetypes.add_type("application/json", ".json")
+mimetypes.add_type("application/xml", ".xml")
+mimetypes.add_type("application/atom+xml", ".atom")
+mimetypes.add_type("image/webp", ".webp")
+mimetypes.add_type("image/svg+xml", ".svg")
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/x-opml", ".opml")
+mimetypes.add_type("application/wasm", ".wasm")
+
+
+class PreviewHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[PreviewHandler], dev: DevServer
+    ) -> None:
+        self.dev = dev
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.address_family = family
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that hangs up mid-response is normal; anything else is worth a line."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        print(f"broadsheet serve: error while answering {client_address[0]}: {error!r}",
+              file=self.dev.log)
+
+
+class PreviewHandler(http.server.BaseHTTPRequestHandler):
+    """Serves the current build: clean URLs, 404 page, no caching, no path escapes."""
+
+    server: PreviewHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the terminal is for builds and diagnostics, not for every request
+
+    def do_HEAD(self) -> None:
+        self.respond(head=True)
+
+    def do_GET(self) -> None:
+        self.respond(head=False)
+
+    def respond(self, head: bool) -> None:
+        try:
+            if not self.host_allowed():
+                self.send_text(403, "Forbidden: unknown Host header", head)
+                return
+            url = urlsplit(self.path)
+            if url.path.startswith(PREFIX):
+                self.serve_internal(url.path[len(PREFIX) :], url.query, head)
+            else:
+                self.serve_site(url.path, url.query, head)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            pass  # the browser went away mid-response: nothing to do
+
+    def host_allowed(self) -> bool:
+        """Only our own names: a page on another domain cannot rebind DNS to this server."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        dev = self.server.dev
+        if dev.wildcard:
+            return self.addressed_to_this_machine(host)
+        allowed = {
+            f"localhost:{dev.port}",
+            f"127.0.0.1:{dev.port}",
+            f"[::1]:{dev.port}",
+            f"{dev.host.lower()}:{dev.port}",
+            f"[{dev.host.lower()}]:{dev.port}",
+        }
+        if dev.port == 80:
+            allowed |= {"localhost", "127.0.0.1", "[::1]", dev.host.lower()}
+        if host in allowed:
+            return True
+        return is_exposed(dev.host) and host.rsplit(":", 1)[0].strip("[]") == dev.host
+
+    def addressed_to_this_machine(self, host: str) -> bool:
+        """For a server bound to every interface: an IP address (DNS rebinding needs a
+        name, and the port may be mapped, as by a container) or this machine's own name."""
+        name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0]
+        name = (name or host).rstrip(".")
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return name in self.server.dev.own_names
+
+    # -- the site -----------------------------------------------------------------------
+
+    def serve_site(self, path: str, query: str, head: bool) -> None:
+        dev = self.server.dev
+        shown = dev.state.shown()  # before any file is read: a page is never newer
+        if shown.folder is None:  # no good build yet: a page that shows why and reloads
+            page = b"<!doctype html><title>Build failed</title><body></body>"
+            self.send_bytes(503, "text/html; charset=utf-8", inject(page, shown), head)
+            return
+        if not path.startswith(dev.base_path):
+            if path in ("/", dev.base_path.rstrip("/")):
+                self.redirect(dev.base_path, query)
+            else:
+                self.send_not_found(shown, head)
+            return
+        relative = path[len(dev.base_path) :]
+        target = self.find(shown.folder, relative)
+        if target is None:
+            self.send_not_found(shown, head)
+            return
+        if target.is_dir():
+            if not path.endswith("/"):
+                self.redirect(path + "/", query)  # kept: /topics?x=1 goes to /topics/?x=1
+                return
+            target = target / "index.html"
+            if not target.is_file():
+                self.send_not_found(shown, head)
+                return
+        self.send_file(target, 200, shown, head)
+
+    def find(self, folder: Path, relative: str) -> Path | None:
+        """The file for a URL path: in the build, or for the search index in the preview's
+        own index folders (made after the build, see search.BackgroundIndex)."""
+        if relative.startswith(SEARCH_FOLDER + "/"):
+            for index in self.server.dev.search.folders():
+                found = resolve(index, relative[len(SEARCH_FOLDER) + 1 :])
+                if found is not None:
+                    return found
+        return resolve(folder, relative)
+
+    def send_not_found(self, shown: Shown, head: bool) -> None:
+        assert shown.folder is not None
+        page = shown.folder / "404.html"
+        if page.is_file():
+            self.send_file(page, 404, shown, head)
+        else:
+            self.send_text(404, "Not found", head)
+
+    def send_file(self, path: Path, status: int, shown: Shown, head: bool) -> None:
+        try:
+            data = path.read_bytes()
+        except OSError:  # removed since it was found (a rebuild, the search index moving)
+            self.send_text(404, "Not found", head)
+            return
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if kind == "text/html":
+            data = inject(data, shown)
+        if kind.startswith("text/") or kind.endswith(("xml", "json", "javascript")):
+            kind += "; charset=utf-8"
+        self.send_bytes(status, kind, data, head)
+
+    def redirect(self, location: str, query: str = "") -> None:
+        self.send_response(301)
+        self.send_header("Location", f"{location}?{query}" if query else location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def send_text(self, status: int, text: str, head: bool) -> None:
+        self.send_bytes(status, "text/plain; charset=utf-8", text.encode() + b"\n", head)
+
+    def send_bytes(self, status: int, kind: str, data: bytes, head: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if not head:
+            self.wfile.write(data)
+
+    # -- reload events ------------------------------------------------------------------
+
+    def serve_internal(self, name: str, query: str, head: bool) -> None:
+        if name == "live.js":
+            self.send_bytes(200, "text/javascript; charset=utf-8", LIVE_SCRIPT, head)
+        elif name == "build":
+            token = self.server.dev.state.shown().token.encode()
+            self.send_bytes(200, "text/plain; charset=utf-8", token, head)
+        elif name == "events" and not head:
+            since = parse_qs(query).get("since", [""])[0]
+            self.stream_events(since)
+        else:
+            self.send_text(404, "Not found", head)
+
+    def stream_events(self, since: str) -> None:
+        """Server-Sent Events: a `reload` event (its data the new build's token) whenever
+        the build is not `since`, the one the page was served from: at once when a build
+        finished while the page loaded. Without `since`, from the next build on."""
+        dev = self.server.dev
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        self.wfile.write(b"retry: 500\n\n")
+        self.wfile.flush()
+        seen = since or dev.state.shown().token
+        with dev.streams.opened():
+            while not dev.stop_event.is_set():
+                now = dev.state.wait_for_change(seen, KEEPALIVE_SECONDS)
+                if dev.stop_event.is_set():
+                    return
+                message = ": keepalive" if now == seen else f"event: reload\ndata: {now}"
+                seen = now
+                self.wfile.write(f"{message}\n\n".encode())
+                self.wfile.flush()
+
+
+def resolve(folder: Path, relative: str) -> Path | None:
+    """The file for a URL path inside `folder`, or None for anything that could escape it."""
+    decoded = unquote(relative)
+    if "\\" in decoded or "\x00" in decoded or decoded.startswith("/"):
+        return None
+    parts = [p for p in decoded.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts) or posixpath.isabs(decoded):
+        return None
+    target = folder.joinpath(*parts)
+    try:
+        real = target.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return real if real.is_relative_to(folder.resolve()) else None
+
+
+def is_exposed(host: str) -> bool:
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() != "localhost"
+
+
+def is_wildcard(host: str) -> bool:
+    """Whether binding `host` listens on every interface ('', 0.0.0.0, ::)."""
+    try:
+        return host == "" or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
