@@ -18,7 +18,9 @@ modification time it changed). Ratios hold better than absolute times on a noisy
 which is why everything runs in one go; each of Broadsheet's figures is also printed as a
 ratio to each peer.
 
-Tools: broadsheet (`python -m broadsheet build -q` with this interpreter), broadsheet-serve
+Tools: broadsheet (`python -m broadsheet build -q` with this interpreter, the default theme),
+broadsheet-minimal (the same with the minimal templates of bench/peers/broadsheet-minimal, as
+plain as the peers' themes, so engine is compared with engine), broadsheet-serve
 (the same one-shot builds for cold and no-change; its edit and new-story rebuilds are timed in
 one long-running `broadsheet serve`, from saving the file to its "Built ..." line, when open
 browsers are told to reload), pelican and
@@ -51,7 +53,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -65,8 +67,8 @@ REPO = BENCH.parent
 PEERS = BENCH / "peers"
 SCENARIOS = ("cold", "nochange", "edit", "new")
 LABELS = {"cold": "cold", "nochange": "no-change", "edit": "one edit", "new": "new story"}
-ALL_TOOLS = ("broadsheet", "broadsheet-serve", "pelican", "pelican-cache", "hugo", "eleventy",
-             "eleventy-incremental")
+ALL_TOOLS = ("broadsheet", "broadsheet-minimal", "broadsheet-serve", "pelican", "pelican-cache",
+             "hugo", "eleventy", "eleventy-incremental")
 SAMPLE_SECONDS = 0.01
 WATCH_GRACE = 3.0  # seconds from Eleventy's "Watching…" until its file watcher sees changes
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -106,6 +108,8 @@ class Tool:
     rebuilds_on_delete: bool = False
     env: dict[str, str] | None = None
     watch_output: Path | None = None  # where the watch mode writes, when not `output`
+    # what the tool needs in place while it is measured (broadsheet-minimal's templates)
+    setup: Callable[[], AbstractContextManager[object]] = nullcontext
 
 
 @dataclass
@@ -358,6 +362,8 @@ def recover(corpus_dir: Path, manifest: dict[str, Any]) -> None:
         backup.replace(corpus_dir / manifest["edit_story"])
     for leftover in corpus_dir.glob(f"content/**/{corpus.NEW_STORY}.md"):
         leftover.unlink()
+    if (corpus_dir / "templates").is_dir():  # broadsheet-minimal's, never the corpus's own
+        shutil.rmtree(corpus_dir / "templates")
 
 
 def measure(tool: Tool, ctx: Context, runs: int) -> dict[str, list[Build]]:
@@ -435,6 +441,31 @@ def broadsheet_tool(ctx: Context) -> Tool:
         caches=lambda: [site / ".cache", *site.glob(".output.staging*"),
                         *site.glob(".output.old*")],
     )
+
+
+def broadsheet_minimal_tool(ctx: Context) -> Tool:
+    """Broadsheet with templates as minimal as the peers' (bench/peers/broadsheet-minimal:
+    the same pages with the same content, without the default theme's pictures, metadata
+    and navigation), so engine is compared with engine. The templates override the default
+    theme's from the corpus's templates/ folder, there only while this tool is measured; it
+    builds into its own output folder."""
+    tool = broadsheet_tool(ctx)
+    tool.name = "broadsheet-minimal"
+    tool.output = ctx.work / "broadsheet-minimal-output"
+    tool.argv = [*tool.argv, "--output", str(tool.output)]
+    tool.setup = partial(minimal_templates, ctx.corpus)
+    return tool
+
+
+@contextmanager
+def minimal_templates(site: Path) -> Iterator[None]:
+    """bench/peers/broadsheet-minimal/templates as the site's templates/ for a while."""
+    target = site / "templates"
+    shutil.copytree(PEERS / "broadsheet-minimal" / "templates", target)
+    try:
+        yield
+    finally:
+        shutil.rmtree(target)
 
 
 def broadsheet_serve_tool(ctx: Context) -> Tool:
@@ -561,6 +592,7 @@ def make_tool(name: str, ctx: Context) -> Tool:
     """The Tool for a name of --tools."""
     makers: dict[str, Callable[[], Tool]] = {
         "broadsheet": lambda: broadsheet_tool(ctx),
+        "broadsheet-minimal": lambda: broadsheet_minimal_tool(ctx),
         "broadsheet-serve": lambda: broadsheet_serve_tool(ctx),
         "pelican": lambda: pelican_tool(ctx, cached=False),
         "pelican-cache": lambda: pelican_tool(ctx, cached=True),
@@ -732,17 +764,20 @@ def ratio_phrase(ours: float, theirs: float, peer: str, what: str) -> str:
     return f"{1 / factor:.1f}x {worse} than {peer}"
 
 
-def ratios(rows: dict[str, dict[str, float]], markdown: bool) -> list[str]:
-    """Each of Broadsheet's figures as a ratio to each peer's."""
-    if "broadsheet" not in rows:
+def ratios(rows: dict[str, dict[str, float]], markdown: bool, ours_name: str = "broadsheet"
+           ) -> list[str]:
+    """Each of one Broadsheet variant's figures as a ratio to each peer's (not to the
+    other Broadsheet variants)."""
+    if ours_name not in rows:
         return []
-    ours = rows["broadsheet"]
+    ours = rows[ours_name]
     lines = []
     for key in (*SCENARIOS, "rss_mb"):
         label = LABELS.get(key, "peak RSS")
         parts = [ratio_phrase(ours[key], row[key], tool, key)
-                 for tool, row in rows.items() if tool != "broadsheet"]
-        lines.append(f"{'- ' if markdown else '  '}{label}: " + "; ".join(parts))
+                 for tool, row in rows.items() if not tool.startswith("broadsheet")]
+        if parts:
+            lines.append(f"{'- ' if markdown else '  '}{label}: " + "; ".join(parts))
     return lines
 
 
@@ -759,9 +794,12 @@ def report(facts: dict[str, dict[str, str]], sizes: dict[int, dict[str, dict[str
         heading = f"{count:,} stories (median of {runs} runs; peak RSS: the largest of any build)"
         lines += [f"## {heading}" if markdown else heading, ""]
         lines += [*table(rows, markdown), ""]
-        if "broadsheet" in rows and len(rows) > 1:
-            lines += ["Broadsheet:", ""] if markdown else ["Broadsheet:"]
-            lines += [*ratios(rows, markdown), ""]
+        for name in ("broadsheet", "broadsheet-minimal"):
+            found = ratios(rows, markdown, name)
+            if found:
+                title = "Broadsheet" if name == "broadsheet" else "Broadsheet, minimal templates"
+                lines += [f"{title}:", ""] if markdown else [f"{title}:"]
+                lines += [*found, ""]
     return "\n".join(lines)
 
 
@@ -800,7 +838,8 @@ def run_size(count: int, args: argparse.Namespace) -> dict[str, dict[str, float]
     for name in args.tool_list:
         print(f"{count} stories: {name} ...", file=sys.stderr, flush=True)
         tool = make_tool(name, ctx)
-        results = measure(tool, ctx, args.runs)
+        with tool.setup():
+            results = measure(tool, ctx, args.runs)
         save_raw(workdir, count, name, results)
         rows[name] = summary(results)
         print(f"  {rows[name]}", file=sys.stderr, flush=True)
