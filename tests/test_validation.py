@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -377,6 +378,18 @@ def test_unicode_noncharacters_are_removed_from_text_and_bodies(make_site) -> No
     article = site.build().site.article("a")
     assert (article.title, article.excerpt) == ("Good story", "x y")
     assert article.body_html == "<p>Body text end.</p>\n"
+
+
+def test_the_topic_limit_counts_topics_not_spellings(make_site) -> None:
+    """Feeds' categories repeat names in other cases: 20 topics written 30 ways are 20."""
+    names = [f"Topic {n}" for n in range(20)] + [f"TOPIC {n}" for n in range(10)]
+    site = make_site({"content/a.md": story(extra="topics: " + json.dumps(names))})
+    article = site.build().site.article("a")
+    assert [t.name for t in article.topics] == names[:20]
+    # A list far past the limit is refused by its length, before its items are read.
+    site = make_site({"content/a.md": story(extra="topics: " + json.dumps(["AI"] * 201))})
+    assert site.messages() == [
+        "content/a.md:5: topics: at most 20 topics per story, got 201"]
 
 
 def test_relative_image_paths_must_stay_inside_the_site(make_site) -> None:
