@@ -881,6 +881,49 @@ def test_each_host_is_looked_up_once_per_set_of_rules(monkeypatch) -> None:
     assert len(calls) == 4
 
 
+def test_a_name_server_that_never_answers_does_not_hold_the_build(make_site, monkeypatch
+                                                                   ) -> None:
+    """getaddrinfo cannot be interrupted and has no timeout of its own: a lookup that hangs
+    ends the download as unanswered, named in its warning, and after a few such downloads
+    the host's other images are not tried, as with a host that does not answer."""
+    import socket
+
+    from broadsheet import fetch
+    from broadsheet.images import PER_HOST, UNANSWERED_LIMIT
+
+    real_lookup, release, asked = socket.getaddrinfo, threading.Event(), Counter[str]()
+
+    def lookup(host: str, *args: object, **kwargs: object) -> object:
+        if host != "stalled.example":
+            return real_lookup(host, *args, **kwargs)  # type: ignore[arg-type]
+        asked[host] += 1
+        # A resolver that does not answer until the test is over (or, so that the code of
+        # before fails instead of hanging, for far longer than the 0.2 s the site allows).
+        release.wait(5)
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", lookup)
+    files = {f"content/s{i}.md": image_story(f"http://stalled.example/{i}.jpg")
+             for i in range(8)}
+    site = make_site(files, site_yaml=FETCH_YAML.replace("timeout: 0.5", "timeout: 0.2"))
+    try:
+        report = site.build(offline=False)
+    finally:
+        release.set()
+    warned = warnings_by_file(report)
+    unanswered = [path for path, text in warned.items()
+                  if "cannot resolve stalled.example (the name server did not answer within "
+                     "0.2 s)" in text]
+    assert UNANSWERED_LIMIT <= len(unanswered) <= UNANSWERED_LIMIT + PER_HOST - 1, warned
+    assert all(f"{path}:6: warning: images[0].url: image not available" in warned[path]
+               for path in unanswered), warned
+    assert (f"{8 - len(unanswered)} more images from stalled.example not tried"
+            in warned[".cache/images"])
+    assert asked["stalled.example"] == 1  # one lookup, however many images wait for it
+    assert all("thumb--placeholder" in slot["class"]  # type: ignore[operator]
+               for i in range(8) for slot in slots(site, f"stories/s{i}"))
+
+
 def test_local_images_are_found_next_to_the_story_or_under_content(make_site) -> None:
     site = make_site(
         {
