@@ -122,7 +122,7 @@ class Query:
         self.answer: list[str] | str = f"cannot resolve {host}"  # if the lookup itself broke
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
-        if _is_ip_literal(host):  # nothing to ask a name server: no thread
+        if is_ip_literal(host):  # nothing to ask a name server: no thread
             self._finish(host, port)
         else:
             self._thread = threading.Thread(target=self._finish, args=(host, port),
@@ -161,7 +161,7 @@ class Lookups:
             return found
 
 
-def _is_ip_literal(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -188,6 +188,10 @@ class Fetched:
     data: bytes
     content_type: str
     url: str  # after redirects
+    # A host on the way (the URL's or a redirect's) had a private, loopback or link-local
+    # address: rules without allow_private_hosts would have refused the download, and a
+    # cached copy must not outlive that setting.
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,16 +203,27 @@ class Target:
     port: int
     address: str
     path: str  # path and query, percent-encoded
+    private: bool = False  # one of the host's addresses is not public (allowed by the rules)
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Where a final response came from: its URL, after redirects, and whether any host on
+    the way was private (Fetched.private)."""
+
+    url: str
+    private: bool = False
 
 
 def fetch_image(url: str, rules: FetchRules) -> Fetched:
     """The image at `url`, or FetchFailed with the reason."""
 
-    def take(response: http.client.HTTPResponse, current: str, watchdog: Watchdog) -> Fetched:
+    def take(response: http.client.HTTPResponse, visit: Visit, watchdog: Watchdog) -> Fetched:
         if response.status != 200:
             raise FetchFailed(f"HTTP {response.status} {response.reason}".strip())
         content_type = image_content_type(response)
-        return Fetched(read_body(response, rules, watchdog), content_type, current)
+        return Fetched(read_body(response, rules, watchdog), content_type, visit.url,
+                       visit.private)
 
     return _fetch(url, rules, {"Accept": ACCEPT}, take)
 
@@ -234,9 +249,9 @@ def fetch_document(url: str, rules: FetchRules, *, accept: str, content_types: t
     if validators and validators.get("last_modified"):
         headers["If-Modified-Since"] = validators["last_modified"]
 
-    def take(response: http.client.HTTPResponse, current: str, watchdog: Watchdog) -> Document:
+    def take(response: http.client.HTTPResponse, visit: Visit, watchdog: Watchdog) -> Document:
         if response.status == 304 and validators:
-            return Document(b"", "", current, not_modified=True, validators=dict(validators))
+            return Document(b"", "", visit.url, not_modified=True, validators=dict(validators))
         if response.status != 200:
             raise FetchFailed(f"HTTP {response.status} {response.reason}".strip())
         media = identity_content_type(response)
@@ -244,14 +259,14 @@ def fetch_document(url: str, rules: FetchRules, *, accept: str, content_types: t
             raise FetchFailed(f"not a feed (Content-Type {media or 'missing'})")
         found = {"etag": response.getheader("ETag") or "",
                  "last_modified": response.getheader("Last-Modified") or ""}
-        return Document(read_body(response, rules, watchdog), media, current,
+        return Document(read_body(response, rules, watchdog), media, visit.url,
                         validators={k: v for k, v in found.items() if v})
 
     return _fetch(url, rules, headers, take)
 
 
 def _fetch(url: str, rules: FetchRules, headers: dict[str, str],
-           take: Callable[[http.client.HTTPResponse, str, Watchdog], T]) -> T:
+           take: Callable[[http.client.HTTPResponse, Visit, Watchdog], T]) -> T:
     """GET `url` following checked redirects; `take` turns the final response into a value.
     The whole of it, redirects, status lines and headers included, ends by the deadline."""
     with Watchdog(rules.timeout * DEADLINE_FACTOR) as watchdog:
@@ -265,18 +280,19 @@ def _fetch(url: str, rules: FetchRules, headers: dict[str, str],
 
 
 def _follow(url: str, rules: FetchRules, headers: dict[str, str],
-            take: Callable[[http.client.HTTPResponse, str, Watchdog], T], watchdog: Watchdog
+            take: Callable[[http.client.HTTPResponse, Visit, Watchdog], T], watchdog: Watchdog
             ) -> T:
-    current = url
+    current, private = url, False
     for _ in range(rules.max_redirects + 1):
         target = check_target(current, rules, watchdog)
+        private = private or target.private
         connection = connect(target, rules, watchdog)
         try:
             response = send(connection, target, headers)
             if response.status in REDIRECTS:
                 current = redirect_location(current, response)
                 continue
-            return take(response, current, watchdog)
+            return take(response, Visit(current, private), watchdog)
         except TimeoutError:
             watchdog.check()
             raise Unanswered(f"timed out (no answer within {rules.timeout:g} s)") from None
@@ -315,15 +331,18 @@ def check_target(url: str, rules: FetchRules, watchdog: Watchdog | None = None) 
     except UnicodeError:
         raise FetchFailed(f"invalid host name {parts.hostname!r}") from None
     port = port or (443 if scheme == "https" else 80)
-    address = resolve(host, port, rules, watchdog)
+    addresses = resolve(host, port, rules, watchdog)
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
     if parts.query:
         path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
-    return Target(scheme, host, port, address, path)
+    private = not all(map(is_public, addresses))  # only if the rules allow private hosts
+    return Target(scheme, host, port, addresses[0], path, private)
 
 
-def resolve(host: str, port: int, rules: FetchRules, watchdog: Watchdog | None = None) -> str:
-    """The address to connect to, once every address of the host passed the checks."""
+def resolve(host: str, port: int, rules: FetchRules, watchdog: Watchdog | None = None
+            ) -> list[str]:
+    """The host's addresses (the first is the one to connect to), once every one of them
+    passed the checks."""
     limit = min(rules.timeout, watchdog.left()) if watchdog else rules.timeout
     found = rules.lookups.query(host, port).wait(limit)
     if found is None:
@@ -341,7 +360,7 @@ def resolve(host: str, port: int, rules: FetchRules, watchdog: Watchdog | None =
                     f"{host} is a private, loopback or link-local address ({address}); "
                     f"refused ({rules.private_setting}: true allows it)"
                 )
-    return addresses[0]
+    return addresses
 
 
 def _look_up(host: str, port: int) -> list[str] | str:
