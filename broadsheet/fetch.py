@@ -7,7 +7,8 @@ elsewhere (SSRF, DNS rebinding). At most `max_redirects` redirects, each checked
 way; connect and read timeouts and an overall deadline; a size cap; only the expected content
 types (images, or feeds for `broadsheet import`), never compressed bodies.
 The standard library's http.client is used directly so that every one of these rules is
-visible here.
+visible here. Name lookups wait no longer than connecting may: a resolver that never
+answers cannot hold a build.
 """
 
 from __future__ import annotations
@@ -109,6 +110,65 @@ def _shut(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
+class Query:
+    """One host's DNS lookup, in a thread of its own.
+
+    getaddrinfo has no timeout and cannot be interrupted: a resolver that never answers
+    would hold the download, and with it the build, past every deadline. Each download
+    waits for the answer only as long as it may; the lookup goes on in its daemon thread
+    (one per host, however many images wait), and a later download takes its answer."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.answer: list[str] | str = f"cannot resolve {host}"  # if the lookup itself broke
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        if is_ip_literal(host):  # nothing to ask a name server: no thread
+            self._finish(host, port)
+        else:
+            self._thread = threading.Thread(target=self._finish, args=(host, port),
+                                            name=f"DNS lookup of {host}", daemon=True)
+            self._thread.start()
+
+    def _finish(self, host: str, port: int) -> None:
+        try:
+            self.answer = _look_up(host, port)
+        finally:  # whatever happens, nobody waits for an answer that cannot come
+            self._done.set()
+
+    def wait(self, seconds: float) -> list[str] | str | None:
+        """The answer, or None if it did not come within `seconds`."""
+        if not self._done.wait(seconds):
+            return None
+        if self._thread is not None:
+            # About to end: joined so that no thread is left running when the image stage
+            # chooses how to start its workers (images.worker_context).
+            self._thread.join()
+        return self.answer
+
+
+class Lookups:
+    """The DNS queries of one FetchRules, by host and port, shared by its downloads."""
+
+    def __init__(self) -> None:
+        self._queries: dict[tuple[str, int], Query] = {}
+        self._lock = threading.Lock()  # parallel downloads of one host start one query
+
+    def query(self, host: str, port: int) -> Query:
+        with self._lock:
+            found = self._queries.get((host, port))
+            if found is None:
+                found = self._queries[(host, port)] = Query(host, port)
+            return found
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class FetchRules:
     timeout: float = 10.0  # seconds, for connecting and for each read
@@ -120,8 +180,7 @@ class FetchRules:
     # made with these rules (one build's, one import's): a site shows hundreds of images
     # from one CDN, and resolvers that answer parallel queries slowly (a 5 s stall now and
     # then was seen) or not at all made every image pay the lookup again.
-    answers: dict[tuple[str, int], list[str] | str] = field(
-        default_factory=dict, compare=False, repr=False)
+    lookups: Lookups = field(default_factory=Lookups, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -129,6 +188,10 @@ class Fetched:
     data: bytes
     content_type: str
     url: str  # after redirects
+    # A host on the way (the URL's or a redirect's) had a private, loopback or link-local
+    # address: rules without allow_private_hosts would have refused the download, and a
+    # cached copy must not outlive that setting.
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,16 +203,27 @@ class Target:
     port: int
     address: str
     path: str  # path and query, percent-encoded
+    private: bool = False  # one of the host's addresses is not public (allowed by the rules)
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Where a final response came from: its URL, after redirects, and whether any host on
+    the way was private (Fetched.private)."""
+
+    url: str
+    private: bool = False
 
 
 def fetch_image(url: str, rules: FetchRules) -> Fetched:
     """The image at `url`, or FetchFailed with the reason."""
 
-    def take(response: http.client.HTTPResponse, current: str, watchdog: Watchdog) -> Fetched:
+    def take(response: http.client.HTTPResponse, visit: Visit, watchdog: Watchdog) -> Fetched:
         if response.status != 200:
             raise FetchFailed(f"HTTP {response.status} {response.reason}".strip())
         content_type = image_content_type(response)
-        return Fetched(read_body(response, rules, watchdog), content_type, current)
+        return Fetched(read_body(response, rules, watchdog), content_type, visit.url,
+                       visit.private)
 
     return _fetch(url, rules, {"Accept": ACCEPT}, take)
 
@@ -175,9 +249,9 @@ def fetch_document(url: str, rules: FetchRules, *, accept: str, content_types: t
     if validators and validators.get("last_modified"):
         headers["If-Modified-Since"] = validators["last_modified"]
 
-    def take(response: http.client.HTTPResponse, current: str, watchdog: Watchdog) -> Document:
+    def take(response: http.client.HTTPResponse, visit: Visit, watchdog: Watchdog) -> Document:
         if response.status == 304 and validators:
-            return Document(b"", "", current, not_modified=True, validators=dict(validators))
+            return Document(b"", "", visit.url, not_modified=True, validators=dict(validators))
         if response.status != 200:
             raise FetchFailed(f"HTTP {response.status} {response.reason}".strip())
         media = identity_content_type(response)
@@ -185,14 +259,14 @@ def fetch_document(url: str, rules: FetchRules, *, accept: str, content_types: t
             raise FetchFailed(f"not a feed (Content-Type {media or 'missing'})")
         found = {"etag": response.getheader("ETag") or "",
                  "last_modified": response.getheader("Last-Modified") or ""}
-        return Document(read_body(response, rules, watchdog), media, current,
+        return Document(read_body(response, rules, watchdog), media, visit.url,
                         validators={k: v for k, v in found.items() if v})
 
     return _fetch(url, rules, headers, take)
 
 
 def _fetch(url: str, rules: FetchRules, headers: dict[str, str],
-           take: Callable[[http.client.HTTPResponse, str, Watchdog], T]) -> T:
+           take: Callable[[http.client.HTTPResponse, Visit, Watchdog], T]) -> T:
     """GET `url` following checked redirects; `take` turns the final response into a value.
     The whole of it, redirects, status lines and headers included, ends by the deadline."""
     with Watchdog(rules.timeout * DEADLINE_FACTOR) as watchdog:
@@ -206,18 +280,19 @@ def _fetch(url: str, rules: FetchRules, headers: dict[str, str],
 
 
 def _follow(url: str, rules: FetchRules, headers: dict[str, str],
-            take: Callable[[http.client.HTTPResponse, str, Watchdog], T], watchdog: Watchdog
+            take: Callable[[http.client.HTTPResponse, Visit, Watchdog], T], watchdog: Watchdog
             ) -> T:
-    current = url
+    current, private = url, False
     for _ in range(rules.max_redirects + 1):
-        target = check_target(current, rules)
+        target = check_target(current, rules, watchdog)
+        private = private or target.private
         connection = connect(target, rules, watchdog)
         try:
             response = send(connection, target, headers)
             if response.status in REDIRECTS:
                 current = redirect_location(current, response)
                 continue
-            return take(response, current, watchdog)
+            return take(response, Visit(current, private), watchdog)
         except TimeoutError:
             watchdog.check()
             raise Unanswered(f"timed out (no answer within {rules.timeout:g} s)") from None
@@ -236,8 +311,9 @@ def _follow(url: str, rules: FetchRules, headers: dict[str, str],
     raise FetchFailed(f"more than {rules.max_redirects} redirects")
 
 
-def check_target(url: str, rules: FetchRules) -> Target:
-    """Refuse anything but http(s) to a public address; resolve the host once."""
+def check_target(url: str, rules: FetchRules, watchdog: Watchdog | None = None) -> Target:
+    """Refuse anything but http(s) to a public address; resolve the host once (waiting for
+    the name server no longer than a connection and the download's deadline allow)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -255,17 +331,25 @@ def check_target(url: str, rules: FetchRules) -> Target:
     except UnicodeError:
         raise FetchFailed(f"invalid host name {parts.hostname!r}") from None
     port = port or (443 if scheme == "https" else 80)
-    address = resolve(host, port, rules)
+    addresses = resolve(host, port, rules, watchdog)
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
     if parts.query:
         path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
-    return Target(scheme, host, port, address, path)
+    private = not all(map(is_public, addresses))  # only if the rules allow private hosts
+    return Target(scheme, host, port, addresses[0], path, private)
 
 
-def resolve(host: str, port: int, rules: FetchRules) -> str:
-    found = rules.answers.get((host, port))
+def resolve(host: str, port: int, rules: FetchRules, watchdog: Watchdog | None = None
+            ) -> list[str]:
+    """The host's addresses (the first is the one to connect to), once every one of them
+    passed the checks."""
+    limit = min(rules.timeout, watchdog.left()) if watchdog else rules.timeout
+    found = rules.lookups.query(host, port).wait(limit)
     if found is None:
-        found = rules.answers[(host, port)] = _look_up(host, port)
+        if watchdog:
+            watchdog.check()  # the download's deadline, not the lookup's, ran out
+        raise Unanswered(f"cannot resolve {host} (the name server did not answer within "
+                         f"{rules.timeout:g} s)")
     if isinstance(found, str):
         raise FetchFailed(found)
     addresses = found
@@ -276,15 +360,15 @@ def resolve(host: str, port: int, rules: FetchRules) -> str:
                     f"{host} is a private, loopback or link-local address ({address}); "
                     f"refused ({rules.private_setting}: true allows it)"
                 )
-    return addresses[0]
+    return addresses
 
 
 def _look_up(host: str, port: int) -> list[str] | str:
     """The host's addresses, or why it has none (a message)."""
     try:
         answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        return f"cannot resolve {host} ({getattr(exc, 'strerror', exc)})"
+    except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+        return f"cannot resolve {host} ({getattr(exc, 'strerror', None) or exc})"
     addresses = list(dict.fromkeys(str(answer[4][0]) for answer in answers))
     return addresses or f"cannot resolve {host}"
 

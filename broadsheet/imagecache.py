@@ -5,8 +5,8 @@ encode) lives here and is hard-linked into the staging folder. Files are named b
 hashes and written through a temporary file and a rename, so two builds sharing the cache
 never see half a file. Entries no build has used for `PRUNE_AFTER_DAYS` days are deleted.
 
-    images/remote/<sha256 of URL>.json   a download: {"url", "digest", "type", "size"} or
-                                         {"url", "problem", "rules"}
+    images/remote/<sha256 of URL>.json   a download: {"url", "digest", "type", "size",
+                                         "private"} or {"url", "problem", "rules"}
     images/originals/<sha256>            downloaded bytes, by content
     images/thumbs/<name>                 finished thumbnails; the name is the output name
     images/index.json                    per source digest: size, colour, preview (or problem);
@@ -46,6 +46,9 @@ class RemoteRecord:
     problem: str = ""
     size: int = 0  # of the bytes: a lower images.max_bytes refuses them
     rules: str = ""  # the settings a failure met (images.fetch_rules): others try again
+    # The download went through a private, loopback or link-local address: kept only for
+    # builds that allow private hosts. None: a record from before this was kept.
+    private: bool | None = None
 
 
 class ImageCache:

@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # Pillow, http.client...: imported when the stage really runs
     import multiprocessing.context
 
     from .fetch import Fetched
-    from .imagecache import ImageCache
+    from .imagecache import ImageCache, RemoteRecord
     from .imaging import ImageJob, JobResult, SourceInfo
 
 Progress = Callable[[str, int, int], None]
@@ -811,12 +811,28 @@ def locate_remote(source: Source, settings: ImageSettings, cache: ImageCache) ->
             return False  # downloaded, but unreadable: try the URL again
         if record.size > settings.max_bytes:
             return False  # a lower limit since: a clean build refuses it
+        if not settings.allow_private_hosts and from_private_host(record):
+            return False  # allowed then, not now: downloaded again, the URL is refused
         source.path, source.digest = cache.original(record.digest), record.digest
         return True
     if settings.refetch or record.rules != fetch_rules(settings):
         return False  # or the failure may have been the settings' (a size cap, a timeout)
     source.problem, source.remembered = record.problem, True
     return True
+
+
+def from_private_host(record: RemoteRecord) -> bool:
+    """Whether a kept download came through an address images.allow_private_hosts must
+    allow, as the download found it, so no name is looked up again to decide. A record
+    from before this was kept is judged by its URL: a private IP literal or localhost."""
+    if record.private is not None:
+        return record.private
+    from .fetch import is_ip_literal, is_public
+
+    host = (urlsplit(record.url).hostname or "").rstrip(".")
+    if is_ip_literal(host):
+        return not is_public(host)
+    return host == "localhost" or host.endswith(".localhost")
 
 
 def fetch_rules(settings: ImageSettings) -> str:
@@ -869,7 +885,7 @@ def download(
             else:
                 digest = hashlib.sha256(fetched.data).hexdigest()
                 record = RemoteRecord(source.key, digest, fetched.content_type,
-                                      size=len(fetched.data))
+                                      size=len(fetched.data), private=fetched.private)
                 data = fetched.data
                 source.path, source.digest = cache.original(digest), digest
         try:

@@ -18,9 +18,7 @@ import yaml
 from .feedreader import FeedItem, ItemImage
 from .frontmatter import parse_front_matter
 from .readers import HOSTNAME
-from .validate import MAX_IMAGE_ASPECT, MAX_TITLE
-
-MAX_OUTLET_NAME = 200  # validate.read_provider's limit for provider.name
+from .validate import MAX_IMAGE_ASPECT, MAX_PROVIDER_NAME, MAX_TITLE
 
 
 @dataclass(frozen=True)
@@ -177,7 +175,7 @@ def outlet_for(feed_title: str, feed_link: str, item_url: str) -> Outlet:
     hosts = [(urlsplit(url).hostname or "").lower() for url in (feed_link, item_url)]
     domain = next(filter(None, map(valid_domain, hosts)), "")
     name = feed_title or domain or next(filter(None, hosts), "")
-    return Outlet(name=fitted(name, MAX_OUTLET_NAME), domain=domain)
+    return Outlet(name=fitted(name, MAX_PROVIDER_NAME), domain=domain)
 
 
 def valid_domain(host: str) -> str:

@@ -41,6 +41,7 @@ MAX_IMAGE_ASPECT = 20
 MAX_SCORE = 1_000_000_000
 MAX_ISSUE = 1_000_000
 MAX_TITLE = 500
+MAX_PROVIDER_NAME = 200  # provider.name; the importer fits outlet names to it
 # A story's topics are each a page and three feeds that all list the story with its topics:
 # their size grows with the square of the count (3,000 topics took minutes to build).
 MAX_TOPICS = 20
@@ -167,7 +168,7 @@ def read_provider(
     fields = reader.fields(node, field) or {}
     reader.unknown(fields, PROVIDER_FIELDS, field)
     domain = reader.hostname(fields.get("domain"), f"{field}.domain")
-    name = reader.text(fields.get("name"), f"{field}.name", max_length=200)
+    name = reader.text(fields.get("name"), f"{field}.name", max_length=MAX_PROVIDER_NAME)
     if not domain and url:
         domain = (urlsplit(url).hostname or "").removeprefix("www.")
     return _provider(name or domain or "", domain or "")

@@ -568,6 +568,56 @@ def test_a_download_follows_max_bytes_both_ways(make_site, server) -> None:
         assert site.files() == clean.files()
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "intranet.example"])
+def test_a_download_from_a_private_host_follows_allow_private_hosts(
+    make_site, server, monkeypatch, host
+) -> None:
+    """An image downloaded while images.allow_private_hosts was on is refused once it is
+    off, as a clean build refuses it (a cached copy would show what the setting forbids),
+    and shown again once it is back on. A host name is judged by the addresses it had
+    then, an IP literal by itself."""
+    import socket
+
+    from broadsheet import fetch
+
+    _, base = server
+    real_lookup = socket.getaddrinfo
+
+    def lookup(name: str, *args: object, **kwargs: object) -> object:
+        return real_lookup("127.0.0.1" if name == "intranet.example" else name,
+                           *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", lookup)
+    url = base.replace("127.0.0.1", host) + "/good.jpg"
+    files: dict[str, str | bytes] = {"content/a.md": image_story(url)}
+    site = make_site(files)
+    for n, allowed in enumerate([True, False, False, True, False]):
+        site_yaml = FETCH_YAML.replace("allow_private_hosts: true",
+                                       f"allow_private_hosts: {str(allowed).lower()}")
+        site.write("site.yaml", site_yaml)
+        site.build(offline=False)
+        shown = "thumb--placeholder" not in str(slots(site, "stories/a")[0]["class"])
+        assert shown == allowed
+        clean = make_site(files, site_yaml=site_yaml, name=f"clean-{n}")
+        warnings = str(clean.build(offline=False).warnings)
+        assert ("private, loopback or link-local" in warnings) == (not allowed)
+        assert site.files() == clean.files()
+
+
+def test_a_download_kept_from_before_is_judged_private_by_its_url() -> None:
+    """Records written before they said whether the download was private: an IP literal
+    or localhost is judged without a lookup; other names are taken as public."""
+    from broadsheet.images import from_private_host
+
+    for url, private in [("http://127.0.0.1:8000/a.jpg", True), ("http://[::1]/a.jpg", True),
+                         ("http://10.1.2.3/a.jpg", True), ("http://localhost/a.jpg", True),
+                         ("http://93.184.215.14/a.jpg", False),
+                         ("https://cdn.example.com/a.jpg", False)]:
+        assert from_private_host(RemoteRecord(url, "d" * 64, "image/jpeg")) == private, url
+    assert from_private_host(RemoteRecord("https://cdn.example.com/a.jpg", private=True))
+    assert not from_private_host(RemoteRecord("http://127.0.0.1/a.jpg", private=False))
+
+
 @pytest.mark.parametrize("trouble", ["changed", "memory"])
 def test_a_failure_of_the_moment_is_not_remembered(make_site, monkeypatch, trouble) -> None:
     """A file that changed while the build ran, or memory that ran out, says nothing of the
@@ -879,6 +929,49 @@ def test_each_host_is_looked_up_once_per_set_of_rules(monkeypatch) -> None:
     assert sorted(calls) == ["cdn.example", "gone.example", "intranet.example"]
     check_target("https://cdn.example/x.jpg", FetchRules())  # other rules (another build)
     assert len(calls) == 4
+
+
+def test_a_name_server_that_never_answers_does_not_hold_the_build(make_site, monkeypatch
+                                                                   ) -> None:
+    """getaddrinfo cannot be interrupted and has no timeout of its own: a lookup that hangs
+    ends the download as unanswered, named in its warning, and after a few such downloads
+    the host's other images are not tried, as with a host that does not answer."""
+    import socket
+
+    from broadsheet import fetch
+    from broadsheet.images import PER_HOST, UNANSWERED_LIMIT
+
+    real_lookup, release, asked = socket.getaddrinfo, threading.Event(), Counter[str]()
+
+    def lookup(host: str, *args: object, **kwargs: object) -> object:
+        if host != "stalled.example":
+            return real_lookup(host, *args, **kwargs)  # type: ignore[arg-type]
+        asked[host] += 1
+        # A resolver that does not answer until the test is over (or, so that the code of
+        # before fails instead of hanging, for far longer than the 0.2 s the site allows).
+        release.wait(5)
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", lookup)
+    files = {f"content/s{i}.md": image_story(f"http://stalled.example/{i}.jpg")
+             for i in range(8)}
+    site = make_site(files, site_yaml=FETCH_YAML.replace("timeout: 0.5", "timeout: 0.2"))
+    try:
+        report = site.build(offline=False)
+    finally:
+        release.set()
+    warned = warnings_by_file(report)
+    unanswered = [path for path, text in warned.items()
+                  if "cannot resolve stalled.example (the name server did not answer within "
+                     "0.2 s)" in text]
+    assert UNANSWERED_LIMIT <= len(unanswered) <= UNANSWERED_LIMIT + PER_HOST - 1, warned
+    assert all(f"{path}:6: warning: images[0].url: image not available" in warned[path]
+               for path in unanswered), warned
+    assert (f"{8 - len(unanswered)} more images from stalled.example not tried"
+            in warned[".cache/images"])
+    assert asked["stalled.example"] == 1  # one lookup, however many images wait for it
+    assert all("thumb--placeholder" in slot["class"]  # type: ignore[operator]
+               for i in range(8) for slot in slots(site, f"stories/s{i}"))
 
 
 def test_local_images_are_found_next_to_the_story_or_under_content(make_site) -> None:
