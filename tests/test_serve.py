@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -453,13 +454,9 @@ def test_serve_command_prints_the_url_first_and_stops_cleanly(
             process.kill()
             _, err = process.communicate()
             pytest.fail(f"still running 30 s after {stop.name}; its stderr:\n{err}")
-        assert code == 0
-        assert not list(scratch.glob("broadsheet-serve-*"))
-        assert (site.root / ".cache" / "serve" / CACHE_FILE).is_file()
+        assert_stopped_cleanly(code, site, scratch)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+        kill_if_running(process)
 
 
 # -- search: the index follows the reload -----------------------------------------------------
@@ -617,14 +614,25 @@ def test_more_signals_while_stopping_do_not_abort_the_cleanup(make_site, tmp_pat
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
         err = process.stderr.read()
-        assert code == 0, err
         assert "Traceback" not in err and "Interrupted" not in err
-        assert not list(scratch.glob("broadsheet-serve-*"))
-        assert (site.root / ".cache" / "serve" / CACHE_FILE).is_file()
+        assert_stopped_cleanly(code, site, scratch, err)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+        kill_if_running(process)
+
+
+def assert_stopped_cleanly(code: int, site: MiniSite, scratch: Path, err: str = "") -> None:
+    """What every way of stopping `serve` must leave: exit 0, nothing in the temporary
+    folder (`scratch`, its TMPDIR), the preview's build cache kept for the next session."""
+    assert code == 0, err
+    assert not list(scratch.glob("broadsheet-serve-*"))
+    assert (site.root / ".cache" / "serve" / CACHE_FILE).is_file()
+
+
+def kill_if_running(process: subprocess.Popen[str]) -> None:
+    """Whatever a test asserted, leave no server running (and its pipes closed)."""
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
 
 
 def _status(connection: http.client.HTTPConnection) -> int:
