@@ -8,12 +8,14 @@ machines reach it.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import ipaddress
 import mimetypes
 import posixpath
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -45,7 +47,36 @@ class PreviewHTTPServer(http.server.ThreadingHTTPServer):
         self.dev = dev
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        self._closed = False
         super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            if self._closed:  # accepted just as the server closed: not answered
+                request.close()
+                return
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Also end the connections still open. HTTP/1.1 keeps one open after a response,
+        and its thread waits for the next request: those threads outlived the server,
+        answering browsers from a preview whose files were gone. Shutting the socket down
+        wakes such a thread (it reads the end of the stream) and fails a response under
+        way, which the handler takes as the browser going away."""
+        super().server_close()
+        with self._connections_lock:  # held: a socket in the set is not closed yet
+            self._closed = True
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A browser that hangs up mid-response is normal; anything else is worth a line."""

@@ -308,6 +308,24 @@ def test_a_client_that_disconnects_mid_response_breaks_nothing(running) -> None:
     assert get(dev, "/")[0] == 200
 
 
+def test_stopping_ends_the_connections_browsers_keep_open(make_site) -> None:
+    """HTTP/1.1 keeps a connection open after a response, its thread waiting for the next
+    request: those threads outlived stop(), still answering from the removed preview."""
+    site = make_site({"content/a.md": story()})
+    before = set(threading.enumerate())
+    dev = DevServer(site.root, port=0, log=io.StringIO())
+    dev.start()
+    connection = http.client.HTTPConnection("127.0.0.1", dev.port, timeout=10)
+    try:
+        assert _status(connection) == 200  # the connection stays open
+        dev.stop()
+        assert _status(connection) == 0
+        assert wait_until(lambda: set(threading.enumerate()) <= before)
+    finally:
+        connection.close()
+        dev.stop()
+
+
 # -- reloading: every page ends up showing the latest build -----------------------------------
 
 
