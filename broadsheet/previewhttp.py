@@ -254,9 +254,9 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
         seen = since or dev.state.shown().token
         with dev.streams.opened():
-            while not dev.stop_event.is_set():
+            while True:
                 now = dev.state.wait_for_change(seen, KEEPALIVE_SECONDS)
-                if dev.stop_event.is_set():
+                if now is None:  # the server is stopping
                     return
                 message = ": keepalive" if now == seen else f"event: reload\ndata: {now}"
                 seen = now

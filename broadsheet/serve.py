@@ -123,7 +123,7 @@ class DevServer:
         if self._threads:
             self.httpd.shutdown()
         self.httpd.server_close()
-        self.state.wake()
+        self.state.close()
         self.wait_for_threads()
         self.search.stop()
         shutil.rmtree(self.workspace, ignore_errors=True)

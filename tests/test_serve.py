@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from broadsheet.buildcache import CACHE_FILE
+from broadsheet.livereload import BuildState
 from broadsheet.serve import DevServer
 
 from .conftest import REPO, SITE_YAML, MiniSite, story
@@ -327,6 +328,20 @@ def test_stopping_ends_the_connections_browsers_keep_open(make_site) -> None:
 
 
 # -- reloading: every page ends up showing the latest build -----------------------------------
+
+
+def test_a_stream_about_to_wait_when_the_server_stops_does_not_wait() -> None:
+    """A stream checked that the server was not stopping, then waited for the next build:
+    stopping in between (its notification sent before the stream waited) left the stream
+    waiting out a whole keepalive period, its thread and the browser's connection held."""
+    state = BuildState()
+    state.close()
+    returned: list[str | None] = []
+    token = state.shown().token
+    waiting = threading.Thread(
+        target=lambda: returned.append(state.wait_for_change(token, 600)), daemon=True)
+    waiting.start()
+    assert wait_until(lambda: returned == [None])
 
 
 def served_build(body: bytes) -> str:
