@@ -9,6 +9,7 @@ The dev server runs it after the swap instead, in the background (`BackgroundInd
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +20,10 @@ from .diagnostics import BuildFailed, Diagnostic
 
 SEARCH_FOLDER = "pagefind"
 TIMEOUT_SECONDS = 600
+# Pagefind ended by SIGINT: Ctrl-C in the terminal, which reaches every process of the
+# server's group. The server is stopping as well; the failed run is not worth a line
+# (printed between ^C and "Stopped.", it read as an error of its own).
+INTERRUPTED = "interrupted"
 
 
 def pagefind_command(site: Path, *output: str) -> list[str]:
@@ -121,7 +126,7 @@ class BackgroundIndex:
             return
         if problem is not None:
             shutil.rmtree(target, ignore_errors=True)
-            if not self._wanted.is_set():
+            if problem != INTERRUPTED and not self._wanted.is_set():
                 print(f"Search index not updated: {problem}", file=self.log)
             return
         with self._lock:
@@ -152,5 +157,7 @@ class BackgroundIndex:
             return f"Pagefind took more than {TIMEOUT_SECONDS} s"
         if self._process.returncode == 0:
             return None
+        if self._process.returncode == -signal.SIGINT:
+            return INTERRUPTED
         detail = (err or out).strip().splitlines()
         return "Pagefind failed: " + (detail[-1] if detail else f"exit {self._process.returncode}")

@@ -133,3 +133,42 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+# Stands in for Pagefind: ends as Ctrl-C in the terminal ends it.
+INTERRUPTED_PAGEFIND = """
+import os, pathlib, signal, sys
+pathlib.Path(sys.argv[1]).touch()
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+def test_pagefind_stopped_by_ctrl_c_is_not_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C reaches Pagefind as well as the server, which then stops: "Search index not
+    updated: Pagefind failed" printed before "Stopped." read as an error of its own."""
+    ran = tmp_path / "ran"
+
+    def interrupted(site: Path, *output: str) -> list[str]:
+        return [sys.executable, "-c", INTERRUPTED_PAGEFIND, str(ran), output[-1]]
+
+    monkeypatch.setattr(search, "pagefind_command", interrupted)
+    log = io.StringIO()
+    index = BackgroundIndex(tmp_path / "site", tmp_path, log)
+    refreshed = threading.Event()
+    one_run = index._refresh
+
+    def refresh(cleared: int) -> None:
+        one_run(cleared)
+        refreshed.set()
+
+    monkeypatch.setattr(index, "_refresh", refresh)
+    index.start()
+    try:
+        index.request()
+        assert refreshed.wait(10)
+        assert ran.exists() and log.getvalue() == ""
+    finally:
+        index.stop()
