@@ -169,8 +169,9 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
             if not path.endswith("/"):
                 self.redirect(path + "/", query)  # kept: /topics?x=1 goes to /topics/?x=1
                 return
-            target = target / "index.html"
-            if not target.is_file():
+            # Through resolve() as well: an index.html linking out of the build was served.
+            target = self.find(shown.folder, posixpath.join(relative, "index.html"))
+            if target is None or not target.is_file():
                 self.send_not_found(shown, head)
                 return
         self.send_file(target, 200, shown, head)
@@ -187,8 +188,8 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
 
     def send_not_found(self, shown: Shown, head: bool) -> None:
         assert shown.folder is not None
-        page = shown.folder / "404.html"
-        if page.is_file():
+        page = resolve(shown.folder, "404.html")  # never a link out of the build
+        if page is not None and page.is_file():
             self.send_file(page, 404, shown, head)
         else:
             self.send_text(404, "Not found", head)

@@ -238,6 +238,22 @@ def test_path_traversal_is_refused_and_the_server_stays_up(running, request_line
     assert get(dev, "/")[0] == 200
 
 
+@pytest.mark.parametrize(("link", "path"), [("linked/index.html", "/linked/"),
+                                            ("404.html", "/missing/")])
+def test_pages_linked_out_of_the_build_are_not_served(running, tmp_path, link, path) -> None:
+    """Every URL is kept inside the build, symlinks included; but a folder's index.html
+    and the 404 page were read without that check."""
+    _, dev = running
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the browser")
+    page = dev.state.folder / link
+    page.parent.mkdir(exist_ok=True)
+    page.unlink(missing_ok=True)
+    page.symlink_to(secret)
+    status, _, body = get(dev, path)
+    assert status == 404 and b"not for the browser" not in body
+
+
 @pytest.mark.parametrize("host", ["evil.example.com", "evil.example.com:80", "127.0.0.1:1", ""])
 def test_foreign_host_headers_are_refused(running, host: str) -> None:
     _, dev = running
