@@ -208,9 +208,12 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         self.send_bytes(status, kind, data, head)
 
     def redirect(self, location: str, query: str = "") -> None:
+        """A 301 no browser keeps: one kept without caching headers outlived the preview
+        (another site previewed on the same port was still sent to this one's base path)."""
         self.send_response(301)
         self.send_header("Location", f"{location}?{query}" if query else location)
         self.send_header("Content-Length", "0")
+        self.send_header("Cache-Control", "no-store")
         self.end_headers()
 
     def send_text(self, status: int, text: str, head: bool) -> None:

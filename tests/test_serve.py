@@ -93,6 +93,22 @@ def test_a_directory_redirect_keeps_the_query_string(running) -> None:
     assert status == 301 and headers["location"] == "/topics/ai/?x=1"
 
 
+def test_redirects_are_not_kept_by_browsers(make_site) -> None:
+    """Browsers keep a 301 without caching headers for good: the redirect from / to the
+    base path of site.yaml's base_url outlived the preview, and another site previewed
+    later on the same port was sent to a base path it does not have."""
+    site = make_site({"content/a.md": story()},
+                     site_yaml=SITE_YAML.replace(".org/", ".org/digest/"))
+    dev = DevServer(site.root, port=0, log=io.StringIO())
+    dev.start()
+    try:
+        status, headers, _ = get(dev, "/")
+        assert status == 301 and headers["location"] == "/digest/"
+        assert headers["cache-control"] == "no-store"
+    finally:
+        dev.stop()
+
+
 def test_missing_pages_get_the_theme_404_with_status_404(running) -> None:
     _, dev = running
     status, _, body = get(dev, "/no/such/page/")
