@@ -82,6 +82,7 @@ class BuildState:
     # server's, so that a page the old one served reloads.
     session: str = field(default_factory=lambda: secrets.token_hex(4))
     changed: threading.Condition = field(default_factory=threading.Condition)
+    closed: bool = False  # the server is stopping: no stream waits any more
 
     @property
     def token(self) -> str:
@@ -99,15 +100,19 @@ class BuildState:
         with self.changed:
             return Shown(self.folder, self.problems, self.token)
 
-    def wait_for_change(self, seen: str, timeout: float) -> str:
-        """The current token once it is not `seen`, or `seen` after `timeout` seconds."""
+    def wait_for_change(self, seen: str, timeout: float) -> str | None:
+        """The current token once it is not `seen`, `seen` after `timeout` seconds, or None
+        at once when the server is stopping (see `close`)."""
         with self.changed:
-            self.changed.wait_for(lambda: self.token != seen, timeout=timeout)
-            return self.token
+            self.changed.wait_for(lambda: self.closed or self.token != seen, timeout=timeout)
+            return None if self.closed else self.token
 
-    def wake(self) -> None:
-        """Let every waiting stream look again (the server is stopping)."""
+    def close(self) -> None:
+        """The server is stopping: waiting streams end, and so does any that starts waiting
+        later. A notification alone reached only the streams already waiting: one that had
+        just checked whether the server was stopping waited out a whole keepalive period."""
         with self.changed:
+            self.closed = True
             self.changed.notify_all()
 
 

@@ -35,6 +35,14 @@ Progress = Callable[[str, int, int], None]
 UNSIGNED = Signature("", racy=True)
 
 
+class CacheVanished(BuildFailed):
+    """The build cache was removed or rewritten by another process while a build read it.
+
+    A BuildFailed like any other for `broadsheet build` (nothing written; run it again), but
+    its own type so that a caller that can do better, the dev server building again without
+    the cache, recognises it without looking at what was being handled when it was raised."""
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     drafts: bool = False
@@ -88,7 +96,8 @@ def build(
     *,
     write: bool = True,
 ) -> BuildReport:
-    """Build the site in `root`; raise BuildFailed (nothing written) on any error.
+    """Build the site in `root`; raise BuildFailed (nothing written) on any error, and its
+    subclass CacheVanished when another process removed or rewrote the cache meanwhile.
 
     With the build cache (the default) only changed stories are parsed and only pages whose
     inputs changed are rendered; the result is byte-identical to a build from scratch."""
@@ -110,7 +119,7 @@ def build(
         cache.forget()
         folder = cache.folder.relative_to(config.root) if cache.folder.is_relative_to(
             config.root) else cache.folder
-        raise BuildFailed(
+        raise CacheVanished(
             [Diagnostic(str(folder), 0, "", f"the build cache changed during the build ({exc})")],
             "the build cache was changed by another process during this build; nothing was "
             "written: run the build again",

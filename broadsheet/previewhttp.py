@@ -8,12 +8,14 @@ machines reach it.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import ipaddress
 import mimetypes
 import posixpath
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -45,7 +47,36 @@ class PreviewHTTPServer(http.server.ThreadingHTTPServer):
         self.dev = dev
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        self._closed = False
         super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            if self._closed:  # accepted just as the server closed: not answered
+                request.close()
+                return
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Also end the connections still open. HTTP/1.1 keeps one open after a response,
+        and its thread waits for the next request: those threads outlived the server,
+        answering browsers from a preview whose files were gone. Shutting the socket down
+        wakes such a thread (it reads the end of the stream) and fails a response under
+        way, which the handler takes as the browser going away."""
+        super().server_close()
+        with self._connections_lock:  # held: a socket in the set is not closed yet
+            self._closed = True
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A browser that hangs up mid-response is normal; anything else is worth a line."""
@@ -138,8 +169,9 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
             if not path.endswith("/"):
                 self.redirect(path + "/", query)  # kept: /topics?x=1 goes to /topics/?x=1
                 return
-            target = target / "index.html"
-            if not target.is_file():
+            # Through resolve() as well: an index.html linking out of the build was served.
+            target = self.find(shown.folder, posixpath.join(relative, "index.html"))
+            if target is None or not target.is_file():
                 self.send_not_found(shown, head)
                 return
         self.send_file(target, 200, shown, head)
@@ -156,8 +188,8 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
 
     def send_not_found(self, shown: Shown, head: bool) -> None:
         assert shown.folder is not None
-        page = shown.folder / "404.html"
-        if page.is_file():
+        page = resolve(shown.folder, "404.html")  # never a link out of the build
+        if page is not None and page.is_file():
             self.send_file(page, 404, shown, head)
         else:
             self.send_text(404, "Not found", head)
@@ -176,9 +208,12 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         self.send_bytes(status, kind, data, head)
 
     def redirect(self, location: str, query: str = "") -> None:
+        """A 301 no browser keeps: one kept without caching headers outlived the preview
+        (another site previewed on the same port was still sent to this one's base path)."""
         self.send_response(301)
         self.send_header("Location", f"{location}?{query}" if query else location)
         self.send_header("Content-Length", "0")
+        self.send_header("Cache-Control", "no-store")
         self.end_headers()
 
     def send_text(self, status: int, text: str, head: bool) -> None:
@@ -223,9 +258,9 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
         seen = since or dev.state.shown().token
         with dev.streams.opened():
-            while not dev.stop_event.is_set():
+            while True:
                 now = dev.state.wait_for_change(seen, KEEPALIVE_SECONDS)
-                if dev.stop_event.is_set():
+                if now is None:  # the server is stopping
                     return
                 message = ": keepalive" if now == seen else f"event: reload\ndata: {now}"
                 seen = now

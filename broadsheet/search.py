@@ -9,6 +9,7 @@ The dev server runs it after the swap instead, in the background (`BackgroundInd
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +20,10 @@ from .diagnostics import BuildFailed, Diagnostic
 
 SEARCH_FOLDER = "pagefind"
 TIMEOUT_SECONDS = 600
+# Pagefind ended by SIGINT: Ctrl-C in the terminal, which reaches every process of the
+# server's group. The server is stopping as well; the failed run is not worth a line
+# (printed between ^C and "Stopped.", it read as an error of its own).
+INTERRUPTED = "interrupted"
 
 
 def pagefind_command(site: Path, *output: str) -> list[str]:
@@ -63,6 +68,7 @@ class BackgroundIndex:
         self._stopping = False
         self._process: subprocess.Popen[str] | None = None
         self._runs = 0
+        self._cleared = 0  # times search was turned off: a run begun before makes no index
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
@@ -79,8 +85,11 @@ class BackgroundIndex:
             return list(self._folders)
 
     def clear(self) -> None:
-        """Search was turned off: no index is served."""
-        with self._lock:
+        """Search was turned off: no index is served, not even that of a run under way or
+        asked for (such a run finished after this, and its index was served)."""
+        with self._lock:  # as _run takes a request: it either skips it or discards it
+            self._wanted.clear()
+            self._cleared += 1
             old, self._folders = self._folders, []
         for folder in old:
             shutil.rmtree(folder, ignore_errors=True)
@@ -100,10 +109,16 @@ class BackgroundIndex:
             self._wanted.wait()
             if self._stopping:
                 return
-            self._wanted.clear()
-            self._refresh()
+            with self._lock:
+                if not self._wanted.is_set():  # search was turned off since
+                    continue
+                self._wanted.clear()
+                cleared = self._cleared
+            self._refresh(cleared)
 
-    def _refresh(self) -> None:
+    def _refresh(self, cleared: int) -> None:
+        """One Pagefind run; its index is served unless search was turned off since
+        `clear` had been called `cleared` times."""
         self._runs += 1
         target = self.workspace / f"search-{self._runs}"
         problem = self._pagefind(target)
@@ -111,11 +126,14 @@ class BackgroundIndex:
             return
         if problem is not None:
             shutil.rmtree(target, ignore_errors=True)
-            if not self._wanted.is_set():
+            if problem != INTERRUPTED and not self._wanted.is_set():
                 print(f"Search index not updated: {problem}", file=self.log)
             return
         with self._lock:
-            self._folders, old = [target, *self._folders[:1]], self._folders[1:]
+            if self._cleared != cleared:  # search was turned off meanwhile
+                old = [target]
+            else:
+                self._folders, old = [target, *self._folders[:1]], self._folders[1:]
         for folder in old:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -139,5 +157,7 @@ class BackgroundIndex:
             return f"Pagefind took more than {TIMEOUT_SECONDS} s"
         if self._process.returncode == 0:
             return None
+        if self._process.returncode == -signal.SIGINT:
+            return INTERRUPTED
         detail = (err or out).strip().splitlines()
         return "Pagefind failed: " + (detail[-1] if detail else f"exit {self._process.returncode}")

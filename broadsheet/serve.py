@@ -30,8 +30,7 @@ import watchfiles
 from .config import CONFIG_FILE, load_config
 from .diagnostics import BuildFailed
 from .livereload import BuildState, StreamCount
-from .packs import PackDamaged
-from .pipeline import BuildOptions, BuildReport, build, build_cache, configure
+from .pipeline import BuildOptions, BuildReport, CacheVanished, build, build_cache, configure
 from .previewhttp import PreviewHandler, PreviewHTTPServer, is_exposed, is_wildcard
 from .search import BackgroundIndex
 
@@ -124,7 +123,7 @@ class DevServer:
         if self._threads:
             self.httpd.shutdown()
         self.httpd.server_close()
-        self.state.wake()
+        self.state.close()
         self.wait_for_threads()
         self.search.stop()
         shutil.rmtree(self.workspace, ignore_errors=True)
@@ -178,10 +177,8 @@ class DevServer:
         `rm -rf .cache` removes them. That is no error in the site: build from scratch."""
         try:
             return build(self.root, options, self.check_stop)
-        except BuildFailed as failure:
-            # pipeline.build turns PackDamaged into BuildFailed; the cause stays attached.
-            if not isinstance(failure.__context__, PackDamaged):
-                raise
+        except CacheVanished:
+            pass  # retried below, outside the handler: a failed retry is not chained to it
         print("note: the saved build cache went away (another preview of this site, or a "
               "cleanup); building without it", file=self.log)
         return build(self.root, replace(options, use_cache=False), self.check_stop)

@@ -18,7 +18,9 @@ from PIL import Image
 from broadsheet import images, stories, tracking, units
 from broadsheet.buildcache import CACHE_FILE
 from broadsheet.cli import main
-from broadsheet.pipeline import BuildOptions, BuildReport, build
+from broadsheet.diagnostics import BuildFailed
+from broadsheet.packs import PackDamaged
+from broadsheet.pipeline import BuildOptions, BuildReport, CacheVanished, build
 
 from .conftest import REPO, MiniSite, story
 
@@ -300,6 +302,28 @@ def test_a_damaged_pack_makes_the_cache_untrusted(curator: Curator, damage: str)
     assert report.reparsed == len(curator.names)
     assert curator.site.build().notes == []
     assert sorted(folder.glob("pack-*.bin")), "a new pack was written"
+
+
+def test_a_cache_changed_during_a_build_fails_it_as_its_own_kind(
+    make_site, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another process removing or rewriting the cache mid-build fails `build` like any
+    error (nothing written: run it again). Its own type lets the dev server build again
+    without the cache, instead of recognising it by the exception it replaced."""
+    from broadsheet import stages
+
+    def cache_gone(*args: object, **kwargs: object) -> BuildReport:
+        raise PackDamaged("pack-1.bin is missing")
+
+    site = make_site({"content/a.md": story()})
+    monkeypatch.setattr(stages, "run", cache_gone)
+    with pytest.raises(CacheVanished) as failure:
+        site.build()
+    assert isinstance(failure.value, BuildFailed)
+    assert main(["build", "--site", str(site.root), "--offline"]) == 1
+    err = capsys.readouterr().err
+    assert ".cache/build: the build cache changed during the build (pack-1.bin is missing)" in err
+    assert "Build failed: 1 error in 1 file; nothing was written" in err
 
 
 def test_packs_hold_only_what_the_cache_refers_to(curator: Curator) -> None:

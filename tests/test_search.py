@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import functools
 import http.server
+import io
 import os
 import shutil
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
+from broadsheet import search
+from broadsheet.search import BackgroundIndex
 
 from .conftest import MiniSite, story
 from .test_html_quality import QuietHandler
@@ -79,3 +86,89 @@ def test_a_query_for_a_story_title_finds_it(served_sample: str) -> None:
                                           "els => els.map(e => e.getAttribute('href'))")
         assert "/stories/moscow-live-facial-recognition-app/" in links
         browser.close()
+
+
+# Stands in for Pagefind: waits until its first argument exists, then writes an index.
+HELD_PAGEFIND = """
+import pathlib, sys, time
+go, output = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.02)
+output.mkdir(parents=True)
+(output / "pagefind.js").write_text("")
+"""
+
+
+def test_an_index_under_way_when_search_is_turned_off_is_not_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dev server indexes in the background: a run that finished after site.yaml
+    turned search off was served at /pagefind/ all the same, and kept as the previous
+    index once search was back on."""
+    go = tmp_path / "go"
+
+    def held(site: Path, *output: str) -> list[str]:
+        return [sys.executable, "-c", HELD_PAGEFIND, str(go), output[-1]]
+
+    monkeypatch.setattr(search, "pagefind_command", held)
+    index = BackgroundIndex(tmp_path / "site", tmp_path, io.StringIO())
+    index.start()
+    try:
+        index.request()
+        assert wait_until(lambda: index._process is not None)
+        index.clear()  # search: false in site.yaml, while Pagefind runs
+        index.request()  # and on again: the next run follows the one under way
+        go.touch()
+        assert wait_until(lambda: bool(index.folders()))
+        assert index.folders() == [tmp_path / "search-2"]
+        assert not (tmp_path / "search-1").exists()
+    finally:
+        index.stop()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# Stands in for Pagefind: ends as Ctrl-C in the terminal ends it.
+INTERRUPTED_PAGEFIND = """
+import os, pathlib, signal, sys
+pathlib.Path(sys.argv[1]).touch()
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+def test_pagefind_stopped_by_ctrl_c_is_not_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C reaches Pagefind as well as the server, which then stops: "Search index not
+    updated: Pagefind failed" printed before "Stopped." read as an error of its own."""
+    ran = tmp_path / "ran"
+
+    def interrupted(site: Path, *output: str) -> list[str]:
+        return [sys.executable, "-c", INTERRUPTED_PAGEFIND, str(ran), output[-1]]
+
+    monkeypatch.setattr(search, "pagefind_command", interrupted)
+    log = io.StringIO()
+    index = BackgroundIndex(tmp_path / "site", tmp_path, log)
+    refreshed = threading.Event()
+    one_run = index._refresh
+
+    def refresh(cleared: int) -> None:
+        one_run(cleared)
+        refreshed.set()
+
+    monkeypatch.setattr(index, "_refresh", refresh)
+    index.start()
+    try:
+        index.request()
+        assert refreshed.wait(10)
+        assert ran.exists() and log.getvalue() == ""
+    finally:
+        index.stop()

@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from broadsheet.buildcache import CACHE_FILE
+from broadsheet.livereload import BuildState
 from broadsheet.serve import DevServer
 
 from .conftest import REPO, SITE_YAML, MiniSite, story
@@ -89,6 +91,22 @@ def test_a_directory_redirect_keeps_the_query_string(running) -> None:
     _, dev = running
     status, headers, _ = get(dev, "/topics/ai?x=1")
     assert status == 301 and headers["location"] == "/topics/ai/?x=1"
+
+
+def test_redirects_are_not_kept_by_browsers(make_site) -> None:
+    """Browsers keep a 301 without caching headers for good: the redirect from / to the
+    base path of site.yaml's base_url outlived the preview, and another site previewed
+    later on the same port was sent to a base path it does not have."""
+    site = make_site({"content/a.md": story()},
+                     site_yaml=SITE_YAML.replace(".org/", ".org/digest/"))
+    dev = DevServer(site.root, port=0, log=io.StringIO())
+    dev.start()
+    try:
+        status, headers, _ = get(dev, "/")
+        assert status == 301 and headers["location"] == "/digest/"
+        assert headers["cache-control"] == "no-store"
+    finally:
+        dev.stop()
 
 
 def test_missing_pages_get_the_theme_404_with_status_404(running) -> None:
@@ -236,6 +254,22 @@ def test_path_traversal_is_refused_and_the_server_stays_up(running, request_line
     assert get(dev, "/")[0] == 200
 
 
+@pytest.mark.parametrize(("link", "path"), [("linked/index.html", "/linked/"),
+                                            ("404.html", "/missing/")])
+def test_pages_linked_out_of_the_build_are_not_served(running, tmp_path, link, path) -> None:
+    """Every URL is kept inside the build, symlinks included; but a folder's index.html
+    and the 404 page were read without that check."""
+    _, dev = running
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the browser")
+    page = dev.state.folder / link
+    page.parent.mkdir(exist_ok=True)
+    page.unlink(missing_ok=True)
+    page.symlink_to(secret)
+    status, _, body = get(dev, path)
+    assert status == 404 and b"not for the browser" not in body
+
+
 @pytest.mark.parametrize("host", ["evil.example.com", "evil.example.com:80", "127.0.0.1:1", ""])
 def test_foreign_host_headers_are_refused(running, host: str) -> None:
     _, dev = running
@@ -307,7 +341,39 @@ def test_a_client_that_disconnects_mid_response_breaks_nothing(running) -> None:
     assert get(dev, "/")[0] == 200
 
 
+def test_stopping_ends_the_connections_browsers_keep_open(make_site) -> None:
+    """HTTP/1.1 keeps a connection open after a response, its thread waiting for the next
+    request: those threads outlived stop(), still answering from the removed preview."""
+    site = make_site({"content/a.md": story()})
+    before = set(threading.enumerate())
+    dev = DevServer(site.root, port=0, log=io.StringIO())
+    dev.start()
+    connection = http.client.HTTPConnection("127.0.0.1", dev.port, timeout=10)
+    try:
+        assert _status(connection) == 200  # the connection stays open
+        dev.stop()
+        assert _status(connection) == 0
+        assert wait_until(lambda: set(threading.enumerate()) <= before)
+    finally:
+        connection.close()
+        dev.stop()
+
+
 # -- reloading: every page ends up showing the latest build -----------------------------------
+
+
+def test_a_stream_about_to_wait_when_the_server_stops_does_not_wait() -> None:
+    """A stream checked that the server was not stopping, then waited for the next build:
+    stopping in between (its notification sent before the stream waited) left the stream
+    waiting out a whole keepalive period, its thread and the browser's connection held."""
+    state = BuildState()
+    state.close()
+    returned: list[str | None] = []
+    token = state.shown().token
+    waiting = threading.Thread(
+        target=lambda: returned.append(state.wait_for_change(token, 600)), daemon=True)
+    waiting.start()
+    assert wait_until(lambda: returned == [None])
 
 
 def served_build(body: bytes) -> str:
@@ -453,13 +519,9 @@ def test_serve_command_prints_the_url_first_and_stops_cleanly(
             process.kill()
             _, err = process.communicate()
             pytest.fail(f"still running 30 s after {stop.name}; its stderr:\n{err}")
-        assert code == 0
-        assert not list(scratch.glob("broadsheet-serve-*"))
-        assert (site.root / ".cache" / "serve" / CACHE_FILE).is_file()
+        assert_stopped_cleanly(code, site, scratch)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+        kill_if_running(process)
 
 
 # -- search: the index follows the reload -----------------------------------------------------
@@ -617,14 +679,25 @@ def test_more_signals_while_stopping_do_not_abort_the_cleanup(make_site, tmp_pat
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
         err = process.stderr.read()
-        assert code == 0, err
         assert "Traceback" not in err and "Interrupted" not in err
-        assert not list(scratch.glob("broadsheet-serve-*"))
-        assert (site.root / ".cache" / "serve" / CACHE_FILE).is_file()
+        assert_stopped_cleanly(code, site, scratch, err)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+        kill_if_running(process)
+
+
+def assert_stopped_cleanly(code: int, site: MiniSite, scratch: Path, err: str = "") -> None:
+    """What every way of stopping `serve` must leave: exit 0, nothing in the temporary
+    folder (`scratch`, its TMPDIR), the preview's build cache kept for the next session."""
+    assert code == 0, err
+    assert not list(scratch.glob("broadsheet-serve-*"))
+    assert (site.root / ".cache" / "serve" / CACHE_FILE).is_file()
+
+
+def kill_if_running(process: subprocess.Popen[str]) -> None:
+    """Whatever a test asserted, leave no server running (and its pipes closed)."""
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
 
 
 def _status(connection: http.client.HTTPConnection) -> int:
