@@ -9,8 +9,7 @@ import os
 import shutil
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from broadsheet import search
 from broadsheet.search import BackgroundIndex
 
-from .conftest import MiniSite, story
+from .conftest import MiniSite, story, wait_until
 from .test_html_quality import QuietHandler
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -126,13 +125,6 @@ def test_an_index_under_way_when_search_is_turned_off_is_not_served(
         index.stop()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # Stands in for Pagefind: ends as Ctrl-C in the terminal ends it.
