@@ -102,10 +102,12 @@ def build(
     With the build cache (the default) only changed stories are parsed and only pages whose
     inputs changed are rendered; the result is byte-identical to a build from scratch."""
     started = time.perf_counter()
-    config = configure(load_config(root), options)
+    site_config = load_config(root)
+    config = configure(site_config, options)
     cache = build_cache(config, options)
     output_dir = config.root / config.output_dir
-    signature = input_signature(config, options) if options.persist_cache else UNSIGNED
+    signature = (input_signature(config, options, site_config.output_dir)
+                 if options.persist_cache else UNSIGNED)
     if write and options.use_cache and not options.refetch:
         head = cache.load(head_only=True)
         if unchanged_since(head, with_file(signature, image_index(config)), output_dir):
@@ -177,13 +179,21 @@ def _output_id(output_dir: Path) -> tuple[int, int, int] | None:
     return (stat.st_dev, stat.st_ino, stat.st_mtime_ns)
 
 
-def input_signature(config: Config, options: BuildOptions) -> Signature:
+def input_signature(
+    config: Config, options: BuildOptions, site_output: Path | None = None
+) -> Signature:
     """Every input a build reads: the site folder (stories, local images, site.yaml, a
-    site theme), the theme folders, the image cache's index, the config and the options."""
+    site theme), the theme folders, the image cache's index, the config and the options.
+
+    Neither output folder is an input: the one built into, nor site.yaml's own when
+    `--output` builds elsewhere (walking the 13,000 files of a 10,000-story site's output/
+    made each such build's nothing-changed check 0.17 s slower)."""
     root = config.root
     folders = [root, *(d for d in (*config.template_dirs, *config.static_dirs)
                        if not d.resolve().is_relative_to(root.resolve()))]
     skip = [root / config.output_dir, root / config.images.cache_dir]
+    if site_output is not None:
+        skip.append(root / site_output)
     return _signature(repr(config), repr(options), folders, skip)
 
 

@@ -850,3 +850,19 @@ def test_symlinked_folders_are_walked_once_and_only_inside_the_site(
     time.sleep(0.01)
     (site.root / "notes" / "x.txt").write_text("changed, and inside the site")
     assert not site.build().nothing_changed
+
+
+def test_site_yaml_output_is_no_input_of_a_build_elsewhere(make_site, tmp_path: Path) -> None:
+    """With --output elsewhere, output/ (site.yaml's) is another build's result, not an
+    input: its 13,000 files were walked by every nothing-changed check."""
+    site = make_site({"content/a.md": story()})
+    site.build()  # into output/
+    elsewhere = tmp_path / "elsewhere"
+    past = time.time() - 60  # mtimes old enough to be trusted
+    for path in site.root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (past, past))
+    site.build(output_dir=elsewhere)
+    assert site.build(output_dir=elsewhere).nothing_changed
+    (site.output / "stray.html").write_text("written by someone else")
+    assert site.build(output_dir=elsewhere).nothing_changed
