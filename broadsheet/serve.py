@@ -1,8 +1,10 @@
 """The dev server: build, serve, watch, rebuild, and tell open browsers to reload.
 
-Every build goes into a fresh folder and the server switches to it only once it is complete,
-so a page is never served from a half-written build. A failed build keeps the last good one
-on screen with an overlay of the diagnostics. The reload script and the overlay are added to
+The first build goes into a fresh folder, served once it is complete; later builds render
+their changed files into a pending folder and move them into place only once all of them
+rendered (each file replaced at once by a rename), so a page is never served half-written
+and a failed build changes nothing. A failed build keeps the last good one on screen with an
+overlay of the diagnostics. The reload script and the overlay are added to
 pages as they are served (livereload.py, previewhttp.py); nothing of the dev server is ever
 written into a build. Stopping it, however often it is asked to, removes its files.
 """
