@@ -55,7 +55,7 @@ TOPIC_FIELDS = {"page_size"}
 HOME_FIELDS = {"stories", "recent_issues"}
 IMPORT_FIELDS = {"inbox", "topics", "fold_threshold", "fold_window_hours", "timeout",
                  "max_bytes", "allow_private_hosts"}
-FEED_FIELDS = {"entries", "site", "topics", "digest", "rss", "atom", "json"}
+FEED_FIELDS = {"entries", "digest_entries", "site", "topics", "digest", "rss", "atom", "json"}
 DEFAULT_FEED_FILES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
 _FEED_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 IMAGE_FIELDS = {
@@ -78,6 +78,9 @@ class FeedSettings:
     """Which feeds are published and what their files are called in each feed's folder."""
 
     entries: int = 50
+    # Issues in the digest feed, each whole: with 48 stories a week, 50 of them made a
+    # 1.5 MB file per format that every reader fetches and any edit of the year re-renders.
+    digest_entries: int = 10
     site: bool = True
     topics: bool = True
     digest: bool = True
@@ -329,6 +332,8 @@ def _feeds(reader: NodeReader, node: Any) -> FeedSettings:
     fields = reader.fields(node, "feeds") or {}
     reader.unknown(fields, FEED_FIELDS, "feeds")
     entries = reader.integer(fields.get("entries"), "feeds.entries", minimum=1, maximum=10_000)
+    digest_entries = reader.integer(fields.get("digest_entries"), "feeds.digest_entries",
+                                    minimum=1, maximum=10_000)
     kinds = {}
     for kind in ("site", "topics", "digest"):
         value = reader.boolean(fields.get(kind), f"feeds.{kind}")
@@ -351,7 +356,8 @@ def _feeds(reader: NodeReader, node: Any) -> FeedSettings:
             )
         else:
             formats[fmt] = raw.strip()
-    return FeedSettings(entries=entries or 50, formats=formats, **kinds)
+    return FeedSettings(entries=entries or 50, digest_entries=digest_entries or 10,
+                        formats=formats, **kinds)
 
 
 def _images(reader: NodeReader, node: Any) -> ImageSettings:

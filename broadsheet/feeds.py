@@ -113,7 +113,7 @@ def plan_feeds(site: Site, config: Config) -> list[Feed]:
                 f"Each {word.lower()} of {config.title} in full.",
                 urls.ISSUE_ARCHIVE,
                 urls.ISSUE_ARCHIVE,
-                issues=site.issues[:limit],
+                issues=site.issues[: settings.digest_entries],
             )
         )
     if settings.topics:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -293,6 +293,28 @@ def test_feeds_can_be_switched_off_and_renamed(make_site) -> None:
     home = site.page("")
     alternates = [link.get("href") for link in home.iter("link") if link.get("rel") == "alternate"]
     assert alternates == ["/rss.xml", "/atom.xml", "/issues/rss.xml", "/issues/atom.xml"]
+
+
+def test_the_digest_feed_holds_the_latest_issues_its_setting_allows(make_site) -> None:
+    """Each digest entry is a whole issue: 50 of them were a 1.5 MB file per format at 48
+    stories a week. Ten by default, `feeds.digest_entries` to change; `feeds.entries` is
+    the story feeds' count and does not cut the digest."""
+    start = date(2020, 1, 6)
+    files = {f"content/s{n}.md": story(title=f"S{n}", url=f"https://x.example.com/{n}",
+                                       when=f"{start + timedelta(days=7 * n)}T12:00:00Z")
+             for n in range(12)}
+    head = "title: T\nbase_url: https://example.org/\nissues:\n  epoch: 2020-01-06\n"
+    site = make_site(files, site_yaml=head + "feeds:\n  entries: 2\n")
+    site.build()
+    issues = [e.link for e in read_feed(site.output / "issues/atom.xml").entries]
+    assert issues == [f"https://example.org/issues/{n}/" for n in range(12, 2, -1)]
+    assert len(read_feed(site.output / "atom.xml").entries) == 2
+    site.write("site.yaml", head + "feeds:\n  digest_entries: 3\n")
+    site.build()
+    assert len(read_json_feed(site.output / "issues/feed.json")["items"]) == 3
+    site.write("site.yaml", head + "feeds:\n  digest_entries: 0\n")
+    assert site.messages() == [
+        "site.yaml:6: feeds.digest_entries: expected a number from 1 to 10000, got 0"]
 
 
 def test_bad_feed_settings_are_diagnostics(make_site) -> None:
