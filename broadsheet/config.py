@@ -491,31 +491,50 @@ def _check_paths(reader: NodeReader, fields: dict[str, Any], config: Config) -> 
                      f"{config.content_dir} is outside the site folder; stories must be in a "
                      "folder inside it, like 'content'")
         return
-    protected = [root, content, root / "templates", root / "static", root / "themes"]
-    clash = next((path for path in protected if output == path or output in path.parents), None)
-    inside = next((path for path in protected[1:] if path in output.parents), None)
-    if clash is not None or inside is not None:
-        if clash is not None:
-            what = f"would replace {clash.name or clash}"
-        else:
-            assert inside is not None
-            what = f"is inside {display_path(inside, root)}/ and would be replaced"
-        reader.error(fields.get("output_dir"), "output_dir",
-                     f"{config.output_dir} {what} on every build; choose a folder of its own, "
-                     "like 'output'")
+    problem = output_problem(config)
+    if problem is not None:
+        reader.error(fields.get("output_dir"), "output_dir", problem)
         return
-    if output.exists() and not output.is_dir():
-        reader.error(fields.get("output_dir"), "output_dir",
-                     f"{config.output_dir} is a file, which the build would replace; choose a "
-                     "folder of its own, like 'output'")
-        return
-    _check_cache_dir(reader, fields, config, output, protected)
+    _check_cache_dir(reader, fields, config, output, _protected(config))
     if not content.is_dir():
         reader.error(
             fields.get("content_dir"), "content_dir", f"folder {config.content_dir} does not exist"
         )
     else:
         _check_inbox(reader, fields, config, content)
+
+
+def _protected(config: Config) -> list[Path]:
+    """The site's own folders, which no build may replace: the site, content, templates..."""
+    root = config.root
+    content = (root / config.content_dir).resolve()
+    return [root, content, root / "templates", root / "static", root / "themes"]
+
+
+def output_problem(config: Config, cache_too: bool = False) -> str | None:
+    """Why `config.output_dir` may not be built into, or None. The output folder is replaced
+    on every build, so it must never hold, or be inside, anything of the site's own. For
+    site.yaml's `output_dir` and `--output` alike: the option once replaced content/ with
+    the built site. With `cache_too`, nor hold the cache (site.yaml's checks tell that at
+    images.cache_dir)."""
+    root = config.root
+    output = (root / config.output_dir).resolve()
+    protected = _protected(config)
+    clash = next((path for path in protected if output == path or output in path.parents), None)
+    inside = next((path for path in protected[1:] if path in output.parents), None)
+    cache = (root / config.images.cache_dir).resolve()
+    if clash is not None:
+        what = f"would replace {clash.name or clash}"
+    elif inside is not None:
+        what = f"is inside {display_path(inside, root)}/ and would be replaced"
+    elif output.exists() and not output.is_dir():
+        return (f"{config.output_dir} is a file, which the build would replace; choose a "
+                "folder of its own, like 'output'")
+    elif cache_too and (cache == output or output in cache.parents):
+        what = f"holds the cache ({config.images.cache_dir}), which would be replaced"
+    else:
+        return None
+    return f"{config.output_dir} {what} on every build; choose a folder of its own, like 'output'"
 
 
 def _check_inbox(reader: NodeReader, fields: dict[str, Any], config: Config,

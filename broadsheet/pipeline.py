@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .buildcache import BuildCache, CacheState, Signature, with_file
 from .buildcache import input_signature as _signature
-from .config import IMAGE_CACHE_FOLDER, Config, load_config
+from .config import IMAGE_CACHE_FOLDER, Config, load_config, output_problem
 from .diagnostics import BuildFailed, Diagnostic
 from .packs import PackDamaged
 
@@ -211,9 +211,14 @@ def unchanged_since(state: CacheState, signature: Signature, output_dir: Path) -
 
 
 def configure(config: Config, options: BuildOptions) -> Config:
-    """Apply command-line overrides to the site's config."""
+    """Apply command-line overrides to the site's config; an output folder given there is
+    held to the rules site.yaml's is (config.output_problem)."""
     if options.output_dir is not None:
         config = replace(config, output_dir=options.output_dir)
+        problem = output_problem(config, cache_too=True)
+        if problem is not None:
+            raise BuildFailed([Diagnostic("--output", 0, "", problem)],
+                              "the output folder was refused; nothing was written")
     if options.base_url is not None:
         config = replace(config, base_url=options.base_url.rstrip("/") + "/")
     if options.offline or options.refetch:

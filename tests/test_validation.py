@@ -476,6 +476,32 @@ def test_settings_that_would_harm_the_site_or_its_output_are_refused(
     assert {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize(("folder", "what"), [
+    (".", "would replace site"),
+    ("content", "would replace content"),
+    ("content/2020", "is inside content/ and would be replaced"),
+    ("templates", "would replace templates"),
+    (".cache/..", "would replace site"),
+    ("site.yaml", None),
+    ("cache-holder", "holds the cache (cache-holder/c), which would be replaced"),
+])
+def test_an_output_folder_given_on_the_command_line_is_held_to_the_same_rules(
+        make_site, folder: str, what: str | None) -> None:
+    """`build --output content` replaced the curator's stories with the built site: the
+    option skipped the checks site.yaml's output_dir gets."""
+    site = make_site(
+        {"content/a.md": story(), "content/2020/b.md": story(title="B", url="https://x.org/b"),
+         "templates/base.html": "{% block main %}{% endblock %}"},
+        site_yaml="title: T\nbase_url: https://example.org/\nimages: {cache_dir: cache-holder/c}\n",
+    )
+    before = {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()}
+    messages = site.messages(output_dir=site.root / folder)
+    expected = (f"{site.root / folder} {what} on every build" if what else
+                f"{site.root / folder} is a file, which the build would replace")
+    assert len(messages) == 1 and messages[0].startswith(f"--output: {expected}"), messages
+    assert {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()} == before
+
+
 def test_site_yaml_warnings_are_told_with_every_build(make_site) -> None:
     site = make_site(
         {"content/a.md": story()},
