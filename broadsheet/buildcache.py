@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .diagnostics import Diagnostic
-from .model import Article, lazy_article, related_slugs, split_article
+from .model import Article, head_of, is_lazy, lazy_article, related_slugs, split_article
 from .packs import INLINE_MAX, BlobRef, PackDamaged, Packs, PackWriter, read_blob
 from .thumbnails import uses_digest
 from .tracking import Facts, parts_digest
@@ -81,16 +81,20 @@ def _installed(names: tuple[str, ...]) -> list[str]:
 class StoryEntry:
     """One story file as the last build read it.
 
-    The parsed Article travels as four pickled blobs (model.split_article): its head with
-    the diagnostics, read by every build; its tail, its coverage keys and its related
+    The parsed Article travels as its head (a dict of its fields, with the diagnostics) and
+    three pickled blobs (model.split_article): its tail, its coverage keys and its related
     items' first images, read only when a page, linking or a full image stage needs them
-    (kept in packs by the cache).
-    A rebuild writes the cache again with the blobs it loaded, not re-pickling thousands of
-    unchanged Articles, and a parsing worker's result crosses to the parent in the same
+    (kept in packs by the cache). The heads are pickled inline with the cache's parts, not
+    as blobs of their own: every build reads every head, and one unpickler for a part's
+    few hundred shares what they repeat (an outlet, a topic) and takes half the time of
+    one per head. The Article is made from its head when first read, and the head let go;
+    pickling the entry again takes it back from the Article.
+    A rebuild writes the cache again with the parts it loaded, not re-pickling thousands of
+    unchanged stories, and a parsing worker's result crosses to the parent in the same
     form. How assembly last linked the story to others (its related items' story slugs) is
     kept beside the blobs, so linking changes none of them."""
 
-    __slots__ = ("_blob", "_coverage", "_images", "_parsed", "_tail", "digest", "links",
+    __slots__ = ("_coverage", "_head", "_images", "_parsed", "_tail", "digest", "links",
                  "mtime_ns", "read_key", "size", "uses")
 
     def __init__(
@@ -104,9 +108,9 @@ class StoryEntry:
     ) -> None:
         self.size, self.mtime_ns, self.digest, self.read_key = size, mtime_ns, digest, read_key
         self.uses = uses_digest(article) if article is not None else ""  # its images in use
-        self.links: tuple[str | None, ...] | None = None  # None: as the blob has them
+        self.links: tuple[str | None, ...] | None = None  # None: as the head has them
         self._parsed: tuple[Article | None, list[Diagnostic]] | None = (article, diagnostics)
-        self._blob: bytes | BlobRef | None = None  # the story's head and diagnostics, pickled
+        self._head: Head | None = None  # the story's head and diagnostics, as unpickled
         self._tail: bytes | BlobRef = b""  # its tail, pickled apart (model.split_article)
         self._images: bytes | BlobRef = b""  # its related items' first images, pickled
         self._coverage: bytes | BlobRef = b""  # its coverage keys, pickled
@@ -121,18 +125,19 @@ class StoryEntry:
 
     def _content(self) -> tuple[Article | None, list[Diagnostic]]:
         if self._parsed is None:
-            assert self._blob is not None
-            head, diagnostics = pickle.loads(read_blob(self._blob))
+            assert self._head is not None
+            head, diagnostics = self._head
             if head is not None and self.links is not None:
                 head["_slugs"] = self.links  # applied to the related items when loaded
             article = (lazy_article(head, self._tail, self._images, self._coverage)
                        if head is not None else None)
             self._parsed = (article, diagnostics)
+            self._head = None  # the article holds it now
         return self._parsed
 
     def same_content(self, size: int, mtime_ns: int) -> StoryEntry:
         """This entry for the same bytes found with another size or mtime (a touched file)."""
-        return self._copy(size, mtime_ns, self.links, self._parsed)
+        return self._copy(size, mtime_ns, self.links, self._content())
 
     def relinked(self, article: Article) -> StoryEntry:
         """This entry holding its story as assembly linked it to other stories, so that the
@@ -145,63 +150,80 @@ class StoryEntry:
         size: int,
         mtime_ns: int,
         links: tuple[str | None, ...] | None,
-        parsed: tuple[Article | None, list[Diagnostic]] | None,
+        parsed: tuple[Article | None, list[Diagnostic]],
     ) -> StoryEntry:
         entry = StoryEntry.__new__(StoryEntry)
         entry.size, entry.mtime_ns, entry.digest = size, mtime_ns, self.digest
         entry.read_key, entry.uses, entry.links = self.read_key, self.uses, links
-        entry._blob, entry._tail, entry._images = self._blob, self._tail, self._images
+        entry._tail, entry._images = self._tail, self._images
         entry._coverage = self._coverage
-        entry._parsed = parsed
+        entry._head, entry._parsed = None, parsed
         return entry
 
-    def _pickled(
-        self,
-    ) -> tuple[bytes | BlobRef, bytes | BlobRef, bytes | BlobRef, bytes | BlobRef]:
-        """The story's head with its diagnostics, its tail, its related items' first images
-        and its coverage keys, pickled apart (see model.lazy_article): a rebuild unpickles
-        only the heads of the stories it does not show, and never copies their tails."""
-        if self._blob is None:
-            assert self._parsed is not None
-            article, diagnostics = self._parsed
-            head = None
-            if article is not None:
-                head, self._tail, self._images, self._coverage = split_article(article)
-            self._blob = pickle.dumps((head, diagnostics), protocol=pickle.HIGHEST_PROTOCOL)
-        return self._blob, self._tail, self._images, self._coverage
+    def _split(self) -> None:
+        """Pickle the tail, the related items' first images and the coverage keys of a
+        story made by its constructor (parsed by this process) apart from its head (see
+        model.lazy_article): a rebuild unpickles only the heads of the stories it does not
+        show, and never copies their tails. A story from the cache has them already."""
+        if self._parsed is None:
+            return
+        article = self._parsed[0]
+        if article is not None and not is_lazy(article):
+            _, self._tail, self._images, self._coverage = split_article(article)
+            self._parsed = (lazy_article(head_of(article), self._tail, self._images,
+                                         self._coverage), self._parsed[1])
 
     def spill(self, writer: PackWriter) -> None:
-        """Unpickle the head of a story that arrived pickled (every build reads it), and
-        move its blobs into `writer`'s pack: the head's, for the save, and its tail, its
-        related items' first images and its coverage keys, until something reads them. At
-        10,000 stories that is 200 MB the build process would hold until the save, and a
-        forked render worker hold again."""
-        if self._parsed is not None or self._blob is None:
+        """Make the Article of a story that arrived pickled (every build reads its head),
+        and move its tail, its related items' first images and its coverage keys into
+        `writer`'s pack until something reads them. At 10,000 stories that is 200 MB the
+        build process would hold until the save, and a forked render worker hold again."""
+        if self._head is None:
             return
         for name in ("_tail", "_images", "_coverage"):
             setattr(self, name, _spilled(getattr(self, name), writer))
         self._content()  # the story now holds references to those, not their bytes
-        self._blob = _spilled(self._blob, writer)
 
-    def inline_head(self) -> None:
-        """Read a spilled head back: the cache file holds every head, for the next build."""
-        if isinstance(self._blob, BlobRef):
-            self._blob = self._blob.read()
+    def blobs(self) -> tuple[bytes | BlobRef, bytes | BlobRef, bytes | BlobRef]:
+        self._split()
+        return self._tail, self._images, self._coverage
 
     def __getstate__(self) -> tuple[Any, ...]:
-        head, *blobs = self._pickled()
+        self._split()
+        head = self._head
+        if head is None:
+            assert self._parsed is not None
+            article, diagnostics = self._parsed
+            head = (_shared_head(head_of(article)) if article is not None else None,
+                    diagnostics)
         return (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
-                read_blob(head), *blobs)
+                head, self._tail, self._images, self._coverage)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
-         self._blob, self._tail, self._images, self._coverage) = state
+         self._head, self._tail, self._images, self._coverage) = state
         self._parsed = None
 
     def parsed(self, shown: str) -> str:
         """What the story's fingerprint builds on: its path (the slug and every diagnostic
         come from it), its bytes and how they were read."""
         return f"{shown}|{self.digest}|{self.read_key}"
+
+
+Head = tuple["dict[str, Any] | None", list[Diagnostic]]
+_SHARED: dict[Any, Any] = {}  # one of each outlet and topic reference, for pickling
+
+
+def _shared_head(head: dict[str, Any]) -> dict[str, Any]:
+    """The head with equal outlets and topic references as one object each: pickled
+    together in a part, each is then written (and unpickled) once, not once per story."""
+    shared = _SHARED
+    if len(shared) > 100_000:  # a long-running server seeing ever new outlets
+        shared.clear()
+    provider = head["provider"]
+    head["provider"] = shared.setdefault(provider, provider)
+    head["topics"] = tuple(shared.setdefault(topic, topic) for topic in head["topics"])
+    return head
 
 
 class UnitRecord:
@@ -490,8 +512,7 @@ def _pack_blobs(state: CacheState, packs: Packs) -> tuple[list[BlobRef], bool]:
     return every reference the state now holds, and whether compacting moved any."""
     holders: list[tuple[StoryEntry | UnitRecord, str]] = []
     for entry in state.stories.values():
-        entry._pickled()
-        entry.inline_head()
+        entry.blobs()
         holders += [(entry, "_tail"), (entry, "_images"), (entry, "_coverage")]
     for record in state.units.values():
         record.facts_blob()

@@ -193,16 +193,27 @@ def split_article(article: Article) -> tuple[dict[str, Any], bytes, bytes, bytes
     its related items' first images pickled (what the image stage plans: thumbnails.
     story_uses), so that planning every story's images loads no tail; its coverage keys
     pickled, so that linking every story loads no tail."""
-    head = {k: v for k, v in vars(article).items()
-            if k not in _APART and k not in _LAZY}
-    head["_slugs"] = related_slugs(article)
-    head["_own"] = own_key(article)
-    head["_keys"] = related_key_hashes(article)
+    head = head_of(article)
     tail = pickle.dumps(tuple(getattr(article, name) for name in TAIL),
                         protocol=pickle.HIGHEST_PROTOCOL)
     images = pickle.dumps(related_first_images(article), protocol=pickle.HIGHEST_PROTOCOL)
     coverage = pickle.dumps(article.coverage, protocol=pickle.HIGHEST_PROTOCOL)
     return head, tail, images, coverage
+
+
+def head_of(article: Article) -> dict[str, Any]:
+    """A story's head (split_article): its fields but the tail, with what assembly reads of
+    the tail. Of a lazy story, the head it was made from, as assembly left it linked."""
+    head = {k: v for k, v in vars(article).items() if k not in _APART and k not in _LAZY}
+    head["_slugs"] = related_slugs(article)
+    head["_own"] = own_key(article)
+    head["_keys"] = related_key_hashes(article)
+    return head
+
+
+def is_lazy(article: Article) -> bool:
+    """Whether the story was made by lazy_article (its tail in a blob)."""
+    return "_tail" in article.__dict__
 
 
 def relink(article: Article, slugs: tuple[str | None, ...]) -> Article:

@@ -723,9 +723,10 @@ def test_stories_parsed_in_workers_keep_their_blobs_in_a_pack(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A build that parses many stories in worker processes writes their tails, related
-    items' images, coverage keys and heads to a pack as they arrive instead of holding
-    them, and the facts of the pages it renders as they come; the cache it saves refers to
-    that pack (and holds the heads itself), the output is that of a clean build, and a
+    items' images and coverage keys to a pack as they arrive instead of holding them (their
+    heads become the stories), and the facts of the pages it renders as they come; the
+    cache it saves refers to that pack (and holds the heads itself, an outlet shared by
+    several stories of a part unpickled once), the output is that of a clean build, and a
     build that fails leaves no pack behind."""
     from broadsheet import buildcache, stages
     from broadsheet.buildcache import BuildCache
@@ -741,7 +742,7 @@ def test_stories_parsed_in_workers_keep_their_blobs_in_a_pack(
     def spy(*args: object, **kwargs: object) -> stories.Loaded:
         loaded = real(*args, **kwargs)  # type: ignore[arg-type]
         tails.extend(entry._tail for entry in loaded.entries.values())
-        heads.extend(entry._blob for entry in loaded.entries.values())
+        heads.extend(entry._head for entry in loaded.entries.values())
         others.extend(blob for entry in loaded.entries.values()
                       for blob in (entry._images, entry._coverage))
         return loaded
@@ -759,9 +760,14 @@ def test_stories_parsed_in_workers_keep_their_blobs_in_a_pack(
     packs = sorted(folder.glob("pack-*.bin"))
     spilled = {Path(tail.path) for tail in tails[: len(curator.names)]}  # type: ignore
     assert len(spilled) == 1 and spilled <= set(packs)
-    assert all(type(head) is BlobRef for head in heads)
+    assert heads and all(head is None for head in heads)  # made into stories
     saved = BuildCache(folder).load()
-    assert all(type(entry._blob) is bytes for entry in saved.stories.values())
+    loaded_heads = [entry._head for entry in saved.stories.values()]
+    assert all(type(head) is tuple and type(head[0]) is dict for head in loaded_heads)
+    assert all(entry.article for entry in saved.stories.values())  # as a build reads them
+    together = pickle.loads(pickle.dumps(list(saved.stories.values())))  # as in one part
+    outlets = {id(entry._head[0]["provider"]) for entry in together}
+    assert len(outlets) == 1 < len(together)  # one outlet here, unpickled once
     facts = [record._facts_blob for record in saved.units.values()]
     assert len([f for f in facts if type(f) is BlobRef]) >= len(curator.names)
     assert {Path(f.path) for f in facts if type(f) is BlobRef} == spilled  # type: ignore
