@@ -34,7 +34,7 @@ from .diagnostics import Diagnostic
 from .model import Article, head_of, is_lazy, lazy_article, related_slugs, split_article
 from .packs import INLINE_MAX, BlobRef, PackDamaged, Packs, PackWriter, read_blob
 from .thumbnails import uses_digest
-from .tracking import Facts, parts_digest
+from .tracking import Derived, Facts, parts_digest
 
 if TYPE_CHECKING:
     from .images import StageMemo
@@ -94,8 +94,8 @@ class StoryEntry:
     form. How assembly last linked the story to others (its related items' story slugs) is
     kept beside the blobs, so linking changes none of them."""
 
-    __slots__ = ("_coverage", "_head", "_images", "_parsed", "_tail", "digest", "links",
-                 "mtime_ns", "read_key", "size", "uses")
+    __slots__ = ("_coverage", "_head", "_images", "_parsed", "_tail", "digest", "fingerprint",
+                 "links", "mtime_ns", "read_key", "size", "uses")
 
     def __init__(
         self,
@@ -109,6 +109,9 @@ class StoryEntry:
         self.size, self.mtime_ns, self.digest, self.read_key = size, mtime_ns, digest, read_key
         self.uses = uses_digest(article) if article is not None else ""  # its images in use
         self.links: tuple[str | None, ...] | None = None  # None: as the head has them
+        # the derived fields and fingerprint the last build gave its story (tracking.
+        # Fingerprints.article): all the rest of it is a function of this entry
+        self.fingerprint: Derived | None = None
         self._parsed: tuple[Article | None, list[Diagnostic]] | None = (article, diagnostics)
         self._head: Head | None = None  # the story's head and diagnostics, as unpickled
         self._tail: bytes | BlobRef = b""  # its tail, pickled apart (model.split_article)
@@ -155,9 +158,17 @@ class StoryEntry:
         entry = StoryEntry.__new__(StoryEntry)
         entry.size, entry.mtime_ns, entry.digest = size, mtime_ns, self.digest
         entry.read_key, entry.uses, entry.links = self.read_key, self.uses, links
+        entry.fingerprint = self.fingerprint
         entry._tail, entry._images = self._tail, self._images
         entry._coverage = self._coverage
         entry._head, entry._parsed = None, parsed
+        return entry
+
+    def remembering(self, fingerprint: Derived) -> StoryEntry:
+        """This entry with its story's new fingerprint (a copy: the cache pickles again
+        the parts whose entries are not the very ones it loaded)."""
+        entry = self._copy(self.size, self.mtime_ns, self.links, self._content())
+        entry.fingerprint = fingerprint
         return entry
 
     def _split(self) -> None:
@@ -197,11 +208,11 @@ class StoryEntry:
             head = (_shared_head(head_of(article)) if article is not None else None,
                     diagnostics)
         return (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
-                head, self._tail, self._images, self._coverage)
+                self.fingerprint, head, self._tail, self._images, self._coverage)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         (self.size, self.mtime_ns, self.digest, self.read_key, self.uses, self.links,
-         self._head, self._tail, self._images, self._coverage) = state
+         self.fingerprint, self._head, self._tail, self._images, self._coverage) = state
         self._parsed = None
 
     def parsed(self, shown: str) -> str:

@@ -102,7 +102,7 @@ def run(
         output_dir = config.root / config.output_dir
         parts = cache.folder / PARTS_FILE if write and cache.persist else None
         job = RenderJob(model.site, model.pages, model.feeds, config, model.url_builder,
-                        Fingerprints(model.loaded.parsed), state,
+                        Fingerprints(model.loaded.parsed, model.loaded.entries), state,
                         _reusable_output(state, output_dir) if write else None,
                         options.workers, model.loaded.uses, spill, parts, options.use_cache)
         indexing = write and config.search and options.search_index
@@ -197,8 +197,12 @@ def _next_state(
 ) -> CacheState:
     """What the next build reads back: this build's stories, units and output."""
     config = job.config
+    entries = model.loaded.entries
+    for source, fingerprint in job.fingerprints.found.items():
+        if source in entries:
+            entries[source] = entries[source].remembering(fingerprint)
     return CacheState(
-        job.state.engine, model.loaded.entries, outcome.records, frozenset(outcome.files),
+        job.state.engine, entries, outcome.records, frozenset(outcome.files),
         _output_id(config.root / config.output_dir),
         "" if signature.racy else with_file(signature, image_index(config)).value,
         warnings,

@@ -22,7 +22,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from markupsafe import Markup
 
@@ -30,6 +30,14 @@ from .model import Article, related_slugs
 
 FactPath = tuple[Any, ...]
 Facts = dict[FactPath, Any]
+Derived = tuple[Any, Any]  # a story's fields set by assembly, and its fingerprint with them
+
+
+class Remembered(Protocol):
+    """What a story's cache entry keeps of its last fingerprint (buildcache.StoryEntry):
+    for the same file read the same way, so only the derived fields can differ."""
+
+    fingerprint: Derived | None
 
 LEN, BOOL, TYPE, WHOLE = "#len", "#bool", "#type", "#whole"
 # The model's classes that hold stories: fingerprinted through the stories' own fingerprints
@@ -73,8 +81,14 @@ class _PartsDigest:
 class Fingerprints:
     """Fingerprints of the model values of one build, memoised for the shared aggregates."""
 
-    def __init__(self, parsed: Mapping[str, str]) -> None:
+    def __init__(
+        self, parsed: Mapping[str, str], known: Mapping[str, Remembered] | None = None
+    ) -> None:
         self.parsed = parsed  # article.source -> digest of its file and how it was read
+        # article.source -> what the last build found for the same `parsed` (a story's
+        # cache entry): with the same derived fields, the same fingerprint, not hashed again
+        self.known: Mapping[str, Remembered] = known or {}
+        self.found: dict[str, Derived] = {}  # those this build hashed, for the next
         self._memo: dict[int, tuple[object, Any]] = {}  # id -> (the object, kept alive; fp)
         self._fields: dict[type, tuple[str, ...]] = {}
         self._digest = _PartsDigest()
@@ -84,7 +98,8 @@ class Fingerprints:
         found = self._memo.get(id(article))
         if found is not None and found[0] is article:
             return found[1]
-        base = self.parsed.get(article.source)
+        source = article.source
+        base = self.parsed.get(source)
         if base is None:  # not from a parsed file (tests build models by hand)
             value = self._structure(article)
         else:
@@ -93,7 +108,13 @@ class Fingerprints:
                 [(t.name, t.slug) for t in article.topics],
                 related_slugs(article),
             )
-            value = ("A", self._digest((base, derived)))
+            entry = self.known.get(source)
+            last = entry.fingerprint if entry is not None else None
+            if last is not None and last[0] == derived:
+                value = last[1]
+            else:
+                value = ("A", self._digest((base, derived)))
+                self.found[source] = (derived, value)
         self._memo[id(article)] = (article, value)
         return value
 

@@ -269,6 +269,7 @@ class Decider:
         self.records = records
         self.checker = checker
         self.output = output  # the previous output folder, None when it cannot be reused
+        self._prefix = os.path.join(output, "") if output is not None else ""  # for isfile
         self.settled = settled or set()  # story files whose pictures cannot have changed
         self.site = site  # the `site` every unit's shared facts are read from
         self._shared: dict[Any, tuple[Any, ...] | None] = {}  # by UnitRecord.shared_key
@@ -298,7 +299,7 @@ class Decider:
         if changed_fact is not None:
             return self._fact_reason(unit, changed_fact)
         for name in unit.files:
-            if not os.path.isfile(os.path.join(self.output, name)):
+            if not os.path.isfile(self._prefix + name):  # names are relative, made here
                 return f"{name} is missing from the output folder"
         return None
 

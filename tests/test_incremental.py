@@ -833,6 +833,37 @@ def test_fingerprints_depend_on_values_not_on_which_objects_are_shared() -> None
     assert fp.of(same) == Fingerprints({}).of([("x", "section"), ("x", "".join(["sec", "tion"]))])
 
 
+def test_a_story_fingerprint_is_remembered_only_for_the_same_derived_fields(
+    curator: Curator,
+) -> None:
+    """A rebuild takes each story's fingerprint from its cache entry when assembly gave it
+    the same issue, topics and links as the last build did (not hashed again), and hashes
+    it anew when any of them differ: a stale one would skip pages that show the change."""
+    from broadsheet.buildcache import BuildCache
+    from broadsheet.model import with_head
+    from broadsheet.tracking import Fingerprints
+
+    state = BuildCache(curator.site.root / ".cache" / "build").load()
+    shown = {name: e for name, e in state.stories.items()
+             if e.article is not None and not e.article.is_draft}
+    assert shown and all(e.fingerprint for e in shown.values())
+    source, entry = sorted(shown.items())[0]
+    article = entry.article
+    assert article is not None and entry.fingerprint is not None
+    derived, value = entry.fingerprint
+    assert derived[0] is not None  # the issue assembly gave it
+    parsed = {name: e.parsed(name) for name, e in state.stories.items()}
+    entry.fingerprint = (derived, ("A", b"remembered"))
+    fp = Fingerprints(parsed, state.stories)
+    assert fp.article(with_head(article, issue=derived[0])) == ("A", b"remembered")
+    assert fp.found == {}
+    moved = fp.article(with_head(article, issue=derived[0] + 1))
+    assert moved[0] == "A" and moved != ("A", b"remembered") and moved != value
+    assert fp.found[source][1] == moved
+    fresh = Fingerprints(parsed).article(with_head(article, issue=derived[0]))
+    assert fresh == value  # what was remembered is what hashing gives
+
+
 def test_symlinked_folders_are_walked_once_and_only_inside_the_site(
         make_site, tmp_path: Path) -> None:
     """The nothing-changed check walks the site: two `ln -s .` links made that walk endless,
