@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from .serve import DevServer
 
 KEEPALIVE_SECONDS = 15.0
+# A connection that sends nothing for this long is closed: a client that connected and sent
+# nothing, or half a request, held its thread until the server stopped, and so does a
+# browser's kept-alive connection (browsers open a new one when it is gone). The event
+# stream only writes, so its silence between builds is not cut by this.
+REQUEST_TIMEOUT_SECONDS = 30.0
 mimetypes.add_type("application/json", ".json")
 mimetypes.add_type("application/xml", ".xml")
 mimetypes.add_type("application/atom+xml", ".atom")
@@ -92,6 +97,7 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
 
     server: PreviewHTTPServer
     protocol_version = "HTTP/1.1"
+    timeout = REQUEST_TIMEOUT_SECONDS  # socketserver sets it on each connection
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the terminal is for builds and diagnostics, not for every request

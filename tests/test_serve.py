@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 
+from broadsheet import previewhttp
 from broadsheet.buildcache import CACHE_FILE
 from broadsheet.livereload import BuildState
+from broadsheet.previewhttp import PreviewHandler
 from broadsheet.serve import DevServer
 
 from .conftest import REPO, SITE_YAML, MiniSite, story, wait_until
@@ -350,6 +352,37 @@ def test_stopping_ends_the_connections_browsers_keep_open(make_site) -> None:
     finally:
         connection.close()
         dev.stop()
+
+
+def test_an_idle_connection_is_closed_while_the_event_stream_stays_open(
+    running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that connected and sent nothing, or half a request, held a thread until the
+    server stopped. Now the server closes it once it has been idle for the handler's
+    timeout; the event stream, silent for longer than that, still announces the next build."""
+    site, dev = running
+    assert 0 < PreviewHandler.timeout <= 60  # by default too: some seconds, not never
+    monkeypatch.setattr(PreviewHandler, "timeout", 0.2)
+    monkeypatch.setattr(previewhttp, "KEEPALIVE_SECONDS", 600.0)  # not a byte until a build
+    events = EventListener(dev, f"?since={dev.state.shown().token}")
+    half_request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{dev.port}\r\n".encode()
+    for sent in (b"", half_request):
+        with socket.create_connection(("127.0.0.1", dev.port), timeout=10) as idle:
+            idle.sendall(sent)
+            assert closed_by_server(idle), sent
+    site.write("content/a.md", story(title="Second title", extra="topics: [AI]"))
+    assert wait_until(lambda: events.reloads == 1)
+    events.close()
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closes the connection (within the socket's timeout)."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
 
 
 # -- reloading: every page ends up showing the latest build -----------------------------------
