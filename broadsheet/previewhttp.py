@@ -14,6 +14,7 @@ import ipaddress
 import mimetypes
 import posixpath
 import socket
+import socketserver
 import sys
 import threading
 from pathlib import Path
@@ -56,6 +57,13 @@ class PreviewHTTPServer(http.server.ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         self._closed = False
         super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        """HTTPServer's, without its socket.getfqdn(): a DNS lookup of this machine's name
+        for `server_name`, which nothing here uses; a slow one held up start-up."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:

@@ -71,7 +71,8 @@ class DevServer:
         self.root = root.resolve()
         self.host = host
         self.wildcard = is_wildcard(host)
-        self.own_names = machine_names() if self.wildcard else frozenset()
+        # The full name is added by start(), without waiting for it (see add_full_name).
+        self.own_names = machine_names(socket.gethostname()) if self.wildcard else frozenset()
         self.drafts = drafts
         self.offline = offline
         self.log = log or sys.stderr
@@ -105,6 +106,8 @@ class DevServer:
         return f"http://{socket.gethostname().lower()}:{self.port}{self.base_path}"
 
     def start(self) -> None:
+        if self.wildcard:  # not among the threads stop() waits for: it may never answer
+            threading.Thread(target=self.add_full_name, daemon=True).start()
         self.search.start()
         self.rebuild()
         for target in (self.httpd.serve_forever, self.watch):
@@ -112,6 +115,12 @@ class DevServer:
             thread.start()
             self._threads.append(thread)
         self.watching.wait(timeout=10)  # edits made from now on are seen
+
+    def add_full_name(self) -> None:
+        """Answer to this machine's fully qualified name as well, once it is known. Looked
+        up in the background: socket.getfqdn() asks DNS, which took many seconds on a slow
+        network, all of them before the server printed its URL or answered anything."""
+        self.own_names = self.own_names | machine_names(socket.getfqdn())
 
     def stop(self) -> None:
         """Stop serving and watching, remove the preview's files, keep the cache.
@@ -298,10 +307,11 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def machine_names() -> frozenset[str]:
-    """This machine's own names, which requests from other machines are addressed to."""
+def machine_names(*given: str) -> frozenset[str]:
+    """This machine's names that requests from other machines are addressed to: `given`
+    (its host name, its full name), the first label of each, and that under .local."""
     names = {"localhost"}
-    for name in (socket.gethostname(), socket.getfqdn()):
+    for name in given:
         name = name.lower().rstrip(".")
         if name:
             short = name.split(".")[0]

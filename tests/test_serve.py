@@ -6,6 +6,7 @@ import errno
 import http.client
 import io
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -316,6 +317,77 @@ def test_a_server_on_every_interface_prints_a_url_for_other_machines(make_site) 
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
+
+
+# Runs the serve command on every interface with a DNS that does not answer this machine's
+# full name until the test writes a line to its stdin.
+SLOW_DNS = """
+import socket, sys, threading
+from broadsheet import cli
+answered = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), answered.set()), daemon=True).start()
+def getfqdn(name=""):
+    answered.wait()
+    return "box.corp.example."
+socket.getfqdn = getfqdn
+sys.argv = ["broadsheet", "serve", "--port", "0", "--host", "0.0.0.0"]
+cli.run()
+"""
+
+
+def test_a_slow_dns_does_not_hold_up_start_up_on_every_interface(make_site, tmp_path) -> None:
+    """socket.getfqdn(), asked for this machine's names, waited for DNS (many seconds on a
+    slow network) before the URL was printed or anything answered. Now the server starts
+    and answers while the lookup is under way, and answers to the full name once known."""
+    site = make_site({"content/a.md": story()})
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_DNS], cwd=site.root, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TMPDIR": str(scratch),
+             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+    )
+    try:
+        url = next_line(process.stdout)
+        assert url.startswith("http://127.0.0.1:"), f"no URL while DNS is silent: {url!r}"
+        port = int(url.rsplit(":", 1)[1].rstrip("/\n"))
+        own = f"{socket.gethostname()}:{port}"
+        assert wait_until(lambda: status_for(port, own) == 200)
+        assert status_for(port, f"box.corp.example:{port}") == 403  # not known yet
+        process.stdin.write("\n")  # DNS answers
+        process.stdin.flush()
+        assert wait_until(lambda: status_for(port, f"box.corp.example:{port}") == 200)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=30)
+        assert_stopped_cleanly(code, site, scratch, process.stderr.read())
+    finally:
+        kill_if_running(process)
+
+
+def next_line(stream: Any, timeout: float = 60) -> str:
+    """The next line of a child's output, or "" if none came within `timeout` (a bound
+    for a child that hangs, not a judgement of its speed)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        return ""
+
+
+def status_for(port: int, host: str) -> int:
+    """The status of GET / addressed to `host`; 0 when nothing answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", "/", skip_host=True)
+        connection.putheader("Host", host)
+        connection.endheaders()
+        return connection.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
 
 
 def test_many_concurrent_clients_are_served(running) -> None:
