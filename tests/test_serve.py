@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import http.client
 import io
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +27,7 @@ from broadsheet import previewhttp
 from broadsheet.buildcache import CACHE_FILE
 from broadsheet.livereload import BuildState
 from broadsheet.previewhttp import PreviewHandler
-from broadsheet.serve import DevServer
+from broadsheet.serve import DevServer, serve
 
 from .conftest import REPO, SITE_YAML, MiniSite, story, wait_until
 
@@ -789,6 +791,45 @@ def test_more_signals_while_stopping_do_not_abort_the_cleanup(make_site, tmp_pat
         assert_stopped_cleanly(code, site, scratch, err)
     finally:
         kill_if_running(process)
+
+
+class CtrlCWhileWriting(io.StringIO):
+    """Standard output on which Ctrl-C comes as soon as anything is printed."""
+
+    def write(self, text: str) -> int:
+        raise KeyboardInterrupt
+
+
+def ctrl_c(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(("when", "exit_code"), [("made", 130), ("printing", 0)])
+def test_ctrl_c_as_the_server_is_made_leaves_no_preview_folder(
+    make_site, tmp_path, monkeypatch: pytest.MonkeyPatch, when: str, exit_code: int
+) -> None:
+    """The preview's temporary folder was made with the server, before the code that
+    removes it on Ctrl-C: a Ctrl-C in between (at the end of making the server, or while
+    its URL was printed) left it. Interrupted before the server is made, nothing was
+    served: the command line says "Interrupted." (130); after, it has stopped (0)."""
+    site = make_site({"content/a.md": story()})
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    if when == "made":
+        monkeypatch.setattr("broadsheet.serve.BackgroundIndex", ctrl_c)  # made last
+    else:
+        monkeypatch.setattr(sys, "stdout", CtrlCWhileWriting())
+    handlers = {each: signal.getsignal(each) for each in (signal.SIGINT, signal.SIGTERM)}
+    args = argparse.Namespace(site=site.root, host="127.0.0.1", port=0, drafts=False,
+                              offline=False, open=False)
+    try:
+        code = serve(args)
+    except KeyboardInterrupt:
+        code = 130  # what the command line exits with then
+    finally:
+        for each, handler in handlers.items():  # serve() set its own
+            signal.signal(each, handler)
+    assert not list(tmp_path.glob("broadsheet-serve-*"))
+    assert code == exit_code
 
 
 def assert_stopped_cleanly(code: int, site: MiniSite, scratch: Path, err: str = "") -> None:
