@@ -135,18 +135,19 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         dev = self.server.dev
         if dev.wildcard:
             return self.addressed_to_this_machine(host)
+        own = dev.host.lower()  # names are case-insensitive: both sides lowercased
         allowed = {
             f"localhost:{dev.port}",
             f"127.0.0.1:{dev.port}",
             f"[::1]:{dev.port}",
-            f"{dev.host.lower()}:{dev.port}",
-            f"[{dev.host.lower()}]:{dev.port}",
+            f"{own}:{dev.port}",
+            f"[{own}]:{dev.port}",
         }
         if dev.port == 80:
-            allowed |= {"localhost", "127.0.0.1", "[::1]", dev.host.lower()}
+            allowed |= {"localhost", "127.0.0.1", "[::1]", own}
         if host in allowed:
             return True
-        return is_exposed(dev.host) and host.rsplit(":", 1)[0].strip("[]") == dev.host
+        return is_exposed(dev.host) and host.rsplit(":", 1)[0].strip("[]") == own
 
     def addressed_to_this_machine(self, host: str) -> bool:
         """For a server bound to every interface: an IP address (DNS rebinding needs a

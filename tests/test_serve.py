@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -272,6 +273,16 @@ def test_pages_linked_out_of_the_build_are_not_served(running, tmp_path, link, p
 def test_foreign_host_headers_are_refused(running, host: str) -> None:
     _, dev = running
     assert get(dev, "/", host=host)[0] == 403
+
+
+@pytest.mark.parametrize("sent", ["Box.Example", "box.example", "BOX.EXAMPLE:9000"])
+def test_host_names_are_matched_whatever_their_case(sent: str) -> None:
+    """Host names are case-insensitive. The Host header was lowercased, then compared
+    without its port to --host as typed: `--host Box.Example` refused even `Host:
+    Box.Example` (403)."""
+    dev = SimpleNamespace(wildcard=False, host="Box.Example", port=8000)
+    handler = SimpleNamespace(headers={"Host": sent}, server=SimpleNamespace(dev=dev))
+    assert PreviewHandler.host_allowed(handler)  # type: ignore[arg-type]
 
 
 def test_local_host_names_are_accepted(running) -> None:
