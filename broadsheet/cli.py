@@ -281,16 +281,27 @@ def show_failure(failure: BuildFailed, stream: TextIO, label: str) -> None:
     for diagnostic in failure.diagnostics:
         print(format_diagnostic(diagnostic, colour), file=stream)
     errors = [d for d in failure.diagnostics if d.is_error]
-    files = len({d.path for d in errors})
     print(
         paint(
-            f"{label} failed: {plural(len(errors), 'error')} in {plural(files, 'file')}; "
+            f"{label} failed: {count_errors(errors)}; "
             "nothing was written, the previous output is unchanged.",
             "31",
             colour,
         ),
         file=stream,
     )
+
+
+def count_errors(errors: list[Diagnostic]) -> str:
+    """How many errors in how many files, like "2 errors in 2 files". Errors not in a file
+    (an option's, like `--output content`) are not counted as files: that said "in 1 file"."""
+    in_files = [d for d in errors if d.in_a_file]
+    files = plural(len({d.path for d in in_files}), "file")
+    if len(in_files) == len(errors):
+        return f"{plural(len(errors), 'error')} in {files}"
+    if not in_files:
+        return plural(len(errors), "error")
+    return f"{plural(len(errors), 'error')}, {len(in_files)} of them in {files}"
 
 
 def show_warnings(warnings: list[Diagnostic], stream: TextIO) -> None:

@@ -37,6 +37,11 @@ class Diagnostic:
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
+    @property
+    def in_a_file(self) -> bool:
+        """Whether `path` is a file's: not a command-line option's, like `--output`."""
+        return not self.path.startswith("-")
+
     def as_warning(self) -> Diagnostic:
         return Diagnostic(self.path, self.line, self.field, self.message, Severity.WARNING)
 

@@ -14,6 +14,7 @@ import ipaddress
 import mimetypes
 import posixpath
 import socket
+import socketserver
 import sys
 import threading
 from pathlib import Path
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
     from .serve import DevServer
 
 KEEPALIVE_SECONDS = 15.0
+# A connection that sends nothing for this long is closed: a client that connected and sent
+# nothing, or half a request, held its thread until the server stopped, and so does a
+# browser's kept-alive connection (browsers open a new one when it is gone). The event
+# stream only writes, so its silence between builds is not cut by this.
+REQUEST_TIMEOUT_SECONDS = 30.0
 mimetypes.add_type("application/json", ".json")
 mimetypes.add_type("application/xml", ".xml")
 mimetypes.add_type("application/atom+xml", ".atom")
@@ -51,6 +57,13 @@ class PreviewHTTPServer(http.server.ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         self._closed = False
         super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        """HTTPServer's, without its socket.getfqdn(): a DNS lookup of this machine's name
+        for `server_name`, which nothing here uses; a slow one held up start-up."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -92,6 +105,7 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
 
     server: PreviewHTTPServer
     protocol_version = "HTTP/1.1"
+    timeout = REQUEST_TIMEOUT_SECONDS  # socketserver sets it on each connection
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the terminal is for builds and diagnostics, not for every request
@@ -121,18 +135,19 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         dev = self.server.dev
         if dev.wildcard:
             return self.addressed_to_this_machine(host)
+        own = dev.host.lower()  # names are case-insensitive: both sides lowercased
         allowed = {
             f"localhost:{dev.port}",
             f"127.0.0.1:{dev.port}",
             f"[::1]:{dev.port}",
-            f"{dev.host.lower()}:{dev.port}",
-            f"[{dev.host.lower()}]:{dev.port}",
+            f"{own}:{dev.port}",
+            f"[{own}]:{dev.port}",
         }
         if dev.port == 80:
-            allowed |= {"localhost", "127.0.0.1", "[::1]", dev.host.lower()}
+            allowed |= {"localhost", "127.0.0.1", "[::1]", own}
         if host in allowed:
             return True
-        return is_exposed(dev.host) and host.rsplit(":", 1)[0].strip("[]") == dev.host
+        return is_exposed(dev.host) and host.rsplit(":", 1)[0].strip("[]") == own
 
     def addressed_to_this_machine(self, host: str) -> bool:
         """For a server bound to every interface: an IP address (DNS rebinding needs a

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import secrets
 import shutil
 import signal
 import socket
@@ -71,7 +72,8 @@ class DevServer:
         self.root = root.resolve()
         self.host = host
         self.wildcard = is_wildcard(host)
-        self.own_names = machine_names() if self.wildcard else frozenset()
+        # The full name is added by start(), without waiting for it (see add_full_name).
+        self.own_names = machine_names(socket.gethostname()) if self.wildcard else frozenset()
         self.drafts = drafts
         self.offline = offline
         self.log = log or sys.stderr
@@ -82,11 +84,14 @@ class DevServer:
         self.stop_event = threading.Event()
         self.watching = threading.Event()
         self.base_path = urlsplit(load_config(self.root).base_url).path or "/"
-        self.httpd = PreviewHTTPServer((host, port), PreviewHandler, self)
-        # Made last, once nothing else here can fail: no empty folder is left behind.
-        self.workspace = Path(tempfile.mkdtemp(prefix="broadsheet-serve-"))
+        # Named here, made by start(): serve() runs that where a Ctrl-C always reaches
+        # stop(), which removes the folder by this name even if the Ctrl-C came before
+        # its own code knew the folder was made. Made here, a Ctrl-C just after left it.
+        self.workspace = Path(tempfile.gettempdir()) / f"broadsheet-serve-{secrets.token_hex(8)}"
         self.search = BackgroundIndex(self.workspace / "site", self.workspace, self.log)
         self._threads: list[threading.Thread] = []
+        # Bound last, once nothing else here can fail: no listening socket is left open.
+        self.httpd = PreviewHTTPServer((host, port), PreviewHandler, self)
 
     @property
     def port(self) -> int:
@@ -105,6 +110,9 @@ class DevServer:
         return f"http://{socket.gethostname().lower()}:{self.port}{self.base_path}"
 
     def start(self) -> None:
+        self.workspace.mkdir(mode=0o700)  # as mkdtemp makes it: new, and the user's only
+        if self.wildcard:  # not among the threads stop() waits for: it may never answer
+            threading.Thread(target=self.add_full_name, daemon=True).start()
         self.search.start()
         self.rebuild()
         for target in (self.httpd.serve_forever, self.watch):
@@ -112,6 +120,12 @@ class DevServer:
             thread.start()
             self._threads.append(thread)
         self.watching.wait(timeout=10)  # edits made from now on are seen
+
+    def add_full_name(self) -> None:
+        """Answer to this machine's fully qualified name as well, once it is known. Looked
+        up in the background: socket.getfqdn() asks DNS, which took many seconds on a slow
+        network, all of them before the server printed its URL or answered anything."""
+        self.own_names = self.own_names | machine_names(socket.getfqdn())
 
     def stop(self) -> None:
         """Stop serving and watching, remove the preview's files, keep the cache.
@@ -298,10 +312,11 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def machine_names() -> frozenset[str]:
-    """This machine's own names, which requests from other machines are addressed to."""
+def machine_names(*given: str) -> frozenset[str]:
+    """This machine's names that requests from other machines are addressed to: `given`
+    (its host name, its full name), the first label of each, and that under .local."""
     names = {"localhost"}
-    for name in (socket.gethostname(), socket.getfqdn()):
+    for name in given:
         name = name.lower().rstrip(".")
         if name:
             short = name.split(".")[0]
@@ -364,13 +379,14 @@ def serve(args: Any) -> int:
     except OSError as exc:
         print(cannot_listen(args.host, args.port, exc), file=sys.stderr)
         return 1
-    print(dev.url, flush=True)
-    if dev.network_url:
-        print(f"Warning: serving on every interface ({args.host or 'all IPv4'}), reachable "
-              f"from other machines at {dev.network_url}", file=sys.stderr)
-    elif is_exposed(args.host):
-        print(f"Warning: serving on {args.host}, reachable from other machines.", file=sys.stderr)
     try:
+        print(dev.url, flush=True)
+        if dev.network_url:
+            print(f"Warning: serving on every interface ({args.host or 'all IPv4'}), reachable "
+                  f"from other machines at {dev.network_url}", file=sys.stderr)
+        elif is_exposed(args.host):
+            print(f"Warning: serving on {args.host}, reachable from other machines.",
+                  file=sys.stderr)
         dev.start()
         if args.open:
             webbrowser.open(dev.url)

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from broadsheet.cli import main
+from broadsheet.diagnostics import Diagnostic
 from broadsheet.scaffold import create_site
 
 from .conftest import REPO, story
@@ -62,6 +63,27 @@ def test_build_fails_with_exit_code_1_and_every_diagnostic(make_site, capsys) ->
         "fields, then another '---' line",
         "Build failed: 2 errors in 2 files; nothing was written, the previous output is unchanged.",
     ]
+
+
+def test_a_refused_option_is_not_counted_as_a_file(make_site, capsys) -> None:
+    """`build --output content` is refused: its summary said "1 error in 1 file", the
+    option counted as a file."""
+    site = make_site({"content/a.md": story()})
+    assert main(["build", "--site", str(site.root), "--output", "content"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("--output: ")
+    assert err[1:] == [
+        "Build failed: 1 error; nothing was written, the previous output is unchanged."
+    ]
+
+
+def test_errors_in_files_and_in_options_are_counted_apart() -> None:
+    from broadsheet.cli import count_errors
+
+    option = Diagnostic("--output", 0, "", "would replace content on every build")
+    story_error = Diagnostic("content/a.md", 4, "webUrl", "expected an http(s) URL")
+    assert count_errors([option, story_error, story_error]) == "3 errors, 2 of them in 1 file"
+    assert count_errors([story_error]) == "1 error in 1 file"
 
 
 def test_keep_going_exits_0_with_warnings(make_site, capsys) -> None:

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import http.client
 import io
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from broadsheet import previewhttp
 from broadsheet.buildcache import CACHE_FILE
 from broadsheet.livereload import BuildState
-from broadsheet.serve import DevServer
+from broadsheet.previewhttp import PreviewHandler
+from broadsheet.serve import DevServer, serve
 
 from .conftest import REPO, SITE_YAML, MiniSite, story, wait_until
 
@@ -269,6 +275,16 @@ def test_foreign_host_headers_are_refused(running, host: str) -> None:
     assert get(dev, "/", host=host)[0] == 403
 
 
+@pytest.mark.parametrize("sent", ["Box.Example", "box.example", "BOX.EXAMPLE:9000"])
+def test_host_names_are_matched_whatever_their_case(sent: str) -> None:
+    """Host names are case-insensitive. The Host header was lowercased, then compared
+    without its port to --host as typed: `--host Box.Example` refused even `Host:
+    Box.Example` (403)."""
+    dev = SimpleNamespace(wildcard=False, host="Box.Example", port=8000)
+    handler = SimpleNamespace(headers={"Host": sent}, server=SimpleNamespace(dev=dev))
+    assert PreviewHandler.host_allowed(handler)  # type: ignore[arg-type]
+
+
 def test_local_host_names_are_accepted(running) -> None:
     _, dev = running
     assert get(dev, "/", host=f"localhost:{dev.port}")[0] == 200
@@ -316,6 +332,77 @@ def test_a_server_on_every_interface_prints_a_url_for_other_machines(make_site) 
         process.communicate(timeout=30)
 
 
+# Runs the serve command on every interface with a DNS that does not answer this machine's
+# full name until the test writes a line to its stdin.
+SLOW_DNS = """
+import socket, sys, threading
+from broadsheet import cli
+answered = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), answered.set()), daemon=True).start()
+def getfqdn(name=""):
+    answered.wait()
+    return "box.corp.example."
+socket.getfqdn = getfqdn
+sys.argv = ["broadsheet", "serve", "--port", "0", "--host", "0.0.0.0"]
+cli.run()
+"""
+
+
+def test_a_slow_dns_does_not_hold_up_start_up_on_every_interface(make_site, tmp_path) -> None:
+    """socket.getfqdn(), asked for this machine's names, waited for DNS (many seconds on a
+    slow network) before the URL was printed or anything answered. Now the server starts
+    and answers while the lookup is under way, and answers to the full name once known."""
+    site = make_site({"content/a.md": story()})
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_DNS], cwd=site.root, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TMPDIR": str(scratch),
+             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+    )
+    try:
+        url = next_line(process.stdout)
+        assert url.startswith("http://127.0.0.1:"), f"no URL while DNS is silent: {url!r}"
+        port = int(url.rsplit(":", 1)[1].rstrip("/\n"))
+        own = f"{socket.gethostname()}:{port}"
+        assert wait_until(lambda: status_for(port, own) == 200)
+        assert status_for(port, f"box.corp.example:{port}") == 403  # not known yet
+        process.stdin.write("\n")  # DNS answers
+        process.stdin.flush()
+        assert wait_until(lambda: status_for(port, f"box.corp.example:{port}") == 200)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=30)
+        assert_stopped_cleanly(code, site, scratch, process.stderr.read())
+    finally:
+        kill_if_running(process)
+
+
+def next_line(stream: Any, timeout: float = 60) -> str:
+    """The next line of a child's output, or "" if none came within `timeout` (a bound
+    for a child that hangs, not a judgement of its speed)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        return ""
+
+
+def status_for(port: int, host: str) -> int:
+    """The status of GET / addressed to `host`; 0 when nothing answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", "/", skip_host=True)
+        connection.putheader("Host", host)
+        connection.endheaders()
+        return connection.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
+
+
 def test_many_concurrent_clients_are_served(running) -> None:
     _, dev = running
     with ThreadPoolExecutor(max_workers=50) as pool:
@@ -350,6 +437,37 @@ def test_stopping_ends_the_connections_browsers_keep_open(make_site) -> None:
     finally:
         connection.close()
         dev.stop()
+
+
+def test_an_idle_connection_is_closed_while_the_event_stream_stays_open(
+    running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that connected and sent nothing, or half a request, held a thread until the
+    server stopped. Now the server closes it once it has been idle for the handler's
+    timeout; the event stream, silent for longer than that, still announces the next build."""
+    site, dev = running
+    assert 0 < PreviewHandler.timeout <= 60  # by default too: some seconds, not never
+    monkeypatch.setattr(PreviewHandler, "timeout", 0.2)
+    monkeypatch.setattr(previewhttp, "KEEPALIVE_SECONDS", 600.0)  # not a byte until a build
+    events = EventListener(dev, f"?since={dev.state.shown().token}")
+    half_request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{dev.port}\r\n".encode()
+    for sent in (b"", half_request):
+        with socket.create_connection(("127.0.0.1", dev.port), timeout=10) as idle:
+            idle.sendall(sent)
+            assert closed_by_server(idle), sent
+    site.write("content/a.md", story(title="Second title", extra="topics: [AI]"))
+    assert wait_until(lambda: events.reloads == 1)
+    events.close()
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closes the connection (within the socket's timeout)."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
 
 
 # -- reloading: every page ends up showing the latest build -----------------------------------
@@ -684,6 +802,45 @@ def test_more_signals_while_stopping_do_not_abort_the_cleanup(make_site, tmp_pat
         assert_stopped_cleanly(code, site, scratch, err)
     finally:
         kill_if_running(process)
+
+
+class CtrlCWhileWriting(io.StringIO):
+    """Standard output on which Ctrl-C comes as soon as anything is printed."""
+
+    def write(self, text: str) -> int:
+        raise KeyboardInterrupt
+
+
+def ctrl_c(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(("when", "exit_code"), [("made", 130), ("printing", 0)])
+def test_ctrl_c_as_the_server_is_made_leaves_no_preview_folder(
+    make_site, tmp_path, monkeypatch: pytest.MonkeyPatch, when: str, exit_code: int
+) -> None:
+    """The preview's temporary folder was made with the server, before the code that
+    removes it on Ctrl-C: a Ctrl-C in between (at the end of making the server, or while
+    its URL was printed) left it. Interrupted before the server is made, nothing was
+    served: the command line says "Interrupted." (130); after, it has stopped (0)."""
+    site = make_site({"content/a.md": story()})
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    if when == "made":
+        monkeypatch.setattr("broadsheet.serve.BackgroundIndex", ctrl_c)  # made last
+    else:
+        monkeypatch.setattr(sys, "stdout", CtrlCWhileWriting())
+    handlers = {each: signal.getsignal(each) for each in (signal.SIGINT, signal.SIGTERM)}
+    args = argparse.Namespace(site=site.root, host="127.0.0.1", port=0, drafts=False,
+                              offline=False, open=False)
+    try:
+        code = serve(args)
+    except KeyboardInterrupt:
+        code = 130  # what the command line exits with then
+    finally:
+        for each, handler in handlers.items():  # serve() set its own
+            signal.signal(each, handler)
+    assert not list(tmp_path.glob("broadsheet-serve-*"))
+    assert code == exit_code
 
 
 def assert_stopped_cleanly(code: int, site: MiniSite, scratch: Path, err: str = "") -> None:
