@@ -374,6 +374,7 @@ class BuildCache:
         self.persist = persist
         self.note = ""
         self._parts: dict[str, list[_Part]] = {}  # as loaded: "stories", "units"
+        self._extras: dict[str, tuple[Any, bytes]] = {}  # as loaded: EXTRAS, with their bytes
 
     def load(self, head_only: bool = False) -> CacheState:
         """The last build's state, or an empty one (with a note when one was refused).
@@ -396,8 +397,13 @@ class BuildCache:
                 state = CacheState(**head)
                 if not head_only:
                     stories = unpickler.load()
-                    (units, state.manifest, state.pictures, state.images,
-                     state.links) = unpickler.load()
+                    units, extras = unpickler.load()
+                    values = []
+                    for name, blob in zip(EXTRAS, extras, strict=True):
+                        values.append(pickle.loads(blob))
+                        self._extras[name] = (values[-1], blob)
+                    state.manifest, state.pictures, state.images, *links = values
+                    state.links = (links[0], links[1])
                     state.stories = self._unpickle_parts("stories", stories)
                     state.units = self._unpickle_parts("units", units)
                     _check_types(state)
@@ -442,9 +448,7 @@ class BuildCache:
             temporary = self.path.with_name(f".{CACHE_FILE}.{os.getpid()}")
             with open(temporary, "wb") as handle:
                 pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
-                for part in (head, stories,
-                             (units, state.manifest, state.pictures, state.images,
-                              state.links)):
+                for part in (head, stories, (units, self._pickle_extras(state))):
                     pickler.dump(part)
             os.replace(temporary, self.path)
             packs.remove_unused(refs)
@@ -452,6 +456,25 @@ class BuildCache:
             self.note = f"the build cache could not be saved: {exc.strerror or exc}"
         except PackDamaged as exc:  # a pack went away under this save (another process)
             self.note = f"the build cache could not be saved: {exc}"
+
+    def _pickle_extras(self, state: CacheState) -> list[bytes]:
+        """The output manifest, pictures, image memo and the two halves of the coverage
+        links, each pickled apart: one equal to what was loaded keeps its bytes (an edit
+        changes what linking found for its story, rarely the map from URLs to stories).
+
+        A build makes new dicts of these, never changing the loaded ones (which it only
+        reads); the very dict loaded is pickled again all the same, in case it was changed.
+        The manifest and the image memo are frozen: the same object is the same value."""
+        blobs = []
+        values = (state.manifest, state.pictures, state.images, *state.links)
+        for name, value in zip(EXTRAS, values, strict=True):
+            loaded = self._extras.get(name)
+            if loaded is not None and type(loaded[0]) is type(value) and (
+                    value == loaded[0] if value is not loaded[0] else _frozen(value)):
+                blobs.append(loaded[1])
+            else:
+                blobs.append(_pickle_extra(name, value))
+        return blobs
 
     def _unpickle_parts(self, kind: str, blobs: Any) -> dict[str, Any]:
         if not isinstance(blobs, list) or len(blobs) != PARTS:
@@ -488,6 +511,18 @@ class BuildCache:
             self.note = f"the build cache could not be removed: {exc.strerror or exc}"
 
 
+EXTRAS = ("manifest", "pictures", "images", "slug_by_url", "found")  # pickled apart
+
+
+def _pickle_extra(name: str, value: object) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _frozen(value: object) -> bool:
+    from .images import StageMemo  # a save comes after the stages are imported
+
+    return type(value) is frozenset or type(value) is StageMemo
+
 # The stories and the unit records are pickled in this many parts (by a hash of the name):
 # a rebuild pickles again only the parts where something changed.
 PARTS = 32
@@ -521,19 +556,24 @@ def _pack_blobs(state: CacheState, packs: Packs) -> tuple[list[BlobRef], bool]:
     """Move the stories' tails and the units' facts that are still bytes (new since the
     last save) into a new pack, compact the packs when they hold too much dead weight, and
     return every reference the state now holds, and whether compacting moved any."""
-    holders: list[tuple[StoryEntry | UnitRecord, str]] = []
+    found: dict[int, BlobRef] = {}  # every reference, once (holders share some)
+    new: list[tuple[StoryEntry | UnitRecord, str, bytes]] = []
     for entry in state.stories.values():
-        entry.blobs()
-        holders += [(entry, "_tail"), (entry, "_images"), (entry, "_coverage")]
+        for name, blob in zip(("_tail", "_images", "_coverage"), entry.blobs(), strict=True):
+            if type(blob) is BlobRef:
+                found[id(blob)] = blob
+            elif _packable(blob):
+                new.append((entry, name, blob))
     for record in state.units.values():
-        record.facts_blob()
-        holders.append((record, "_facts_blob"))
-    new = [(holder, name) for holder, name in holders if _packable(getattr(holder, name))]
-    for (holder, name), ref in zip(new, packs.store([getattr(h, n) for h, n in new]),
-                                   strict=True):
+        blob = record.facts_blob()
+        if type(blob) is BlobRef:
+            found[id(blob)] = blob
+        elif _packable(blob):
+            new.append((record, "_facts_blob", blob))
+    for (holder, name, _), ref in zip(new, packs.store([b for _, _, b in new]), strict=True):
         setattr(holder, name, ref)
-    refs = list({id(ref): ref for holder, name in holders
-                 if type(ref := getattr(holder, name)) is BlobRef}.values())
+        found[id(ref)] = ref
+    refs = list(found.values())
     return refs, packs.compact(refs)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import shutil
 import time
 from pathlib import Path
@@ -390,6 +391,45 @@ def test_a_rebuild_pickles_again_only_the_cache_parts_that_changed(
     assert [state.units[u].files for u in sorted(state.units)] == [
         whole.units[u].files for u in sorted(whole.units)]
     curator.check()  # and the output is still that of a clean build
+    assert curator.site.build().rebuilt == []
+
+
+def test_a_rebuild_pickles_again_only_the_cache_extras_that_changed(
+    curator: Curator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output manifest, pictures, image memo and coverage links are saved apart: an
+    edit that changes none of them keeps their bytes, a new story pickles the manifest and
+    the links' URL map again, and what loads is always what the last build found."""
+    from broadsheet import buildcache
+
+    pickled: list[str] = []
+    real = buildcache._pickle_extra
+    monkeypatch.setattr(buildcache, "_pickle_extra",
+                        lambda name, value: pickled.append(name) or real(name, value))
+    folder = curator.site.root / ".cache" / "build"
+    curator.site.build()
+    pickled.clear()
+    name = curator.names[curator.pick(1)]
+    text = (curator.site.root / name).read_text(encoding="utf-8")
+    retitled = re.sub(r"^title: .*$", "title: Quite another headline", text, count=1,
+                      flags=re.M)
+    assert retitled != text
+    curator.site.write(name, retitled)  # the same files, links and pictures
+    assert curator.site.build().reparsed == 1
+    assert pickled == ["found"]  # what linking found for the edited story's new bytes
+    curator.check()
+    pickled.clear()
+    before = set(curator.names.values())
+    curator.add(40)
+    (added,) = set(curator.names.values()) - before
+    curator.site.build()
+    assert {"slug_by_url", "found", "manifest"} <= set(pickled)
+    curator.check()
+    state = buildcache.BuildCache(folder).load()
+    assert state.manifest == {str(p.relative_to(curator.site.output)).replace(os.sep, "/")
+                              for p in curator.site.output.rglob("*") if p.is_file()}
+    assert added in state.links[1]  # the new story, linked
+    assert set(state.links[1]) <= set(state.stories)
     assert curator.site.build().rebuilt == []
 
 
