@@ -142,10 +142,24 @@ class Fingerprints:
         self._memo[id(value)] = (value, result)
         return result
 
+    def _items(self, value: tuple[Any, ...] | list[Any]) -> list[Any]:
+        """The fingerprints of a sequence's items. Its stories' are mostly known already
+        (an issue's sections repeat its stories; every list holds stories fingerprinted
+        for their pages): those are taken from the memo here, without a call each."""
+        memo, article, of = self._memo, self.article, self.of
+        parts = []
+        for item in value:
+            if type(item) is Article:
+                found = memo.get(id(item))
+                parts.append(found[1] if found is not None and found[0] is item
+                             else article(item))
+            else:
+                parts.append(of(item))
+        return parts
+
     def _structure(self, value: Any) -> Any:
         if isinstance(value, tuple | list):
-            article, of = self.article, self.of
-            parts: Any = [article(item) if type(item) is Article else of(item) for item in value]
+            parts: Any = self._items(value)
         elif type(value).__name__ not in AGGREGATES and dataclasses.is_dataclass(value):
             # Plain values (images, page heads, settings): their repr says everything.
             return ("r", digest(repr(value)))
