@@ -15,6 +15,8 @@ from urllib.parse import urljoin
 
 import nh3
 
+from .readers import remove_unwanted
+
 if TYPE_CHECKING:  # markdown-it is imported when the first body is rendered: a rebuild
     # that reads no story (or only stories without a body) starts 45 ms sooner.
     from markdown_it import MarkdownIt
@@ -147,7 +149,11 @@ def sanitise_html(html: str, base_url: str | None = None) -> str:
 
 
 def render_markdown(text: str) -> str:
-    """Markdown body -> sanitised HTML fragment ('' for an empty body)."""
+    """Markdown body -> sanitised HTML fragment ('' for an empty body).
+
+    The text was cleaned before it was parsed, but a character reference (`&#x202e;`) decodes
+    to any character at all: what it made is cleaned again, the same way.
+    """
     if not text.strip():
         return ""
-    return sanitise_html(_parser().render(text))
+    return sanitise_html(remove_unwanted(_parser().render(text)))

@@ -51,14 +51,18 @@ _WHITESPACE = re.compile(r"\s+")
 _ASCII_INVISIBLE = re.compile(r"[\x00-\x20\x7f]")
 
 
+def remove_unwanted(text: str) -> str:
+    """`text` without the characters that must never reach a page or feed (see _UNWANTED)."""
+    text = _UNWANTED.sub("", text)
+    return _ASTRAL_UNWANTED.sub("", text) if _ASTRAL.search(text) else text
+
+
 def clean_text(text: str, *, single_line: bool = True) -> str:
     """Remove control and illegal characters; fold whitespace for one-line fields."""
     if text.isascii() and text.isprintable():  # most text: nothing to remove or normalise
         return text if not single_line else (
             text.strip() if "  " not in text else _WHITESPACE.sub(" ", text).strip())
-    text = _UNWANTED.sub("", unicodedata.normalize("NFC", text.replace("\r\n", "\n")))
-    if _ASTRAL.search(text):
-        text = _ASTRAL_UNWANTED.sub("", text)
+    text = remove_unwanted(unicodedata.normalize("NFC", text.replace("\r\n", "\n")))
     if single_line:
         return _WHITESPACE.sub(" ", text).strip()
     return text.replace("\r", "\n")
