@@ -98,7 +98,7 @@ def _render_link_open(
 ) -> str:
     token = tokens[idx]
     href = str(token.attrGet("href") or "")
-    if _SCHEME.match(href):
+    if _SCHEME.match(href) or href.startswith("//"):  # `//host/` is another site too
         token.attrSet("rel", "noopener")
     return renderer.renderToken(tokens, idx, options, env)
 
