@@ -15,7 +15,7 @@ from urllib.parse import urljoin
 
 import nh3
 
-from .readers import remove_unwanted
+from .readers import remove_unwanted, url_problem
 
 if TYPE_CHECKING:  # markdown-it is imported when the first body is rendered: a rebuild
     # that reads no story (or only stories without a body) starts 45 ms sooner.
@@ -68,9 +68,17 @@ _ATTRIBUTES = {
 
 
 def is_safe_link(url: str) -> bool:
-    """True for relative links and http(s)/mailto; browsers ignore the whitespace we strip."""
+    """True for relative links, mailto and http(s) URLs a browser can follow (browsers ignore
+    the whitespace we strip). A malformed http(s) URL (`https://x..example/`, `http:/a`, a
+    port past 65535) is refused too: the sanitiser would drop it and leave an `<a>` without
+    `href`, which is invalid HTML; refused, the link is shown as the text it was written as."""
     match = _SCHEME.match(_INVISIBLE.sub("", url))
-    return match is None or match.group(1).lower() in SAFE_SCHEMES
+    if match is None:
+        return not url.startswith("//") or not url_problem("https:" + url)
+    scheme = match.group(1).lower()
+    if scheme in ("http", "https"):
+        return not url_problem(url)
+    return scheme in SAFE_SCHEMES
 
 
 def _shift_headings(state: StateCore) -> None:
