@@ -58,6 +58,13 @@ IMPORT_FIELDS = {"inbox", "topics", "fold_threshold", "fold_window_hours", "time
 FEED_FIELDS = {"entries", "digest_entries", "site", "topics", "digest", "rss", "atom", "json"}
 DEFAULT_FEED_FILES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
 _FEED_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Feeds are written into the site's root, issues/ and each topics/<slug>/ folder, beside the
+# site's own files and folders there (urls.py, feeds.OPML, thumbnails, search): a feed may not
+# take one of their names (nor an issue's number), in any case, for case-blind file systems.
+_SITE_NAMES = frozenset({
+    "index.html", "404.html", "sitemap.xml", "robots.txt", "feeds.opml",
+    "stories", "topics", "issues", "feeds", "search", "static", "thumbs", "pagefind", "page",
+})
 IMAGE_FIELDS = {
     "widths",
     "card_aspect",
@@ -346,6 +353,9 @@ def _feeds(reader: NodeReader, node: Any) -> FeedSettings:
             formats[fmt] = default
         elif raw.strip().lower() in ("false", "no", "off"):
             continue
+        elif raw.strip().lower() in _SITE_NAMES or raw.strip().isdigit():
+            reader.error(node_value, f"feeds.{fmt}", f"{raw.strip()!r} is a name the site's "
+                         f"own pages use; choose another, like {default!r}")
         elif not _FEED_FILE.fullmatch(raw.strip()) or raw.strip() in formats.values():
             reader.error(
                 node_value,

@@ -15,6 +15,8 @@ from urllib.parse import urljoin
 
 import nh3
 
+from .readers import remove_unwanted, url_problem
+
 if TYPE_CHECKING:  # markdown-it is imported when the first body is rendered: a rebuild
     # that reads no story (or only stories without a body) starts 45 ms sooner.
     from markdown_it import MarkdownIt
@@ -66,9 +68,17 @@ _ATTRIBUTES = {
 
 
 def is_safe_link(url: str) -> bool:
-    """True for relative links and http(s)/mailto; browsers ignore the whitespace we strip."""
+    """True for relative links, mailto and http(s) URLs a browser can follow (browsers ignore
+    the whitespace we strip). A malformed http(s) URL (`https://x..example/`, `http:/a`, a
+    port past 65535) is refused too: the sanitiser would drop it and leave an `<a>` without
+    `href`, which is invalid HTML; refused, the link is shown as the text it was written as."""
     match = _SCHEME.match(_INVISIBLE.sub("", url))
-    return match is None or match.group(1).lower() in SAFE_SCHEMES
+    if match is None:
+        return not url.startswith("//") or not url_problem("https:" + url)
+    scheme = match.group(1).lower()
+    if scheme in ("http", "https"):
+        return not url_problem(url)
+    return scheme in SAFE_SCHEMES
 
 
 def _shift_headings(state: StateCore) -> None:
@@ -96,7 +106,7 @@ def _render_link_open(
 ) -> str:
     token = tokens[idx]
     href = str(token.attrGet("href") or "")
-    if _SCHEME.match(href):
+    if _SCHEME.match(href) or href.startswith("//"):  # `//host/` is another site too
         token.attrSet("rel", "noopener")
     return renderer.renderToken(tokens, idx, options, env)
 
@@ -147,7 +157,11 @@ def sanitise_html(html: str, base_url: str | None = None) -> str:
 
 
 def render_markdown(text: str) -> str:
-    """Markdown body -> sanitised HTML fragment ('' for an empty body)."""
+    """Markdown body -> sanitised HTML fragment ('' for an empty body).
+
+    The text was cleaned before it was parsed, but a character reference (`&#x202e;`) decodes
+    to any character at all: what it made is cleaned again, the same way.
+    """
     if not text.strip():
         return ""
-    return sanitise_html(_parser().render(text))
+    return sanitise_html(remove_unwanted(_parser().render(text)))

@@ -8,6 +8,7 @@ problem is reported with the line of the node and the dotted path of the field.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -51,14 +52,18 @@ _WHITESPACE = re.compile(r"\s+")
 _ASCII_INVISIBLE = re.compile(r"[\x00-\x20\x7f]")
 
 
+def remove_unwanted(text: str) -> str:
+    """`text` without the characters that must never reach a page or feed (see _UNWANTED)."""
+    text = _UNWANTED.sub("", text)
+    return _ASTRAL_UNWANTED.sub("", text) if _ASTRAL.search(text) else text
+
+
 def clean_text(text: str, *, single_line: bool = True) -> str:
     """Remove control and illegal characters; fold whitespace for one-line fields."""
     if text.isascii() and text.isprintable():  # most text: nothing to remove or normalise
         return text if not single_line else (
             text.strip() if "  " not in text else _WHITESPACE.sub(" ", text).strip())
-    text = _UNWANTED.sub("", unicodedata.normalize("NFC", text.replace("\r\n", "\n")))
-    if _ASTRAL.search(text):
-        text = _ASTRAL_UNWANTED.sub("", text)
+    text = remove_unwanted(unicodedata.normalize("NFC", text.replace("\r\n", "\n")))
     if single_line:
         return _WHITESPACE.sub(" ", text).strip()
     return text.replace("\r", "\n")
@@ -315,8 +320,10 @@ def shorten(text: str, limit: int = 80) -> str:
 # Most URLs in content are plain: a lower-case scheme and host, no port, no user, printable
 # ASCII. For those the checks below pass and normalise_url returns them unchanged, so they
 # skip both (a test holds the two paths to the same answers).
-_PLAIN_URL = re.compile(
-    r"https?://[a-z0-9][a-z0-9.-]*(?:/[\x21\x23-\x3b\x3d\x3f-\x5a\x5f\x61-\x7a\x7e]*)?"
+_PLAIN_LABEL = r"(?!xn--)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_PLAIN_URL = re.compile(  # a host of plain labels, the last one not a number (an IPv4 address)
+    rf"https?://(?:{_PLAIN_LABEL}\.)*(?=[a-z0-9-]*[a-z]){_PLAIN_LABEL}"
+    r"(?:/[\x21\x23-\x3b\x3d\x3f-\x5a\x5f\x61-\x7a\x7e]*)?"
 )
 # What may stay as written in a URL's path, query and fragment (RFC 3986's unreserved and
 # reserved characters, and `%` of the escapes already there); anything else, such as
@@ -358,6 +365,25 @@ def url_problem(value: str) -> str:
         return " (it has no host)"
     if "@" in parts.netloc:  # https://news.example.com@evil.example/ leads to evil.example
         return " (it has a user name or password)"
+    return _host_problem(host)
+
+
+def _host_problem(host: str) -> str:
+    """Why `host` (urlsplit's: lower case, no brackets) is not one a browser would take:
+    `x..example` and `xn--` are invalid URLs for the HTML checker and for feed readers."""
+    if ":" in host:  # an IPv6 address, which urlsplit checked
+        return ""
+    name = host[:-1] if host.endswith(".") else host
+    if name.rpartition(".")[2].isdigit():  # a number last: browsers read an IPv4 address
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return " (its host is not a valid IP address)"
+        return ""
+    try:
+        name.encode("idna").decode("idna")  # empty or long labels, bad xn-- labels
+    except UnicodeError:
+        return " (its host is not a valid domain name)"
     return ""
 
 

@@ -144,11 +144,8 @@ def _score(reader: NodeReader, node: yaml.Node | None, field: str) -> int:
 
 
 def read_slug(reader: NodeReader, node: yaml.Node | None) -> str | None:
-    value = reader.text(node, "slug")
+    value = reader.text(node, "slug", max_length=100)
     if value is None:
-        return None
-    if len(value) > 100:
-        reader.error(node, "slug", f"is too long ({len(value)} characters, at most 100)")
         return None
     if not _SLUG.fullmatch(value):
         reader.error(

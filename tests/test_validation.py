@@ -461,6 +461,16 @@ def test_output_dir_may_not_be_the_site_itself(make_site) -> None:
     ("theme: ../../mine", "theme: expected the name of a folder in themes/, got '../../mine'"),
     ("language: '\"><script>'", "language: expected a language tag like en or en-GB, got "
      "'\"><script>'"),
+    # A feed is written next to pages: a name the site uses itself was a traceback (a file
+    # where the topics/ or page/ folder goes) or an error on no line of site.yaml.
+    ("feeds: {rss: topics}", "feeds.rss: 'topics' is a name the site's own pages use; "
+     "choose another, like 'feed.xml'"),
+    ("feeds: {atom: page}", "feeds.atom: 'page' is a name the site's own pages use; "
+     "choose another, like 'atom.xml'"),
+    ("feeds: {json: Index.html}", "feeds.json: 'Index.html' is a name the site's own pages "
+     "use; choose another, like 'feed.json'"),
+    ("feeds: {rss: '7'}", "feeds.rss: '7' is a name the site's own pages use; "
+     "choose another, like 'feed.xml'"),
 ])
 def test_settings_that_would_harm_the_site_or_its_output_are_refused(
         make_site, setting: str, message: str) -> None:
