@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from .diagnostics import Diagnostic, display_path
+from .diagnostics import Diagnostic, Severity, display_path
 
 MAX_STORY_BYTES = 5 * 1024 * 1024
 
@@ -20,8 +20,9 @@ def find_story_files(
 ) -> list[tuple[str, str]]:
     """Every `*.md` under content/ (its path as a string) and the path diagnostics show for
     it, in a stable order; hidden files and folders are skipped, and so are folders reached
-    through symlinks. A folder that cannot be listed goes to `problems`: skipped silently,
-    its stories would vanish from a build that says it succeeded.
+    through symlinks (one may lead anywhere: /etc, or back up in a loop). A folder that
+    cannot be listed goes to `problems`, and a warning for each symlinked one: skipped
+    silently, their stories would vanish from a build that says it succeeded.
 
     One os.walk, and strings rather than Paths: pathlib's rglob plus a stat per file took
     most of a second on 10,000 stories, on every rebuild, and a Path per file still cost a
@@ -36,6 +37,14 @@ def find_story_files(
 
     for folder, folders, files in os.walk(top, onerror=unreadable):
         folders[:] = [name for name in folders if not name.startswith(".")]
+        if problems is not None:
+            for name in folders:  # os.walk does not enter them: say so, or they vanish
+                if os.path.islink(os.path.join(folder, name)):
+                    shown = display_path(Path(folder, name), root)
+                    problems.append(Diagnostic(
+                        shown, 0, "", "is a link to a folder, whose stories are not read "
+                        "(links to folders are not followed); move or copy the folder into "
+                        f"{display_path(content_dir, root)}/ instead", Severity.WARNING))
         relative = os.path.relpath(folder, top)
         parts = () if relative == "." else tuple(relative.split(os.sep))
         found.extend(

@@ -178,6 +178,21 @@ def test_story_files_linked_from_outside_the_site_are_not_read(make_site, tmp_pa
     assert site.build().site.article("inside").title == "Inside"
 
 
+def test_a_folder_linked_into_content_is_not_read_and_says_so(make_site, tmp_path) -> None:
+    """A symlinked folder is not followed (it may lead to /etc, or loop), but its stories
+    do not vanish without a word: the build warns, naming the link, and still succeeds."""
+    site = make_site({"content/good.md": story()})
+    shared = tmp_path / "shared-stories"
+    shared.mkdir()
+    (shared / "other.md").write_text(story(title="Other", url="https://x.example.com/o"))
+    (site.root / "content" / "shared").symlink_to(shared)
+    report = site.build()
+    assert [a.slug for a in report.site.articles] == ["good"]
+    assert [(w.path, w.message) for w in report.warnings] == [
+        ("content/shared", "is a link to a folder, whose stories are not read (links to "
+         "folders are not followed); move or copy the folder into content/ instead")]
+
+
 def test_a_story_file_that_grows_past_the_limit_after_its_stat_is_refused(
         make_site, monkeypatch) -> None:
     """What is read is bounded too, not only what stat() said before the read."""
