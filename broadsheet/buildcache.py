@@ -412,6 +412,8 @@ class BuildCache:
             return fresh
         except Exception as exc:  # truncated, corrupt, unpicklable: never fatal
             self.note = f"the build cache could not be read ({type(exc).__name__}); rebuilt"
+            self._parts.clear()  # nothing of a refused cache is kept for the save
+            self._extras.clear()
             return fresh
         return state
 

@@ -105,7 +105,7 @@ class Packs:
         name = self._names.get(path)
         if name is not None and type(offset) is int and type(length) is int:
             bound = self._bound[name]
-            if offset + length > self._needed[name]:
+            if offset + length > self._needed.get(name, 0):
                 self._needed[name] = offset + length
             return BlobRef(bound, offset, length)
         name = os.path.basename(path)
