@@ -5,12 +5,11 @@ from __future__ import annotations
 import functools
 import http.server
 import io
-import os
-import shutil
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +18,6 @@ from broadsheet.search import BackgroundIndex
 
 from .conftest import MiniSite, story, wait_until
 from .test_html_quality import QuietHandler
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_search_index_is_built_with_the_site(sample_site: MiniSite) -> None:
@@ -60,31 +57,21 @@ def served_sample(sample_site: MiniSite) -> Iterator[str]:
     server.shutdown()
 
 
-def test_a_query_for_a_story_title_finds_it(served_sample: str) -> None:
-    if not CHROMIUM:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is required in CI (.ci/run installs it)")
-        pytest.skip("Chromium is not installed here; .ci/run installs it")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page()
-        page.goto(served_sample + "search/")
-        urls = page.evaluate("""async () => {
-            const pagefind = await import("/pagefind/pagefind.js");
-            const search = await pagefind.search("New Jersey Clearview");
-            const data = await Promise.all(search.results.slice(0, 3).map(r => r.data()));
-            return data.map(d => d.url);
-        }""")
-        assert urls[0] == "/stories/new-jersey-bars-clearview/"
-        page.fill(".pagefind-ui__search-input", "Moscow")
-        page.wait_for_selector(".pagefind-ui__result-link", timeout=10000)
-        links = page.eval_on_selector_all(".pagefind-ui__result-link",
-                                          "els => els.map(e => e.getAttribute('href'))")
-        assert "/stories/moscow-live-facial-recognition-app/" in links
-        browser.close()
+def test_a_query_for_a_story_title_finds_it(served_sample: str, chromium: Any) -> None:
+    page = chromium.new_page()
+    page.goto(served_sample + "search/")
+    urls = page.evaluate("""async () => {
+        const pagefind = await import("/pagefind/pagefind.js");
+        const search = await pagefind.search("New Jersey Clearview");
+        const data = await Promise.all(search.results.slice(0, 3).map(r => r.data()));
+        return data.map(d => d.url);
+    }""")
+    assert urls[0] == "/stories/new-jersey-bars-clearview/"
+    page.fill(".pagefind-ui__search-input", "Moscow")
+    page.wait_for_selector(".pagefind-ui__result-link", timeout=10000)
+    links = page.eval_on_selector_all(".pagefind-ui__result-link",
+                                      "els => els.map(e => e.getAttribute('href'))")
+    assert "/stories/moscow-live-facial-recognition-app/" in links
 
 
 # Stands in for Pagefind: waits until its first argument exists, then writes an index.

@@ -32,10 +32,6 @@ from broadsheet.serve import DevServer, serve
 
 from .conftest import REPO, SITE_YAML, MiniSite, story, wait_until
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-
 
 @pytest.fixture
 def running(make_site) -> Iterator[tuple[MiniSite, DevServer]]:
@@ -910,22 +906,6 @@ def test_a_port_out_of_range_is_a_usage_error(make_site, port: str) -> None:
 
 
 # -- in a real browser ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def chromium() -> Iterator[Any]:
-    if not CHROMIUM:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is required in CI (.ci/run installs it)")
-        pytest.skip("Chromium is not installed here; .ci/run installs it")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 def shows(page: Any, title: str, timeout: float = 15000) -> None:
