@@ -58,13 +58,6 @@ IMPORT_FIELDS = {"inbox", "topics", "fold_threshold", "fold_window_hours", "time
 FEED_FIELDS = {"entries", "digest_entries", "site", "topics", "digest", "rss", "atom", "json"}
 DEFAULT_FEED_FILES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
 _FEED_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# Feeds are written into the site's root, issues/ and each topics/<slug>/ folder, beside the
-# site's own files and folders there (urls.py, feeds.OPML, thumbnails, search): a feed may not
-# take one of their names (nor an issue's number), in any case, for case-blind file systems.
-_SITE_NAMES = frozenset({
-    "index.html", "404.html", "sitemap.xml", "robots.txt", "feeds.opml",
-    "stories", "topics", "issues", "feeds", "search", "static", "thumbs", "pagefind", "page",
-})
 IMAGE_FIELDS = {
     "widths",
     "card_aspect",
@@ -334,6 +327,14 @@ def _timezone(reader: NodeReader, node: Any) -> str | None:
     return name
 
 
+def _site_name(name: str) -> bool:
+    """Whether a feed file called `name` would take the place of one of the site's own files
+    or folders (or an issue's), in any case, for case-blind file systems."""
+    from .urls import SITE_NAMES  # with slugify: not for every nothing-changed check
+
+    return name.lower() in SITE_NAMES or name.isdigit()
+
+
 def _feeds(reader: NodeReader, node: Any) -> FeedSettings:
     """`feeds:` in site.yaml; a format set to false is not published."""
     fields = reader.fields(node, "feeds") or {}
@@ -353,7 +354,7 @@ def _feeds(reader: NodeReader, node: Any) -> FeedSettings:
             formats[fmt] = default
         elif raw.strip().lower() in ("false", "no", "off"):
             continue
-        elif raw.strip().lower() in _SITE_NAMES or raw.strip().isdigit():
+        elif _site_name(raw.strip()):
             reader.error(node_value, f"feeds.{fmt}", f"{raw.strip()!r} is a name the site's "
                          f"own pages use; choose another, like {default!r}")
         elif not _FEED_FILE.fullmatch(raw.strip()) or raw.strip() in formats.values():

@@ -46,6 +46,13 @@ SEARCH = "search/"
 NOT_FOUND = "404.html"
 SITEMAP = "sitemap.xml"
 ROBOTS = "robots.txt"
+# The names the site's own files and folders take in the folders feeds are written to (the
+# root, issues/, topics/<slug>/), lower case: a feed file may not take one (config.py).
+# Keep in step with the routes here, feeds.OPML, thumbnails.THUMBS_FOLDER and search.
+SITE_NAMES = frozenset({
+    "index.html", NOT_FOUND, SITEMAP, ROBOTS, "feeds.opml", "stories", "topics", "issues",
+    "feeds", "search", "static", "thumbs", "pagefind", "page",
+})
 
 
 def story_route(slug: str) -> str:
