@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 
 IMAGE_CACHE_FOLDER = "images"  # under images.cache_dir; the build cache sits beside it
 
+
+def unreachable_path(folder: Path, day: date | None = None) -> Path:
+    """The file of the hosts that could not be reached on `day` (today): part of what
+    a nothing-changed build compares, so the first build of a new day tries them again."""
+    return folder / f"unreachable-{(day or date.today()).isoformat()}.json"
+
+
 CONFIG_FILE = "site.yaml"
 PERIODS = ("daily", "weekly", "monthly")
 DEFAULT_EPOCH = date(2024, 1, 1)  # a Monday; documented in the README

@@ -14,6 +14,7 @@ answers cannot hold a build.
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import ipaddress
 import socket
@@ -32,6 +33,9 @@ DEADLINE_FACTOR = 3  # the whole download may take this many read timeouts
 CHUNK = 64 * 1024
 REDIRECTS = {301, 302, 303, 307, 308}
 USER_AGENT = f"Broadsheet/{__version__} (static site generator for news digests)"
+# Connection errors that say the host cannot be reached at all (not this URL's fault).
+UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH,
+                         errno.ENETDOWN, errno.EHOSTDOWN})
 ACCEPT = "image/webp,image/jpeg,image/png,image/gif,image/*;q=0.8"
 
 
@@ -44,6 +48,16 @@ class FetchFailed(Exception):
 
 class Unanswered(FetchFailed):
     """The host took the connection or the request but did not answer in time."""
+
+
+class HostUnreachable(FetchFailed):
+    """No URL of `host` can be had now: its name does not resolve, or nothing at its
+    address takes a connection. Offline, every host of a site fails this way: the image
+    stage then stops asking the host and remembers it for the day, not URL by URL."""
+
+    def __init__(self, message: str, host: str) -> None:
+        super().__init__(message)
+        self.host = host
 
 
 class Watchdog:
@@ -351,7 +365,7 @@ def resolve(host: str, port: int, rules: FetchRules, watchdog: Watchdog | None =
         raise Unanswered(f"cannot resolve {host} (the name server did not answer within "
                          f"{rules.timeout:g} s)")
     if isinstance(found, str):
-        raise FetchFailed(found)
+        raise HostUnreachable(found, host)
     addresses = found
     if not rules.allow_private_hosts:
         for address in addresses:
@@ -393,7 +407,7 @@ class PinnedHTTPConnection(http.client.HTTPConnection):
         self.watchdog = watchdog
 
     def connect(self) -> None:
-        self.sock = _open_socket(self.address, self.port, self.timeout, self.watchdog)
+        self.sock = _open_socket(self.host, self.address, self.port, self.timeout, self.watchdog)
 
 
 class PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -407,16 +421,22 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.watchdog = watchdog
 
     def connect(self) -> None:
-        sock = _open_socket(self.address, self.port, self.timeout, self.watchdog)
+        sock = _open_socket(self.host, self.address, self.port, self.timeout, self.watchdog)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
         self.watchdog.attach(self.sock)
 
 
-def _open_socket(address: str, port: int, timeout: float | None, watchdog: Watchdog
-                 ) -> socket.socket:
+def _open_socket(host: str, address: str, port: int, timeout: float | None,
+                 watchdog: Watchdog) -> socket.socket:
     """A connected socket; connecting too ends by the deadline."""
     limit = min(timeout or watchdog.left(), watchdog.left())
-    sock = socket.create_connection((address, port), limit)
+    try:
+        sock = socket.create_connection((address, port), limit)
+    except OSError as exc:
+        if exc.errno in UNREACHABLE:
+            raise HostUnreachable(f"cannot connect to {host} ({exc.strerror or exc})",
+                                  host) from None
+        raise
     sock.settimeout(timeout)
     watchdog.attach(sock)
     return sock

@@ -13,10 +13,13 @@ never see half a file. Entries no build has used for `PRUNE_AFTER_DAYS` days are
                                          the digest of each local image by its size and mtime
                                          (like git's index, so an unchanged file is not read);
                                          and the day each entry was last used, for pruning
+    images/unreachable-<day>.json        the hosts that could not be reached that day, and
+                                         why (only today's is read; the others are deleted)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .buildcache import RACY_NS  # a file changed this close to being hashed is hashed again
-from .config import IMAGE_CACHE_FOLDER
+from .config import IMAGE_CACHE_FOLDER, unreachable_path
 from .imaging import SourceInfo, write_atomically
 from .thumbnails import PIPELINE_VERSION
 
@@ -67,6 +70,8 @@ class ImageCache:
         # The record name of each URL asked about that has a record: finish() stamps them
         # without hashing every URL of the site again (~140,000 at 10,000 stories).
         self._named: dict[str, str] = {}
+        self._hosts: tuple[date, dict[str, Any]] | None = None  # a day's unreachable hosts
+        self._hosts_dirty = False
 
     # -- downloads --------------------------------------------------------------------
 
@@ -115,6 +120,48 @@ class ImageCache:
 
     def _record_path(self, url: str) -> Path:
         return self.remote_dir / record_name(url)
+
+    # -- hosts that cannot be reached ------------------------------------------------
+
+    def host_failure(self, host: str, rules: str, today: date | None = None) -> str | None:
+        """Why `host` could not be reached in an earlier build today under the same fetch
+        rules, or None. Only for the day: offline, or with a host down for a while, its
+        images are not asked for again build after build, and not remembered URL by URL
+        either (a large site has ~140,000), so they are tried again once it is back."""
+        entry = self._unreachable(today or date.today()).get(host)
+        if not isinstance(entry, dict) or entry.get("rules") != rules:
+            return None
+        return str(entry.get("problem", ""))
+
+    def remember_host_failure(self, host: str, problem: str, rules: str,
+                              today: date | None = None) -> None:
+        """Kept for the rest of the day (saved by finish)."""
+        hosts = self._unreachable(today or date.today())
+        if hosts.get(host) != {"problem": problem, "rules": rules}:
+            hosts[host] = {"problem": problem, "rules": rules}
+            self._hosts_dirty = True
+
+    def _unreachable(self, today: date) -> dict[str, Any]:
+        if self._hosts is None or self._hosts[0] != today:
+            try:
+                found = json.loads(unreachable_path(self.folder, today).read_text("utf-8"))
+            except (OSError, ValueError):
+                found = None
+            self._hosts = (today, found if isinstance(found, dict) else {})
+        return self._hosts[1]
+
+    def _save_unreachable(self, today: date) -> None:
+        """Today's file, if there is anything to keep; every other day's is deleted."""
+        if self._hosts_dirty and self._hosts is not None and self._hosts[0] == today:
+            self._ensure(self.folder)
+            text = json.dumps(self._hosts[1], sort_keys=True, indent=1)
+            write_atomically(unreachable_path(self.folder, today), text.encode("utf-8"))
+            self._hosts_dirty = False
+        keep = unreachable_path(self.folder, today).name
+        for old in self.folder.glob("unreachable-*.json"):
+            if old.name != keep:
+                with contextlib.suppress(OSError):  # another build's, gone already
+                    old.unlink()
 
     # -- thumbnails and source facts --------------------------------------------------
 
@@ -208,6 +255,7 @@ class ImageCache:
             last = _day(stamps.get(key)) or self._stamp(key, today)
             if today - last > timedelta(days=PRUNE_AFTER_DAYS):
                 deleted += self._delete(key)
+        self._save_unreachable(today)
         for path in set(self._index["files"]) - self._files_seen:
             del self._index["files"][path]
             self._dirty = True

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from .buildcache import RACY_NS, engine_key
-from .config import IMAGE_CACHE_FOLDER, Config, ImageSettings
+from .config import IMAGE_CACHE_FOLDER, Config, ImageSettings, unreachable_path
 from .diagnostics import Diagnostic, Severity
 from .model import Image, Site
 from .output import Named
@@ -90,7 +90,9 @@ class Source:
     problem: str = ""
     remembered: bool = False  # the problem is a cached failure of a download
     offline: bool = False  # not downloaded because fetching is off
-    skipped: bool = False  # not asked for: its host stopped answering (images.download)
+    # Not asked for, and why: its host could not be reached or stopped answering, in this
+    # build or (with `remembered`) an earlier one today (images.download)
+    skipped: str = ""
 
     def specs(self, settings: ImageSettings) -> list[ThumbSpec]:
         """Every file the pages need of this source (known once it has been decoded)."""
@@ -186,7 +188,8 @@ def stage_key(site: Site, config: Config, story_uses: Mapping[str, str]) -> str 
         return None
     folder = config.root / settings.cache_dir / IMAGE_CACHE_FOLDER
     digest = hashlib.blake2b(digest_size=16)
-    state = [_stat_key(folder / part) for part in ("index.json", "remote", "originals", "thumbs")]
+    parts = ("index.json", "remote", "originals", "thumbs", unreachable_path(folder).name)
+    state = [_stat_key(folder / part) for part in parts]
     digest.update(repr((settings, str(config.root), date.today().isoformat(), state)).encode())
     for article in sorted(site.articles, key=lambda a: a.source):
         uses = story_uses.get(article.source)
@@ -742,7 +745,8 @@ def locate_sources(
     for source in sources:
         if source.key.startswith("file:"):
             read_local(source, config, cache)
-        elif not locate_remote(source, settings, cache):
+        elif not locate_remote(source, settings, cache) and not host_remembered(
+                source, settings, cache):
             missing.append(source)
     if missing and settings.fetch:
         download(missing, settings, cache, progress)
@@ -821,6 +825,19 @@ def locate_remote(source: Source, settings: ImageSettings, cache: ImageCache) ->
     return True
 
 
+def host_remembered(source: Source, settings: ImageSettings, cache: ImageCache) -> bool:
+    """Whether the URL's host could not be reached in an earlier build today (download):
+    then it is a placeholder without asking again, until another day or --refetch."""
+    if settings.refetch or not settings.fetch:
+        return False
+    host = urlsplit(source.key).hostname or ""
+    problem = cache.host_failure(host, fetch_rules(settings))
+    if problem is None:
+        return False
+    source.problem, source.skipped, source.remembered = f"not tried: {problem}", problem, True
+    return True
+
+
 def from_private_host(record: RemoteRecord) -> bool:
     """Whether a kept download came through an address images.allow_private_hosts must
     allow, as the download found it, so no name is looked up again to decide. A record
@@ -846,10 +863,13 @@ def download(
 ) -> None:
     """Fetch in parallel, at most PER_HOST at once from any one host; keep every outcome.
 
-    A host that leaves UNANSWERED_LIMIT downloads in a row unanswered is not asked for its
-    other images in this build (each would wait the whole timeout: hours for a large site
-    whose CDN is down); they are remembered as failed like the others (--refetch)."""
-    from .fetch import FetchFailed, FetchRules, Unanswered, fetch_image
+    A host that cannot be reached (its name does not resolve, nothing takes a connection)
+    or that leaves UNANSWERED_LIMIT downloads in a row unanswered is not asked for its
+    other images in this build: each would fail the same way, or wait the whole timeout
+    (hours for a large site whose CDN is down). Such a host is remembered for the day, not
+    each of its URLs: offline, a large site's ~140,000 images would otherwise each leave a
+    record and a warning, and stay placeholders until --refetch once back online."""
+    from .fetch import FetchFailed, FetchRules, HostUnreachable, Unanswered, fetch_image
     from .imagecache import RemoteRecord
 
     rules = FetchRules(settings.timeout, settings.max_bytes, settings.allow_private_hosts)
@@ -857,18 +877,25 @@ def download(
     hosts = {urlsplit(s.key).hostname or "" for s in sources}
     gates = {host: threading.BoundedSemaphore(PER_HOST) for host in hosts}
     silent = dict.fromkeys(hosts, 0)  # downloads in a row each host left unanswered
+    down: dict[str, str] = {}  # hosts not asked again in this build: why
     counting = threading.Lock()  # two downloads of one host run at once
 
     def attempt(source: Source, host: str) -> Fetched:
-        if silent[host] >= UNANSWERED_LIMIT:
-            source.skipped = True
-            raise FetchFailed(f"not tried: {host} left {UNANSWERED_LIMIT} downloads in a row "
-                              "unanswered in this build")
+        if host in down:
+            source.skipped = down[host]
+            raise FetchFailed(f"not tried: {down[host]} in this build")
         try:
             fetched = fetch_image(source.key, rules)
+        except HostUnreachable as failure:
+            with counting:
+                down.setdefault(failure.host, str(failure))
+            raise
         except Unanswered:
             with counting:
                 silent[host] += 1
+                if silent[host] >= UNANSWERED_LIMIT:
+                    down.setdefault(host, f"it left {UNANSWERED_LIMIT} downloads in a row "
+                                          "unanswered")
             raise
         with counting:
             silent[host] = 0
@@ -879,9 +906,15 @@ def download(
         with gates[host]:
             try:
                 fetched = attempt(source, host)
+            except HostUnreachable as failure:
+                source.problem = str(failure)
+                return  # its host is remembered for the day instead (below)
             except FetchFailed as failure:
+                source.problem = str(failure)
+                if source.skipped:
+                    return
                 record = RemoteRecord(source.key, problem=str(failure), rules=rules_text)
-                data, source.problem = None, str(failure)
+                data = None
             else:
                 digest = hashlib.sha256(fetched.data).hexdigest()
                 record = RemoteRecord(source.key, digest, fetched.content_type,
@@ -899,6 +932,8 @@ def download(
             future.result()
             if progress:
                 progress("Fetching images", done, len(futures))
+    for host, problem in down.items():
+        cache.remember_host_failure(host, problem, rules_text)
 
 
 # -- what each source is, and its thumbnails ----------------------------------------------
@@ -1070,9 +1105,10 @@ def source_view(source: Source) -> SourceView:
 
 def summarise_placeholders(sources: list[Source], settings: ImageSettings) -> list[Diagnostic]:
     """Placeholders the curator already knows about get one line, not one warning each:
-    downloads that failed in an earlier build (named then) and images not fetched offline."""
+    downloads that failed in an earlier build (named then), images not fetched offline, and
+    a host's images not asked for because it could not be reached (one line a host)."""
     where = (settings.cache_dir / "images").as_posix()
-    remembered = sum(1 for s in sources if s.problem and s.remembered)
+    remembered = sum(1 for s in sources if s.problem and s.remembered and not s.skipped)
     offline = sum(1 for s in sources if s.offline)
     lines = []
     if remembered:
@@ -1086,11 +1122,18 @@ def summarise_placeholders(sources: list[Source], settings: ImageSettings) -> li
     if offline:
         noun = "remote image is a placeholder" if offline == 1 else "remote images are placeholders"
         lines.append(f"{offline} {noun}: {OFFLINE}")
-    skipped = Counter(urlsplit(s.key).hostname or "" for s in sources if s.skipped)
-    for host, count in sorted(skipped.items()):
+    skipped = Counter((urlsplit(s.key).hostname or "", s.skipped, s.remembered)
+                      for s in sources if s.skipped)
+    again = "the first build of another day tries again, or --refetch"
+    for (host, why, before), count in sorted(skipped.items()):
         noun = "image" if count == 1 else "images"
-        lines.append(f"{count} more {noun} from {host} not tried: it left {UNANSWERED_LIMIT} "
-                     "downloads in a row unanswered in this build; --refetch tries again")
+        if before:
+            are = "is a placeholder" if count == 1 else "are placeholders"
+            lines.append(f"{count} {noun} from {host} {are}: {why} in an earlier build "
+                         f"today; {again}")
+        else:
+            lines.append(f"{count} more {noun} from {host} not tried: {why} in this build; "
+                         f"{again}")
     return [Diagnostic(where, 0, "", line, Severity.WARNING) for line in lines]
 
 

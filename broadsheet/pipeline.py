@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .buildcache import BuildCache, CacheState, Signature, with_file
 from .buildcache import input_signature as _signature
-from .config import IMAGE_CACHE_FOLDER, Config, load_config, output_problem
+from .config import IMAGE_CACHE_FOLDER, Config, load_config, output_problem, unreachable_path
 from .diagnostics import BuildFailed, Diagnostic
 from .packs import PackDamaged
 
@@ -110,7 +110,7 @@ def build(
                  if options.persist_cache else UNSIGNED)
     if write and options.use_cache and not options.refetch:
         head = cache.load(head_only=True)
-        if unchanged_since(head, with_file(signature, image_index(config)), output_dir):
+        if unchanged_since(head, with_image_cache(signature, config), output_dir):
             return _nothing_changed(config, head, started)
     from . import stages  # the stages import Jinja, Pillow, lxml...: only when needed
 
@@ -199,6 +199,14 @@ def input_signature(
 
 def image_index(config: Config) -> Path:
     return config.root / config.images.cache_dir / IMAGE_CACHE_FOLDER / "index.json"
+
+
+def with_image_cache(signature: Signature, config: Config) -> Signature:
+    """The signature with the image cache's files only builds write, as a build left them:
+    its index, and today's list of unreachable hosts (so the first build of a new day is
+    not a nothing-changed one when a host failed the day before: it tries them again)."""
+    folder = config.root / config.images.cache_dir / IMAGE_CACHE_FOLDER
+    return with_file(with_file(signature, image_index(config)), unreachable_path(folder))
 
 
 def unchanged_since(state: CacheState, signature: Signature, output_dir: Path) -> bool:

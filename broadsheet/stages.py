@@ -22,7 +22,6 @@ from .buildcache import (
     UnitRecord,
     engine_key,
     share_facts,
-    with_file,
 )
 from .config import Config
 from .diagnostics import BuildFailed, Diagnostic, Diagnostics
@@ -32,7 +31,7 @@ from .model import Article, Site
 from .output import Named, OutputError, OutputWriter, PatchWriter
 from .packs import PackWriter
 from .pictures import PictureBook
-from .pipeline import BuildOptions, BuildReport, Counts, Progress, _output_id, image_index
+from .pipeline import BuildOptions, BuildReport, Counts, Progress, _output_id, with_image_cache
 from .routes import Page, plan_pages
 from .sitemap import render_robots, render_sitemap
 from .stories import Loaded, load_stories
@@ -204,7 +203,7 @@ def _next_state(
     return CacheState(
         job.state.engine, entries, outcome.records, frozenset(outcome.files),
         _output_id(config.root / config.output_dir),
-        "" if signature.racy else with_file(signature, image_index(config)).value,
+        "" if signature.racy else with_image_cache(signature, config).value,
         warnings,
         {"pages": len(model.pages), "files": len(outcome.files), **counts.__dict__},
         outcome.picture_digests,

@@ -992,6 +992,96 @@ def test_a_name_server_that_never_answers_does_not_hold_the_build(make_site, mon
                for i in range(8) for slot in slots(site, f"stories/s{i}"))
 
 
+def test_a_host_that_cannot_be_reached_is_remembered_for_the_day_not_url_by_url(
+        make_site, server, monkeypatch) -> None:
+    """Offline, no host name resolves. A large site's first build then left a record and a
+    warning for every image (14,213 warnings at 1,000 stories), and once back online its
+    images stayed placeholders until --refetch. Now the host is named once, its other
+    images are not tried, it is remembered for the day only, and tried again after."""
+    import socket
+
+    from broadsheet import config as config_module
+    from broadsheet import fetch, imagecache
+    from broadsheet.images import PER_HOST
+
+    _, base = server
+    port = urlsplit(base).port
+    online, asked, real_lookup = [False], Counter[str](), socket.getaddrinfo
+
+    def lookup(host: str, *args: object, **kwargs: object) -> object:
+        if host != "cdn.example":
+            return real_lookup(host, *args, **kwargs)  # type: ignore[arg-type]
+        asked[host] += 1
+        if not online[0]:
+            raise socket.gaierror(-2, "Name or service not known")
+        return real_lookup("127.0.0.1", *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", lookup)
+    files = {f"content/s{i}.md": image_story(f"http://cdn.example:{port}/p{i}.jpg")
+             for i in range(8)}
+    site = make_site(files, site_yaml=FETCH_YAML)
+    report = site.build(offline=False)
+    named = [w for w in report.warnings if w.path.startswith("content/")]
+    assert 1 <= len(named) <= PER_HOST, report.warnings
+    assert all(":6: warning: images[0].url: image not available: cannot resolve cdn.example "
+               "(Name or service not known)" in str(w) for w in named)
+    summary = [str(w) for w in report.warnings if w.path == ".cache/images"]
+    assert summary == [f".cache/images: warning: {8 - len(named)} more images from "
+                       "cdn.example not tried: cannot resolve cdn.example (Name or service "
+                       "not known) in this build; the first build of another day tries "
+                       "again, or --refetch"]
+    assert not (site.root / ".cache/images/remote").exists()  # nothing kept URL by URL
+    assert asked["cdn.example"] == 1
+
+    site.write("content/other.md", story(title="Another story"))  # a build that looks again
+    past = time.time() - 60  # and then a build that may find nothing changed
+    for path in site.root.rglob("*"):
+        os.utime(path, (past, past))
+    again = site.build(offline=False)
+    assert [str(w) for w in again.warnings] == [
+        ".cache/images: warning: 8 images from cdn.example are placeholders: cannot resolve "
+        "cdn.example (Name or service not known) in an earlier build today; the first build "
+        "of another day tries again, or --refetch"]
+    assert asked["cdn.example"] == 1  # not asked again today
+
+    class Tomorrow(date):
+        @classmethod
+        def today(cls) -> date:
+            return date.today() + timedelta(days=1)
+
+    online[0] = True
+    assert site.build(offline=False).nothing_changed  # the same day
+    for module in (config_module, imagecache, images):
+        monkeypatch.setattr(module, "date", Tomorrow)
+    tomorrow = site.build(offline=False)  # nothing changed, but it is another day
+    assert tomorrow.warnings == []
+    assert asked["cdn.example"] == 2
+    assert all("thumb--placeholder" not in slot["class"]  # type: ignore[operator]
+               for i in range(8) for slot in slots(site, f"stories/s{i}"))
+    assert [p.name for p in (site.root / ".cache/images").glob("unreachable-*")] == []
+
+
+def test_a_host_that_refuses_connections_is_not_asked_for_all_its_images(make_site) -> None:
+    """Nothing listens at the address: every image of the host would fail the same way."""
+    import socket
+
+    from broadsheet.images import PER_HOST
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    files = {f"content/s{i}.md": image_story(f"http://127.0.0.1:{port}/r{i}.jpg")
+             for i in range(6)}
+    site = make_site(files, site_yaml=FETCH_YAML)
+    report = site.build(offline=False)
+    text = "\n".join(str(w) for w in report.warnings)
+    named = text.count("image not available: cannot connect to 127.0.0.1 (Connection refused)")
+    assert 1 <= named <= PER_HOST, text
+    assert (f"{6 - named} more images from 127.0.0.1 not tried: cannot connect to 127.0.0.1 "
+            "(Connection refused) in this build" in text)
+    assert len(report.warnings) == named + 1
+
+
 def test_local_images_are_found_next_to_the_story_or_under_content(make_site) -> None:
     site = make_site(
         {
