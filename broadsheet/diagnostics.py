@@ -7,7 +7,8 @@ the CLI prints and exits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -15,6 +16,16 @@ from pathlib import Path
 class Severity(Enum):
     ERROR = "error"
     WARNING = "warning"
+
+
+class Subject(Enum):
+    """What a diagnostic's `path` names. Summaries count files ("2 errors in 1 file"): a
+    folder (the output folder, the build cache) or a command-line option is not one, and
+    telling them apart by the look of the path was guesswork."""
+
+    FILE = "file"
+    FOLDER = "folder"
+    OPTION = "option"
 
 
 @dataclass(frozen=True, order=True)
@@ -26,6 +37,8 @@ class Diagnostic:
     field: str
     message: str
     severity: Severity = Severity.ERROR
+    # Not compared: an Enum cannot be ordered, and `field` here is the str above.
+    subject: Subject = dataclasses.field(default=Subject.FILE, compare=False)
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
@@ -39,11 +52,11 @@ class Diagnostic:
 
     @property
     def in_a_file(self) -> bool:
-        """Whether `path` is a file's: not a command-line option's, like `--output`."""
-        return not self.path.startswith("-")
+        """Whether `path` is a file's: not a folder's or a command-line option's."""
+        return self.subject is Subject.FILE
 
     def as_warning(self) -> Diagnostic:
-        return Diagnostic(self.path, self.line, self.field, self.message, Severity.WARNING)
+        return replace(self, severity=Severity.WARNING)
 
 
 @dataclass

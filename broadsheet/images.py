@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from .buildcache import RACY_NS, engine_key
 from .config import IMAGE_CACHE_FOLDER, Config, ImageSettings, unreachable_path
-from .diagnostics import Diagnostic, Severity
+from .diagnostics import Diagnostic, Severity, Subject
 from .model import Image, Site
 from .output import Named
 from .pictures import (
@@ -1134,7 +1134,7 @@ def summarise_placeholders(sources: list[Source], settings: ImageSettings) -> li
         else:
             lines.append(f"{count} more {noun} from {host} not tried: {why} in this build; "
                          f"{again}")
-    return [Diagnostic(where, 0, "", line, Severity.WARNING) for line in lines]
+    return [Diagnostic(where, 0, "", line, Severity.WARNING, Subject.FOLDER) for line in lines]
 
 
 def failure_warnings(grouped: Grouped, plan: Plan) -> list[Diagnostic]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .buildcache import BuildCache, CacheState, Signature, with_file
 from .buildcache import input_signature as _signature
 from .config import IMAGE_CACHE_FOLDER, Config, load_config, output_problem, unreachable_path
-from .diagnostics import BuildFailed, Diagnostic
+from .diagnostics import BuildFailed, Diagnostic, Severity, Subject
 from .packs import PackDamaged
 
 if TYPE_CHECKING:
@@ -122,7 +122,8 @@ def build(
         folder = cache.folder.relative_to(config.root) if cache.folder.is_relative_to(
             config.root) else cache.folder
         raise CacheVanished(
-            [Diagnostic(str(folder), 0, "", f"the build cache changed during the build ({exc})")],
+            [Diagnostic(str(folder), 0, "", f"the build cache changed during the build ({exc})",
+                        Severity.ERROR, Subject.FOLDER)],
             "the build cache was changed by another process during this build; nothing was "
             "written: run the build again",
         ) from None
@@ -225,7 +226,8 @@ def configure(config: Config, options: BuildOptions) -> Config:
         config = replace(config, output_dir=options.output_dir)
         problem = output_problem(config, cache_too=True)
         if problem is not None:
-            raise BuildFailed([Diagnostic("--output", 0, "", problem)],
+            refused = Diagnostic("--output", 0, "", problem, Severity.ERROR, Subject.OPTION)
+            raise BuildFailed([refused],
                               "the output folder was refused; nothing was written")
     if options.base_url is not None:
         config = replace(config, base_url=options.base_url.rstrip("/") + "/")

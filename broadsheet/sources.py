@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from .diagnostics import Diagnostic, Severity, display_path
+from .diagnostics import Diagnostic, Severity, Subject, display_path
 
 MAX_STORY_BYTES = 5 * 1024 * 1024
 
@@ -33,7 +33,8 @@ def find_story_files(
     def unreadable(exc: OSError) -> None:
         if problems is not None:
             shown = display_path(Path(exc.filename or top), root)
-            problems.append(Diagnostic(shown, 0, "", f"cannot be read: {exc.strerror or exc}"))
+            problems.append(Diagnostic(shown, 0, "", f"cannot be read: {exc.strerror or exc}",
+                                       Severity.ERROR, Subject.FOLDER))  # os.walk lists folders
 
     for folder, folders, files in os.walk(top, onerror=unreadable):
         folders[:] = [name for name in folders if not name.startswith(".")]
@@ -44,7 +45,8 @@ def find_story_files(
                     problems.append(Diagnostic(
                         shown, 0, "", "is a link to a folder, whose stories are not read "
                         "(links to folders are not followed); move or copy the folder into "
-                        f"{display_path(content_dir, root)}/ instead", Severity.WARNING))
+                        f"{display_path(content_dir, root)}/ instead", Severity.WARNING,
+                        Subject.FOLDER))
         relative = os.path.relpath(folder, top)
         parts = () if relative == "." else tuple(relative.split(os.sep))
         found.extend(

@@ -24,7 +24,7 @@ from .buildcache import (
     share_facts,
 )
 from .config import Config
-from .diagnostics import BuildFailed, Diagnostic, Diagnostics
+from .diagnostics import BuildFailed, Diagnostic, Diagnostics, Severity, Subject
 from .feeds import OPML, Feed, plan_feeds, render_opml
 from .images import PARTS_FILE, StageMemo, render_images, write_placeholder_files
 from .model import Article, Site
@@ -181,7 +181,8 @@ def _render(
         return _render_and_commit(job, cache, output_dir, progress, indexing)
     except OutputError as exc:
         raise BuildFailed(
-            [Diagnostic(str(job.config.output_dir), 0, "output_dir", str(exc))],
+            [Diagnostic(str(job.config.output_dir), 0, "output_dir", str(exc), Severity.ERROR,
+                        Subject.FOLDER)],
             "the output folder could not be written",
         ) from None
 

@@ -12,7 +12,7 @@ from broadsheet.cli import main
 from broadsheet.diagnostics import Diagnostic
 from broadsheet.scaffold import create_site
 
-from .conftest import REPO, story
+from .conftest import REPO, SITE_YAML, story
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -77,13 +77,51 @@ def test_a_refused_option_is_not_counted_as_a_file(make_site, capsys) -> None:
     ]
 
 
+def test_an_output_folder_that_cannot_be_written_is_not_counted_as_a_file(
+    make_site, capsys
+) -> None:
+    """A file where the output folder's parent should be: the error names the folder, and
+    the summary said "1 error in 1 file", the folder counted as a file."""
+    site = make_site({"content/a.md": story(), "blocker": "a file in the way\n"},
+                     site_yaml=SITE_YAML + "output_dir: blocker/out\n")
+    assert main(["build", "--site", str(site.root), "--offline"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("blocker/out: output_dir: cannot prepare ")
+    assert err[1:] == [
+        "Build failed: 1 error; nothing was written, the previous output is unchanged."
+    ]
+
+
 def test_errors_in_files_and_in_options_are_counted_apart() -> None:
     from broadsheet.cli import count_errors
+    from broadsheet.diagnostics import Subject
 
-    option = Diagnostic("--output", 0, "", "would replace content on every build")
+    option = Diagnostic("--output", 0, "", "would replace content on every build",
+                        subject=Subject.OPTION)
     story_error = Diagnostic("content/a.md", 4, "webUrl", "expected an http(s) URL")
     assert count_errors([option, story_error, story_error]) == "3 errors, 2 of them in 1 file"
     assert count_errors([story_error]) == "1 error in 1 file"
+
+
+def test_a_folder_that_cannot_be_listed_is_not_counted_as_a_file(
+    make_site, monkeypatch, capsys
+) -> None:
+    """Root reads every folder, so the refusal is simulated where os.walk lists them."""
+    site = make_site({"content/good.md": story(), "content/locked/inner.md": story(),
+                      "content/bad.md": story(url="ftp://x.example.com")})
+    real_scandir = os.scandir
+
+    def refuse(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    assert main(["check", "--site", str(site.root), "--offline"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "content/locked: cannot be read: Permission denied" in err
+    assert err[-1] == ("Check failed: 2 errors, 1 of them in 1 file; nothing was written, "
+                       "the previous output is unchanged.")
 
 
 def test_keep_going_exits_0_with_warnings(make_site, capsys) -> None:
