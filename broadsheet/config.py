@@ -342,6 +342,21 @@ def _site_name(name: str) -> bool:
     return name.lower() in SITE_NAMES or name.isdigit()
 
 
+def _taken_by(name: str, formats: dict[str, str]) -> str | None:
+    """The format whose feed file is already called `name`, in any case: `Feed.xml` and
+    `feed.xml` are two files here and one on macOS and Windows, where one feed would
+    silently replace the other in a copy of the output."""
+    return next((fmt for fmt, taken in formats.items() if taken.lower() == name.lower()), None)
+
+
+def _defaults_after(fmt: str, fields: dict[str, Any]) -> dict[str, str]:
+    """The default file names of the formats read after `fmt` and not set: `rss: atom.xml`
+    took Atom's default, and both feeds were written to one file (a failed build that
+    named no line of site.yaml)."""
+    later = list(DEFAULT_FEED_FILES)[list(DEFAULT_FEED_FILES).index(fmt) + 1:]
+    return {other: DEFAULT_FEED_FILES[other] for other in later if is_null(fields.get(other))}
+
+
 def _feeds(reader: NodeReader, node: Any) -> FeedSettings:
     """`feeds:` in site.yaml; a format set to false is not published."""
     fields = reader.fields(node, "feeds") or {}
@@ -364,13 +379,16 @@ def _feeds(reader: NodeReader, node: Any) -> FeedSettings:
         elif _site_name(raw.strip()):
             reader.error(node_value, f"feeds.{fmt}", f"{raw.strip()!r} is a name the site's "
                          f"own pages use; choose another, like {default!r}")
-        elif not _FEED_FILE.fullmatch(raw.strip()) or raw.strip() in formats.values():
+        elif (taken := _taken_by(raw.strip(), {**_defaults_after(fmt, fields), **formats})):
+            reader.error(node_value, f"feeds.{fmt}", f"{raw.strip()!r} is feeds.{taken}'s "
+                         "file name too (in any letter case: some file systems ignore it); "
+                         f"choose another, like {default!r}")
+        elif not _FEED_FILE.fullmatch(raw.strip()):
             reader.error(
                 node_value,
                 f"feeds.{fmt}",
                 "expected false or a file name like "
-                f"{default!r} (letters, digits, '.', '-', '_'), different from the "
-                f"other formats', got {shorten(raw)!r}",
+                f"{default!r} (letters, digits, '.', '-', '_'), got {shorten(raw)!r}",
             )
         else:
             formats[fmt] = raw.strip()

@@ -301,7 +301,8 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
     common = {"engine": engine_key(), "config": fp.of(config)}
     planner = UnitPlanner(env, site, config, job.url_builder, pictures, fp, common)
     units = [*planner.pages(job.pages), *planner.feeds(job.feeds), *planner.emails(site.issues)]
-    check_unique_files(units)
+    check_unique_files(units, [*([OPML] if job.feeds else []), SITEMAP, ROBOTS,
+                               *map(static_route, static.files)])
     picture_digests = pictures.digests
     checker = FactChecker(fp, fact_specials(env, static, pictures))
     settled = settled_stories(picture_digests, job.state.pictures)
@@ -342,13 +343,19 @@ def render_site(job: RenderJob, sink: Sink, progress: Progress | None = None) ->
     return Outcome(pictures, records, files, unchanged, rebuilt, picture_digests, memo)
 
 
-def check_unique_files(units: list[Unit]) -> None:
+def check_unique_files(units: list[Unit], site_files: list[str]) -> None:
+    """A last guard, before anything is written: config and content validation refuse
+    every input known to make two units (or a unit and a site file: the sitemap, a static
+    file) write one file, like feed file names and story slugs. Should one slip through,
+    the error names both writers, so it says where to look and not only which file."""
     seen: dict[str, str] = {}
-    for unit in units:
-        for name in unit.files:
+    named = [(unit.id, unit.files) for unit in units]
+    for writer, files in [*named, *((f"file:{name}", (name,)) for name in site_files)]:
+        for name in files:
             if name in seen:
-                raise OutputError(f"two pages would be written to {name}")
-            seen[name] = unit.id
+                raise OutputError(f"two pages would be written to {name}: by {seen[name]} "
+                                  f"and by {writer}")
+            seen[name] = writer
 
 
 def summarise_template_errors(problems: list[Diagnostic]) -> list[Diagnostic]:

@@ -295,6 +295,18 @@ def test_feeds_can_be_switched_off_and_renamed(make_site) -> None:
     assert alternates == ["/rss.xml", "/atom.xml", "/issues/rss.xml", "/issues/atom.xml"]
 
 
+def test_a_feed_may_take_the_name_of_a_format_switched_off(make_site) -> None:
+    """Only a format that is published keeps its file name to itself."""
+    site = make_site(
+        {"content/a.md": story()},
+        site_yaml="title: T\nbase_url: https://example.org/\nfeeds:\n  topics: false\n"
+        "  digest: false\n  rss: atom.xml\n  atom: false\n  json: false\n",
+    )
+    site.build()
+    assert sorted(p.name for p in site.output.glob("*.xml")) == ["atom.xml", "sitemap.xml"]
+    assert "<rss" in (site.output / "atom.xml").read_text(encoding="utf-8")
+
+
 def test_the_digest_feed_holds_the_latest_issues_its_setting_allows(make_site) -> None:
     """Each digest entry is a whole issue: 50 of them were a 1.5 MB file per format at 48
     stories a week. Ten by default, `feeds.digest_entries` to change; `feeds.entries` is
@@ -324,7 +336,7 @@ def test_bad_feed_settings_are_diagnostics(make_site) -> None:
     )
     assert site.messages() == [
         "site.yaml:4: feeds.rss: expected false or a file name like 'feed.xml' (letters, "
-        "digits, '.', '-', '_'), different from the other formats', got '../escape.xml'",
+        "digits, '.', '-', '_'), got '../escape.xml'",
         "site.yaml:6: feeds.entries: expected a number from 1 to 10000, got 0",
     ]
 

@@ -110,3 +110,24 @@ def test_output_option_builds_elsewhere(make_site, tmp_path: Path) -> None:
     site.build(output_dir=elsewhere)
     assert (elsewhere / "stories/a/index.html").is_file()
     assert not site.output.exists()
+
+
+def test_two_pages_for_one_file_name_both_writers() -> None:
+    """The last guard before writing (validation refuses every input known to cause it):
+    its message said only the file, a dead end."""
+    from broadsheet.stages import check_unique_files
+    from broadsheet.units import Unit
+
+    def unit(unit_id: str, *files: str) -> Unit:
+        return Unit(unit_id, files, {}, {}, lambda recorder: [], unit_id)
+
+    units = [unit("page:stories/a/", "stories/a/index.html"), unit("feed:", "feed.xml")]
+    check_unique_files(units, ["sitemap.xml"])
+    with pytest.raises(OutputError) as clash:
+        check_unique_files([*units, unit("feed:issues/", "feed.xml")], ["sitemap.xml"])
+    assert str(clash.value) == ("two pages would be written to feed.xml: by feed: and by "
+                                "feed:issues/")
+    with pytest.raises(OutputError) as clash:
+        check_unique_files(units, ["sitemap.xml", "feed.xml"])
+    assert str(clash.value) == ("two pages would be written to feed.xml: by feed: and by "
+                                "file:feed.xml")

@@ -486,6 +486,15 @@ def test_output_dir_may_not_be_the_site_itself(make_site) -> None:
      "use; choose another, like 'feed.json'"),
     ("feeds: {rss: '7'}", "feeds.rss: '7' is a name the site's own pages use; "
      "choose another, like 'feed.xml'"),
+    # Two formats in one file: Atom's default taken by RSS was "output: output_dir: two
+    # pages would be written to atom.xml", on no line; names differing in case only are
+    # one file on macOS and Windows.
+    ("feeds: {rss: atom.xml}", "feeds.rss: 'atom.xml' is feeds.atom's file name too (in any "
+     "letter case: some file systems ignore it); choose another, like 'feed.xml'"),
+    ("feeds: {json: FEED.XML}", "feeds.json: 'FEED.XML' is feeds.rss's file name too (in any "
+     "letter case: some file systems ignore it); choose another, like 'feed.json'"),
+    ("feeds: {atom: x.xml, json: X.xml}", "feeds.json: 'X.xml' is feeds.atom's file name too "
+     "(in any letter case: some file systems ignore it); choose another, like 'feed.json'"),
 ])
 def test_settings_that_would_harm_the_site_or_its_output_are_refused(
         make_site, setting: str, message: str) -> None:
