@@ -131,29 +131,19 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
 
     def host_allowed(self) -> bool:
         """Only our own names: a page on another domain cannot rebind DNS to this server."""
-        host = (self.headers.get("Host") or "").strip().lower()
+        name, port = host_and_port(self.headers.get("Host") or "")
         dev = self.server.dev
         if dev.wildcard:
-            return self.addressed_to_this_machine(host)
-        own = dev.host.lower()  # names are case-insensitive: both sides lowercased
-        allowed = {
-            f"localhost:{dev.port}",
-            f"127.0.0.1:{dev.port}",
-            f"[::1]:{dev.port}",
-            f"{own}:{dev.port}",
-            f"[{own}]:{dev.port}",
-        }
-        if dev.port == 80:
-            allowed |= {"localhost", "127.0.0.1", "[::1]", own}
-        if host in allowed:
+            return self.addressed_to_this_machine(name)
+        own = dev.host.lower().strip("[]").removesuffix(".")  # --host as typed: Box.Example.
+        on_our_port = port == str(dev.port) or (port is None and dev.port == 80)
+        if on_our_port and name in {"localhost", "127.0.0.1", "::1", own}:
             return True
-        return is_exposed(dev.host) and host.rsplit(":", 1)[0].strip("[]") == own
+        return is_exposed(dev.host) and name == own  # another machine's port may be mapped
 
-    def addressed_to_this_machine(self, host: str) -> bool:
+    def addressed_to_this_machine(self, name: str) -> bool:
         """For a server bound to every interface: an IP address (DNS rebinding needs a
         name, and the port may be mapped, as by a container) or this machine's own name."""
-        name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0]
-        name = (name or host).rstrip(".")
         try:
             ipaddress.ip_address(name)
             return True
@@ -297,6 +287,23 @@ def resolve(folder: Path, relative: str) -> Path | None:
     except (OSError, RuntimeError):
         return None
     return real if real.is_relative_to(folder.resolve()) else None
+
+
+def host_and_port(header: str) -> tuple[str, str | None]:
+    """The name and port of a Host header (or of --host), the name as it is compared: lower
+    case (names are case-insensitive), an IPv6 address without its brackets, and without
+    the dot that ends a fully-qualified name (`localhost.:8000` is `localhost`; without
+    this only a server on every interface answered it)."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return "", None  # not a host: matches none of ours
+        port = rest[1:] if rest else None
+    else:
+        name, colon, port_text = host.rpartition(":")
+        name, port = (name, port_text) if colon else (host, None)
+    return name.removesuffix("."), port
 
 
 def is_exposed(host: str) -> bool:

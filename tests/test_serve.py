@@ -281,9 +281,43 @@ def test_host_names_are_matched_whatever_their_case(sent: str) -> None:
     assert PreviewHandler.host_allowed(handler)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("bound", "sent"), [
+    ("Box.Example", "box.example.:8000"),
+    ("Box.Example", "BOX.EXAMPLE."),  # bound to a name other machines reach: any port
+    ("box.example.", "box.example:8000"),
+    ("127.0.0.1", "localhost.:8000"),
+    ("127.0.0.1", "127.0.0.1:8000"),
+    ("::1", "[::1]:8000"),
+    ("2001:db8::5", "[2001:db8::5]:8000"),
+])
+def test_a_fully_qualified_host_name_is_the_same_host(bound: str, sent: str) -> None:
+    """`localhost.` is `localhost` with the DNS root spelled out; it was refused (403)
+    unless the server listened on every interface."""
+    dev = SimpleNamespace(wildcard=False, host=bound, port=8000)
+    handler = SimpleNamespace(headers={"Host": sent}, server=SimpleNamespace(dev=dev))
+    assert PreviewHandler.host_allowed(handler)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("bound", "sent"), [
+    ("box.example", "evil.example.:8000"),
+    ("box.example", "box.example.evil.example.:8000"),
+    ("127.0.0.1", "evil.example.:8000"),
+    ("127.0.0.1", "localhost.:9000"),  # a loopback server answers its own port only
+    ("127.0.0.1", "localhost..:8000"),
+    ("::1", "[::1]x:8000"),
+])
+def test_foreign_hosts_are_refused_with_a_trailing_dot_too(bound: str, sent: str) -> None:
+    """DNS rebinding: a name of another domain, dot or not, is refused."""
+    dev = SimpleNamespace(wildcard=False, host=bound, port=8000)
+    handler = SimpleNamespace(headers={"Host": sent}, server=SimpleNamespace(dev=dev))
+    assert not PreviewHandler.host_allowed(handler)  # type: ignore[arg-type]
+
+
 def test_local_host_names_are_accepted(running) -> None:
     _, dev = running
     assert get(dev, "/", host=f"localhost:{dev.port}")[0] == 200
+    assert get(dev, "/", host=f"localhost.:{dev.port}")[0] == 200
+    assert get(dev, "/", host=f"evil.example.:{dev.port}")[0] == 403
 
 
 @pytest.mark.parametrize("bind", ["0.0.0.0", ""])
