@@ -342,6 +342,12 @@ def _site_name(name: str) -> bool:
     return name.lower() in SITE_NAMES or name.isdigit()
 
 
+def _windows_device(name: str) -> bool:
+    from .urls import windows_reserved  # with slugify, like SITE_NAMES
+
+    return windows_reserved(name)
+
+
 def _taken_by(name: str, formats: dict[str, str]) -> str | None:
     """The format whose feed file is already called `name`, in any case: `Feed.xml` and
     `feed.xml` are two files here and one on macOS and Windows, where one feed would
@@ -379,6 +385,10 @@ def _feeds(reader: NodeReader, node: Any) -> FeedSettings:
         elif _site_name(raw.strip()):
             reader.error(node_value, f"feeds.{fmt}", f"{raw.strip()!r} is a name the site's "
                          f"own pages use; choose another, like {default!r}")
+        elif _windows_device(raw.strip()):
+            reader.error(node_value, f"feeds.{fmt}", f"{raw.strip()!r} is a name Windows keeps "
+                         "for a device: the site could not be copied there; choose another, "
+                         f"like {default!r}")
         elif (taken := _taken_by(raw.strip(), {**_defaults_after(fmt, fields), **formats})):
             reader.error(node_value, f"feeds.{fmt}", f"{raw.strip()!r} is feeds.{taken}'s "
                          "file name too (in any letter case: some file systems ignore it); "

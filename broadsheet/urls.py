@@ -25,11 +25,20 @@ _REPLACEMENTS = [
     ["@", " at "],
 ]
 MAX_SLUG_LENGTH = 80
+# Names Windows keeps for devices, alone or before any extension: a site with a folder
+# stories/con/ or a file con.md cannot be checked out, copied or served there.
+WINDOWS_RESERVED = frozenset({
+    "con", "prn", "aux", "nul", *(f"com{n}" for n in range(10)), *(f"lpt{n}" for n in range(10)),
+})
 
 
 def make_slug(text: str, kind: str) -> str:
-    """A lowercase ASCII slug for `text`; never empty (falls back to a short hash)."""
+    """A lowercase ASCII slug for `text`; never empty (falls back to a short hash) and never
+    a name Windows reserves: that gets an underscore (`con.md` is at stories/con_/), which
+    no other text's slug has, so it is taken from no other story or topic."""
     slug = slugify(text, max_length=MAX_SLUG_LENGTH, word_boundary=True, replacements=_REPLACEMENTS)
+    if slug in WINDOWS_RESERVED:
+        return f"{slug}_"
     if slug:
         return slug
     digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
@@ -53,6 +62,12 @@ SITE_NAMES = frozenset({
     "index.html", NOT_FOUND, SITEMAP, ROBOTS, "feeds.opml", "stories", "topics", "issues",
     "feeds", "search", "static", "thumbs", "pagefind", "page",
 })
+
+
+def windows_reserved(name: str) -> bool:
+    """Whether Windows keeps `name` for a device (`con`, `NUL.xml`: the extension does not
+    help), so no file or folder may have it there."""
+    return name.split(".", 1)[0].lower() in WINDOWS_RESERVED
 
 
 def story_route(slug: str) -> str:

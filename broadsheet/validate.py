@@ -22,7 +22,7 @@ from .markdown import render_markdown
 from .model import Article, Image, Provider, Related, TopicRef
 from .periods import issue_number
 from .readers import MAX_YEAR, NodeReader, clean_text, is_null, shorten
-from .urls import make_slug
+from .urls import make_slug, windows_reserved
 
 RELATED_FIELDS = {
     "title", "excerpt", "publishedDateTime", "webUrl", "ampWebUrl", "cdnAmpWebUrl", "type",
@@ -154,6 +154,11 @@ def read_slug(reader: NodeReader, node: yaml.Node | None) -> str | None:
             "expected lowercase letters, digits and single hyphens "
             f"(like 'met-police-cameras'), got {shorten(value)!r}",
         )
+        return None
+    if windows_reserved(value):
+        reader.error(node, "slug", f"{value!r} is a name Windows keeps for a device: the "
+                     "site could not be checked out or copied there; choose another, like "
+                     f"'{value}-story'")
         return None
     return value
 

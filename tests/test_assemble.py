@@ -53,6 +53,30 @@ def test_a_slug_is_never_empty() -> None:
     assert make_slug("🎉", "topic") != slug
 
 
+@pytest.mark.parametrize(("text", "slug"), [
+    ("con", "con_"), ("CON", "con_"), ("Aux", "aux_"), ("nul", "nul_"), ("PRN", "prn_"),
+    ("com1", "com1_"), ("LPT9", "lpt9_"), ("com0", "com0_"), ("con_", "con_"),
+    ("con.txt", "con-txt"), ("console", "console"), ("com10", "com10"), ("con 1", "con-1"),
+])
+def test_a_slug_is_never_a_name_windows_reserves(text: str, slug: str) -> None:
+    """stories/con/ cannot be checked out on Windows: such a slug gets an underscore,
+    which no other text's slug has."""
+    assert make_slug(text, "story") == slug
+
+
+def test_reserved_names_in_content_make_pages_windows_can_hold(make_site) -> None:
+    site = make_site({
+        "content/con.md": story(extra="topics: [CON, Nul]"),
+        "content/Lpt1.md": story(url="https://news.example.com/b"),
+        "content/con.txt.md": story(url="https://news.example.com/c"),
+    })
+    site.build()
+    assert {p.name for p in (site.output / "stories").iterdir()} == {"con_", "lpt1_", "con-txt"}
+    assert {"con_", "nul_"} <= {p.name for p in (site.output / "topics").iterdir()}
+    reserved = {"con", "prn", "aux", "nul", *(f"{d}{n}" for d in ("com", "lpt") for n in range(10))}
+    assert not [p for p in site.output.rglob("*") if p.name.split(".")[0].lower() in reserved]
+
+
 def test_topics_differing_in_case_or_spacing_merge(make_site) -> None:
     site = make_site(
         {

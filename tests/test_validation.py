@@ -342,6 +342,15 @@ def test_unknown_fields_are_warnings_with_a_suggestion_and_secured_is_silent(mak
     assert all(w.severity is Severity.WARNING for w in report.warnings)
 
 
+def test_a_slug_windows_reserves_is_refused(make_site) -> None:
+    """An explicit slug is kept as written or refused, never changed behind the curator's
+    back (a slug taken from a file name or topic gets an underscore instead)."""
+    site = make_site({"content/a.md": story(extra="slug: aux")})
+    assert site.messages() == [
+        "content/a.md:5: slug: 'aux' is a name Windows keeps for a device: the site could "
+        "not be checked out or copied there; choose another, like 'aux-story'"]
+
+
 def test_slug_collisions_name_both_files(make_site) -> None:
     site = make_site(
         {
@@ -489,6 +498,8 @@ def test_output_dir_may_not_be_the_site_itself(make_site) -> None:
     # Two formats in one file: Atom's default taken by RSS was "output: output_dir: two
     # pages would be written to atom.xml", on no line; names differing in case only are
     # one file on macOS and Windows.
+    ("feeds: {rss: NUL.xml}", "feeds.rss: 'NUL.xml' is a name Windows keeps for a device: "
+     "the site could not be copied there; choose another, like 'feed.xml'"),
     ("feeds: {rss: atom.xml}", "feeds.rss: 'atom.xml' is feeds.atom's file name too (in any "
      "letter case: some file systems ignore it); choose another, like 'feed.xml'"),
     ("feeds: {json: FEED.XML}", "feeds.json: 'FEED.XML' is feeds.rss's file name too (in any "
