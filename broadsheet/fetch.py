@@ -160,12 +160,34 @@ class Query:
         return self.answer
 
 
+NO_NETWORK_AFTER = 8  # names that failed to resolve, and none that did: the network is down
+NO_NETWORK = (f"no host name could be resolved (the first {NO_NETWORK_AFTER} tried all "
+              "failed: the network seems to be down)")
+
+
 class Lookups:
-    """The DNS queries of one FetchRules, by host and port, shared by its downloads."""
+    """The DNS queries of one FetchRules, by host and port, shared by its downloads; and
+    whether any name resolved at all (network_down)."""
 
     def __init__(self) -> None:
         self._queries: dict[tuple[str, int], Query] = {}
         self._lock = threading.Lock()  # parallel downloads of one host start one query
+        self._failed: set[str] = set()  # names whose lookup failed or was not answered
+        self._resolved = False
+
+    def outcome(self, host: str, resolved: bool) -> None:
+        with self._lock:
+            if resolved:
+                self._resolved = True
+            else:
+                self._failed.add(host)
+
+    def network_down(self) -> bool:
+        """Whether NO_NETWORK_AFTER names failed to resolve and none resolved: offline (or
+        behind a resolver that answers nothing), where asking for each of a site's hosts in
+        turn only waits for the resolver to give up on each of them."""
+        with self._lock:
+            return not self._resolved and len(self._failed) >= NO_NETWORK_AFTER
 
     def query(self, host: str, port: int) -> Query:
         with self._lock:
@@ -359,6 +381,8 @@ def resolve(host: str, port: int, rules: FetchRules, watchdog: Watchdog | None =
     passed the checks."""
     limit = min(rules.timeout, watchdog.left()) if watchdog else rules.timeout
     found = rules.lookups.query(host, port).wait(limit)
+    if not is_ip_literal(host):
+        rules.lookups.outcome(host, isinstance(found, list))
     if found is None:
         if watchdog:
             watchdog.check()  # the download's deadline, not the lookup's, ran out

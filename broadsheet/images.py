@@ -869,7 +869,15 @@ def download(
     (hours for a large site whose CDN is down). Such a host is remembered for the day, not
     each of its URLs: offline, a large site's ~140,000 images would otherwise each leave a
     record and a warning, and stay placeholders until --refetch once back online."""
-    from .fetch import FetchFailed, FetchRules, HostUnreachable, Unanswered, fetch_image
+    from .fetch import (
+        NO_NETWORK,
+        FetchFailed,
+        FetchRules,
+        HostUnreachable,
+        Unanswered,
+        fetch_image,
+        is_ip_literal,
+    )
     from .imagecache import RemoteRecord
 
     rules = FetchRules(settings.timeout, settings.max_bytes, settings.allow_private_hosts)
@@ -881,6 +889,9 @@ def download(
     counting = threading.Lock()  # two downloads of one host run at once
 
     def attempt(source: Source, host: str) -> Fetched:
+        if host not in down and rules.lookups.network_down() and not is_ip_literal(host):
+            with counting:
+                down.setdefault(host, NO_NETWORK)
         if host in down:
             source.skipped = down[host]
             raise FetchFailed(f"not tried: {down[host]} in this build")
@@ -1122,19 +1133,41 @@ def summarise_placeholders(sources: list[Source], settings: ImageSettings) -> li
     if offline:
         noun = "remote image is a placeholder" if offline == 1 else "remote images are placeholders"
         lines.append(f"{offline} {noun}: {OFFLINE}")
-    skipped = Counter((urlsplit(s.key).hostname or "", s.skipped, s.remembered)
-                      for s in sources if s.skipped)
+    lines.extend(_skipped_lines(sources))
+    return [Diagnostic(where, 0, "", line, Severity.WARNING, Subject.FOLDER) for line in lines]
+
+
+def _skipped_lines(sources: list[Source]) -> list[str]:
+    """A line for each host whose images were not asked for (in this build, or remembered
+    from an earlier one today), and why; hosts not asked because no name resolved at all
+    share one line (offline, each of a site's outlets would get one)."""
+    if not any(s.skipped for s in sources):
+        return []
+    from .fetch import NO_NETWORK
+
+    counts: Counter[tuple[str, str, bool]] = Counter()
+    offline: dict[bool, set[str]] = {False: set(), True: set()}
+    for source in sources:
+        if source.skipped:
+            host = urlsplit(source.key).hostname or ""
+            if source.skipped == NO_NETWORK:
+                offline[source.remembered].add(host)
+                host = ""
+            counts[(host, source.skipped, source.remembered)] += 1
     again = "the first build of another day tries again, or --refetch"
-    for (host, why, before), count in sorted(skipped.items()):
+    lines = []
+    for (host, why, before), count in sorted(counts.items()):
         noun = "image" if count == 1 else "images"
+        hosts = len(offline[before])
+        origin = host or (f"{hosts} hosts" if hosts != 1 else "1 host")
         if before:
             are = "is a placeholder" if count == 1 else "are placeholders"
-            lines.append(f"{count} {noun} from {host} {are}: {why} in an earlier build "
+            lines.append(f"{count} {noun} from {origin} {are}: {why} in an earlier build "
                          f"today; {again}")
         else:
-            lines.append(f"{count} more {noun} from {host} not tried: {why} in this build; "
+            lines.append(f"{count} more {noun} from {origin} not tried: {why} in this build; "
                          f"{again}")
-    return [Diagnostic(where, 0, "", line, Severity.WARNING, Subject.FOLDER) for line in lines]
+    return lines
 
 
 def failure_warnings(grouped: Grouped, plan: Plan) -> list[Diagnostic]:

@@ -1061,6 +1061,50 @@ def test_a_host_that_cannot_be_reached_is_remembered_for_the_day_not_url_by_url(
     assert [p.name for p in (site.root / ".cache/images").glob("unreachable-*")] == []
 
 
+def test_when_no_host_name_resolves_the_other_hosts_are_not_asked(make_site, monkeypatch
+                                                                   ) -> None:
+    """Offline, every outlet's name fails in turn, each after the resolver gives up (seconds
+    each, behind some resolvers): once the first few have failed and none resolved, the
+    other hosts are not asked in this build, and are told of in one line."""
+    import socket
+
+    from broadsheet import fetch
+    from broadsheet.fetch import NO_NETWORK_AFTER
+    from broadsheet.images import FETCH_THREADS
+
+    asked = Counter[str]()
+
+    def lookup(host: str, *args: object, **kwargs: object) -> object:
+        asked[host] += 1
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", lookup)
+    hosts = 3 * NO_NETWORK_AFTER
+    files = {f"content/s{i}.md": image_story(f"https://cdn{i}.example/{i}.jpg")
+             for i in range(hosts)}
+    site = make_site(files, site_yaml=FETCH_YAML)
+    report = site.build(offline=False)
+    assert NO_NETWORK_AFTER <= len(asked) <= NO_NETWORK_AFTER + FETCH_THREADS - 1, asked
+    text = [str(w) for w in report.warnings]
+    assert sum("image not available: cannot resolve" in line for line in text) == len(asked)
+    assert text[-1] == (
+        f".cache/images: warning: {hosts - len(asked)} more images from {hosts - len(asked)} "
+        f"hosts not tried: no host name could be resolved (the first {NO_NETWORK_AFTER} tried "
+        "all failed: the network seems to be down) in this build; the first build of another "
+        "day tries again, or --refetch")
+    assert len(text) == len(asked) + 1
+
+    site.write("content/other.md", story(title="Another story"))  # the stage looks again
+    again = [str(w) for w in site.build(offline=False).warnings]
+    assert len(asked) == sum(asked.values())  # none asked again today
+    assert len(again) == len(asked) + 1  # a line for each host asked, one for the others
+    assert (
+        f".cache/images: warning: {hosts - len(asked)} images from {hosts - len(asked)} hosts "
+        f"are placeholders: no host name could be resolved (the first {NO_NETWORK_AFTER} tried "
+        "all failed: the network seems to be down) in an earlier build today; the first "
+        "build of another day tries again, or --refetch") in again
+
+
 def test_a_host_that_refuses_connections_is_not_asked_for_all_its_images(make_site) -> None:
     """Nothing listens at the address: every image of the host would fail the same way."""
     import socket
