@@ -123,15 +123,14 @@ class ImageCache:
 
     # -- hosts that cannot be reached ------------------------------------------------
 
-    def host_failure(self, host: str, rules: str, today: date | None = None) -> str | None:
-        """Why `host` could not be reached in an earlier build today under the same fetch
-        rules, or None. Only for the day: offline, or with a host down for a while, its
-        images are not asked for again build after build, and not remembered URL by URL
-        either (a large site has ~140,000), so they are tried again once it is back."""
-        entry = self._unreachable(today or date.today()).get(host)
-        if not isinstance(entry, dict) or entry.get("rules") != rules:
-            return None
-        return str(entry.get("problem", ""))
+    def unreachable_hosts(self, rules: str, today: date | None = None) -> dict[str, str]:
+        """The hosts that could not be reached in an earlier build today under the same
+        fetch rules, and why. Only for the day: offline, or with a host down for a while,
+        its images are not asked for again build after build, and not remembered URL by
+        URL either (a large site has ~140,000), so they are tried again once it is back."""
+        found = self._unreachable(today or date.today())
+        return {host: str(entry.get("problem", "")) for host, entry in found.items()
+                if isinstance(entry, dict) and entry.get("rules") == rules}
 
     def remember_host_failure(self, host: str, problem: str, rules: str,
                               today: date | None = None) -> None:

@@ -16,9 +16,9 @@ import pickle
 import sys
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache, partial
@@ -82,6 +82,7 @@ class Source:
 
     key: str
     first: Image | None = None  # a local file's first use: where to look for it
+    host: str = ""  # a remote source's host name (lower case), once it is looked for
     count: int = 0  # its uses
     operations: tuple[str, ...] = ()  # everything its uses ask for, sorted
     path: Path | None = None  # where its bytes are
@@ -742,11 +743,14 @@ def locate_sources(
     """Give each source its bytes' path and digest, downloading what is missing."""
     settings = config.images
     missing: list[Source] = []
+    down = {} if settings.refetch or not settings.fetch else cache.unreachable_hosts(
+        fetch_rules(settings))
     for source in sources:
         if source.key.startswith("file:"):
             read_local(source, config, cache)
-        elif not locate_remote(source, settings, cache) and not host_remembered(
-                source, settings, cache):
+            continue
+        source.host = _host(source.key)
+        if not locate_remote(source, settings, cache) and not host_remembered(source, down):
             missing.append(source)
     if missing and settings.fetch:
         download(missing, settings, cache, progress)
@@ -825,17 +829,22 @@ def locate_remote(source: Source, settings: ImageSettings, cache: ImageCache) ->
     return True
 
 
-def host_remembered(source: Source, settings: ImageSettings, cache: ImageCache) -> bool:
-    """Whether the URL's host could not be reached in an earlier build today (download):
-    then it is a placeholder without asking again, until another day or --refetch."""
-    if settings.refetch or not settings.fetch:
-        return False
-    host = urlsplit(source.key).hostname or ""
-    problem = cache.host_failure(host, fetch_rules(settings))
+def host_remembered(source: Source, down: Mapping[str, str]) -> bool:
+    """Whether the URL's host could not be reached in an earlier build today (`down`, from
+    download): then it is a placeholder without asking again, until another day or
+    --refetch."""
+    problem = down.get(source.host)
     if problem is None:
         return False
     source.problem, source.skipped, source.remembered = f"not tried: {problem}", problem, True
     return True
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:  # refused by the download's own checks
+        return ""
 
 
 def from_private_host(record: RemoteRecord) -> bool:
@@ -882,11 +891,13 @@ def download(
 
     rules = FetchRules(settings.timeout, settings.max_bytes, settings.allow_private_hosts)
     rules_text = fetch_rules(settings)
-    hosts = {urlsplit(s.key).hostname or "" for s in sources}
-    gates = {host: threading.BoundedSemaphore(PER_HOST) for host in hosts}
-    silent = dict.fromkeys(hosts, 0)  # downloads in a row each host left unanswered
+    queues: dict[str, deque[Source]] = {}  # each host's sources, hosts in first-use order
+    for source in sources:
+        queues.setdefault(source.host, deque()).append(source)
+    silent = dict.fromkeys(queues, 0)  # downloads in a row each host left unanswered
     down: dict[str, str] = {}  # hosts not asked again in this build: why
     counting = threading.Lock()  # two downloads of one host run at once
+    finished = [0]
 
     def attempt(source: Source, host: str) -> Fetched:
         if host not in down and rules.lookups.network_down() and not is_ip_literal(host):
@@ -913,36 +924,51 @@ def download(
         return fetched
 
     def fetch(source: Source) -> None:
-        host = urlsplit(source.key).hostname or ""
-        with gates[host]:
-            try:
-                fetched = attempt(source, host)
-            except HostUnreachable as failure:
-                source.problem = str(failure)
-                return  # its host is remembered for the day instead (below)
-            except FetchFailed as failure:
-                source.problem = str(failure)
-                if source.skipped:
-                    return
-                record = RemoteRecord(source.key, problem=str(failure), rules=rules_text)
-                data = None
-            else:
-                digest = hashlib.sha256(fetched.data).hexdigest()
-                record = RemoteRecord(source.key, digest, fetched.content_type,
-                                      size=len(fetched.data), private=fetched.private)
-                data = fetched.data
-                source.path, source.digest = cache.original(digest), digest
+        try:
+            fetched = attempt(source, source.host)
+        except HostUnreachable as failure:
+            source.problem = str(failure)
+            return  # its host is remembered for the day instead (below)
+        except FetchFailed as failure:
+            source.problem = str(failure)
+            if source.skipped:
+                return
+            record = RemoteRecord(source.key, problem=str(failure), rules=rules_text)
+            data = None
+        else:
+            digest = hashlib.sha256(fetched.data).hexdigest()
+            record = RemoteRecord(source.key, digest, fetched.content_type,
+                                  size=len(fetched.data), private=fetched.private)
+            data = fetched.data
+            source.path, source.digest = cache.original(digest), digest
         try:
             cache.save_remote(record, data)
         except OSError as exc:
             source.path, source.problem = None, f"cannot be kept in the cache ({exc})"
 
+    def drain(queue: deque[Source]) -> None:
+        """One of a host's PER_HOST lanes: its sources one after another, until none is
+        left (a host that is down empties its queue at once)."""
+        while True:
+            try:
+                source = queue.popleft()  # atomic: the host's other lane takes the next
+            except IndexError:
+                return
+            fetch(source)
+            with counting:
+                finished[0] += 1
+
+    # A task per lane, not per source: a large site has ~140,000 sources, and a task each
+    # (and a worker blocked on a busy host's limit) cost seconds before any download.
     with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(sources))) as pool:
-        futures = [pool.submit(fetch, source) for source in sources]
-        for done, future in enumerate(as_completed(futures), start=1):
-            future.result()
+        pending = {pool.submit(drain, queue) for queue in queues.values()
+                   for _ in range(min(PER_HOST, len(queue)))}
+        while pending:
+            done, pending = wait(pending, timeout=0.1)
+            for future in done:
+                future.result()
             if progress:
-                progress("Fetching images", done, len(futures))
+                progress("Fetching images", finished[0], len(sources))
     for host, problem in down.items():
         cache.remember_host_failure(host, problem, rules_text)
 
@@ -1149,7 +1175,7 @@ def _skipped_lines(sources: list[Source]) -> list[str]:
     offline: dict[bool, set[str]] = {False: set(), True: set()}
     for source in sources:
         if source.skipped:
-            host = urlsplit(source.key).hostname or ""
+            host = source.host
             if source.skipped == NO_NETWORK:
                 offline[source.remembered].add(host)
                 host = ""
