@@ -82,7 +82,7 @@ class Source:
 
     key: str
     first: Image | None = None  # a local file's first use: where to look for it
-    host: str = ""  # a remote source's host name (lower case), once it is looked for
+    host: str = ""  # a remote source's host name (lower case), once it is downloaded
     count: int = 0  # its uses
     operations: tuple[str, ...] = ()  # everything its uses ask for, sorted
     path: Path | None = None  # where its bytes are
@@ -749,7 +749,6 @@ def locate_sources(
         if source.key.startswith("file:"):
             read_local(source, config, cache)
             continue
-        source.host = _host(source.key)
         if not locate_remote(source, settings, cache) and not host_remembered(source, down):
             missing.append(source)
     if missing and settings.fetch:
@@ -833,6 +832,9 @@ def host_remembered(source: Source, down: Mapping[str, str]) -> bool:
     """Whether the URL's host could not be reached in an earlier build today (`down`, from
     download): then it is a placeholder without asking again, until another day or
     --refetch."""
+    if not down:
+        return False
+    source.host = _host(source.key)
     problem = down.get(source.host)
     if problem is None:
         return False
@@ -893,6 +895,7 @@ def download(
     rules_text = fetch_rules(settings)
     queues: dict[str, deque[Source]] = {}  # each host's sources, hosts in first-use order
     for source in sources:
+        source.host = source.host or _host(source.key)
         queues.setdefault(source.host, deque()).append(source)
     silent = dict.fromkeys(queues, 0)  # downloads in a row each host left unanswered
     down: dict[str, str] = {}  # hosts not asked again in this build: why
