@@ -51,9 +51,11 @@ class Unanswered(FetchFailed):
 
 
 class HostUnreachable(FetchFailed):
-    """No URL of `host` can be had now: its name does not resolve, or nothing at its
-    address takes a connection. Offline, every host of a site fails this way: the image
-    stage then stops asking the host and remembers it for the day, not URL by URL."""
+    """No URL of `host` can be had now: its name does not resolve, nothing at its address
+    takes a connection, or it resolves to an address the rules refuse (as behind a captive
+    portal, which answers every name with its own private address). Offline, every host of
+    a site fails this way: the image stage then stops asking the host and remembers it for
+    the day, not URL by URL."""
 
     def __init__(self, message: str, host: str) -> None:
         super().__init__(message)
@@ -394,9 +396,9 @@ def resolve(host: str, port: int, rules: FetchRules, watchdog: Watchdog | None =
     if not rules.allow_private_hosts:
         for address in addresses:
             if not is_public(address):
-                raise FetchFailed(
+                raise HostUnreachable(
                     f"{host} is a private, loopback or link-local address ({address}); "
-                    f"refused ({rules.private_setting}: true allows it)"
+                    f"refused ({rules.private_setting}: true allows it)", host
                 )
     return addresses
 

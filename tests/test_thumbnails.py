@@ -1105,6 +1105,32 @@ def test_when_no_host_name_resolves_the_other_hosts_are_not_asked(make_site, mon
         "build of another day tries again, or --refetch") in again
 
 
+def test_a_host_that_resolves_to_a_private_address_is_refused_as_a_host(make_site,
+                                                                        monkeypatch) -> None:
+    """Behind a captive portal every name resolves to the portal's private address: each
+    image was refused and remembered as failed one by one (until --refetch), each with a
+    warning. The refusal is the host's: named once, remembered for the day."""
+    import socket
+
+    from broadsheet import fetch
+    from broadsheet.images import PER_HOST
+
+    def lookup(host: str, port: int, *args: object, **kwargs: object) -> object:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.1", port))]
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", lookup)
+    files = {f"content/s{i}.md": image_story(f"https://cdn.example/{i}.jpg") for i in range(6)}
+    site = make_site(files, site_yaml=FETCH_YAML.replace("allow_private_hosts: true",
+                                                         "allow_private_hosts: false"))
+    text = [str(w) for w in site.build(offline=False).warnings]
+    named = sum("cdn.example is a private, loopback or link-local address (10.0.0.1)" in line
+                for line in text if line.startswith("content/"))
+    assert 1 <= named <= PER_HOST and len(text) == named + 1, text
+    assert text[-1].startswith(f".cache/images: warning: {6 - named} more images from "
+                               "cdn.example not tried: cdn.example is a private")
+    assert not (site.root / ".cache/images/remote").exists()
+
+
 def test_a_host_that_refuses_connections_is_not_asked_for_all_its_images(make_site) -> None:
     """Nothing listens at the address: every image of the host would fail the same way."""
     import socket
