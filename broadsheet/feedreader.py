@@ -22,7 +22,7 @@ import feedparser
 import nh3
 
 from .coverage import clean_url
-from .readers import clean_text, parse_datetime, url_problem
+from .readers import clean_text, normalise_url, parse_datetime, url_problem
 
 EXCERPT_LENGTH = 300
 # nh3 takes time quadratic in the markup's nesting depth (100,000 nested <div>s: 30 s), and
@@ -290,10 +290,14 @@ def _http_url(value: str) -> str | None:
 
 
 def _item_link(link: str, base: str) -> str | None:
-    """The item's link made absolute. An empty one stays empty: urljoin would turn it into
-    the feed's home page, and every link-less item would become a story pointing there."""
+    """The item's link made absolute, in the form the build reads it back in (an
+    international host in ASCII, the path percent-encoded): compared with the stories'
+    URLs, another form would not match, and importing again folded a story into itself.
+    An empty one stays empty: urljoin would turn it into the feed's home page, and every
+    link-less item would become a story pointing there."""
     link = link.strip()
-    return _http_url(urljoin(base, link)) if link else None
+    absolute = _http_url(urljoin(base, link)) if link else None
+    return normalise_url(absolute) if absolute else None
 
 
 def _image(url: Any, width: Any, height: Any) -> ItemImage | None:

@@ -264,6 +264,26 @@ def test_importing_twice_changes_nothing(site: MiniSite, feeds: str) -> None:
     assert all(etag for path, etag in FeedHandler.requests)  # conditional GET was used
 
 
+INTERNATIONAL = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>Bücher</title><link>https://bücher.example/</link>
+<item><title>A story at an international address</title><link>https://bücher.example/straße</link>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+</channel></rss>
+"""
+
+
+def test_importing_an_international_address_twice_changes_nothing(site: MiniSite) -> None:
+    feed = str(site.write("international.xml", INTERNATIONAL))
+    run_import(site, feed)
+    before = inbox(site)
+    report = run_import(site, feed)
+    assert [a.kind for a in report.actions] == ["skip"]  # not folded into itself
+    assert inbox(site) == before
+    story = site.build(drafts=True).site.article("a-story-at-an-international-address")
+    assert story is not None and story.related == ()
+    assert story.url == "https://xn--bcher-kva.example/stra%C3%9Fe"
+
+
 def test_json_feed_and_opml(site: MiniSite, feeds: str) -> None:
     report = run_import(site, feeds + "list.opml")
     assert report.sources == 3
