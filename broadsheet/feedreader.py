@@ -81,7 +81,11 @@ def parse_document(data: bytes, source: str) -> ParsedFeed | list[str]:
 # -- RSS and Atom -------------------------------------------------------------------------
 
 def parse_xml_feed(data: bytes, source: str) -> ParsedFeed:
-    parsed = feedparser.parse(data, sanitize_html=True, resolve_relative_uris=True)
+    try:
+        parsed = feedparser.parse(_replace_bad_char_refs(data), sanitize_html=True,
+                                  resolve_relative_uris=True)
+    except (UnicodeError, ValueError, OverflowError) as exc:  # what the pass above missed
+        raise NotAFeed(f"not a feed ({exc})") from None
     if not parsed.get("version") or (parsed.bozo and not parsed.entries):
         reason = parsed.get("bozo_exception") or "no RSS or Atom elements"
         raise NotAFeed(f"not a feed ({reason})")
@@ -97,6 +101,29 @@ def parse_xml_feed(data: bytes, source: str) -> ParsedFeed:
     return ParsedFeed(plain_text(feed.get("title", "")), link,
                       _struct_time(feed.get("updated_parsed") or feed.get("published_parsed")),
                       tuple(items), tuple(skipped))
+
+
+# A numeric character reference to no character: a surrogate, or past U+10FFFF. Python
+# cannot encode the one or make the other, and feedparser's lenient parser (taken for any
+# feed that is not well-formed XML) crashed on both.
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));?")
+
+
+def _replace_bad_char_refs(data: bytes) -> bytes:
+    """`data` with every reference to no character made U+FFFD, as HTML parsers do."""
+    if b"&#" not in data:
+        return data
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        digits, base = (match[1], 16) if match[1] is not None else (match[2], 10)
+        digits = digits.lstrip(b"0")
+        if len(digits) <= 8:  # else surely past U+10FFFF (and too long for int() maybe)
+            code = int(digits or b"0", base)
+            if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+                return match[0]
+        return b"&#xFFFD;"
+
+    return _CHAR_REF.sub(replace, data)
 
 
 def _feedparser_item(entry: Any, base: str) -> FeedItem | str:

@@ -284,6 +284,27 @@ def test_importing_an_international_address_twice_changes_nothing(site: MiniSite
     assert story.url == "https://xn--bcher-kva.example/stra%C3%9Fe"
 
 
+NO_CHARACTER = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>Refs&#xD800;</title><link>https://refs.example/</link>
+<item><title>Sur&#55296;ro&#x110000;ga&#99999999999999999999999;te</title>
+<link>https://refs.example/a</link><description>a &#xdc00; b</description>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+</channel></rss>
+"""
+
+
+def test_character_references_to_no_character_become_replacement_characters(
+        site: MiniSite) -> None:
+    report = run_import(site, str(site.write("refs.xml", NO_CHARACTER)))
+    assert report.failed == [] and [a.kind for a in report.actions] == ["create"]
+    story = site.build(drafts=True).site.article("surrogate")
+    assert story is not None and story.title == "Sur\ufffdro\ufffdga\ufffdte"
+    assert story.excerpt == "a \ufffd b"
+    feed = NO_CHARACTER.replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    report = run_import(site, str(site.write("refs16.xml", feed)))  # refused, not a crash
+    assert len(report.failed) == 1 and "not a feed" in str(report.failed[0])
+
+
 def test_json_feed_and_opml(site: MiniSite, feeds: str) -> None:
     report = run_import(site, feeds + "list.opml")
     assert report.sources == 3
