@@ -217,7 +217,28 @@ def _json_document(data: bytes) -> dict[str, Any]:
     if not isinstance(document, dict) or not str(document.get("version", "")).startswith(
             "https://jsonfeed.org/version/"):
         raise NotAFeed("not a feed (JSON without a JSON Feed version)")
+    _replace_lone_surrogates(document)
     return document
+
+
+# JSON may escape half a UTF-16 pair ("\ud800"), and json.loads lets the bytes of one
+# through: either gives a string that holds a lone surrogate, which no encoder takes (nh3,
+# quote() and the story file crashed on it).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(document: dict[str, Any]) -> None:
+    """Every lone surrogate in the document's strings made U+FFFD, in place; without
+    recursion, as the document may be nested as deeply as json.loads allows."""
+    stack: list[dict[str, Any] | list[Any]] = [document]
+    while stack:
+        node = stack.pop()
+        pairs = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        for key, value in pairs:
+            if isinstance(value, str):
+                node[key] = _SURROGATE.sub("\ufffd", value)  # type: ignore[index]
+            elif isinstance(value, (dict, list)):
+                stack.append(value)
 
 
 def _json_list(document: dict[str, Any], key: str) -> list[Any]:

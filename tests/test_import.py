@@ -305,6 +305,19 @@ def test_character_references_to_no_character_become_replacement_characters(
     assert len(report.failed) == 1 and "not a feed" in str(report.failed[0])
 
 
+def test_lone_surrogates_in_a_json_feed_become_replacement_characters(site: MiniSite) -> None:
+    feed = (b'{"version": "https://jsonfeed.org/version/1.1", "title": "Out\\udfff",'
+            b' "items": [{"url": "https://lone.example/\\ud800", "title": "Lone \xed\xa0\x80 one",'
+            b' "summary": "x \\udc00 y", "tags": ["\\ud800"], "image": "https://lone.example/\\ud800.png",'
+            b' "date_published": "2020-01-31T10:00:00Z"}]}')
+    report = run_import(site, str(site.write("lone.json", feed)))
+    assert report.failed == [] and [a.kind for a in report.actions] == ["create"]
+    story = site.build(drafts=True).site.article("lone-one")
+    assert story is not None and story.title == "Lone \ufffd one"
+    assert (story.excerpt, story.provider.name) == ("x \ufffd y", "Out\ufffd")
+    assert story.url == "https://lone.example/%EF%BF%BD"
+
+
 def test_json_feed_and_opml(site: MiniSite, feeds: str) -> None:
     report = run_import(site, feeds + "list.opml")
     assert report.sources == 3
