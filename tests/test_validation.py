@@ -527,6 +527,43 @@ def test_an_output_folder_given_on_the_command_line_is_held_to_the_same_rules(
     assert {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()} == before
 
 
+LONG_NAME = "x" * 300
+TOO_DEEP = "ab/" * 400  # 1,200 bytes, of short names
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    (f"output_dir: {LONG_NAME}", "output_dir: 'xxx"),
+    (f"content_dir: {LONG_NAME}", "content_dir: 'xxx"),
+    (f"images: {{cache_dir: {LONG_NAME}}}", "images.cache_dir: 'xxx"),
+    (f"import: {{inbox: {LONG_NAME}}}", "import.inbox: 'xxx"),
+    (f"output_dir: {TOO_DEEP}", "output_dir: 'ab/ab/"),
+    (f"content_dir: {TOO_DEEP}", "content_dir: 'ab/ab/"),
+])
+def test_folder_names_no_file_system_holds_are_errors_not_tracebacks(
+        make_site, setting: str, message: str) -> None:
+    """stat() fails on a name over 255 bytes or a path over the system's limit
+    (ENAMETOOLONG) where it would find nothing: the build crashed with an OSError."""
+    site = make_site({"content/a.md": story()},
+                     site_yaml=f"title: T\nbase_url: https://example.org/\n{setting}\n")
+    [error] = site.messages()
+    assert error.startswith(f"site.yaml:3: {message}"), error
+    assert error.endswith(("longer than a file system allows",
+                           "a folder's path may be at most 1,024")), error
+
+
+def test_theme_names_longer_than_a_folder_name_are_refused(make_site) -> None:
+    site = make_site({"content/a.md": story()},
+                     site_yaml=f"title: T\nbase_url: https://example.org/\ntheme: {LONG_NAME}\n")
+    assert site.messages() == [f"site.yaml:3: theme: expected the name of a folder in themes/, "
+                               f"got '{LONG_NAME[:79]}…'"]
+
+
+def test_an_output_folder_too_long_to_exist_is_refused(make_site) -> None:
+    site = make_site({"content/a.md": story()})
+    [error] = site.messages(output_dir=site.root / LONG_NAME)
+    assert error.startswith("--output: ") and error.endswith("longer than a file system allows")
+
+
 def test_site_yaml_warnings_are_told_with_every_build(make_site) -> None:
     site = make_site(
         {"content/a.md": story()},
