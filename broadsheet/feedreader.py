@@ -182,7 +182,7 @@ def _first_img(body: str, base: str) -> tuple[ItemImage, ...]:
     if not finder.found or not finder.found.get("src"):
         return ()
     found = finder.found
-    image = _image(urljoin(base, found.get("src") or ""), found.get("width"), found.get("height"))
+    image = _image(_join(base, found.get("src") or ""), found.get("width"), found.get("height"))
     return (image,) if image else ()
 
 
@@ -289,7 +289,9 @@ def parse_opml(data: bytes, source: str) -> list[str]:
     for outline in root.iter("outline"):
         url = outline.get("xmlUrl") or outline.get("xmlurl")
         if url:
-            resolved = urljoin(source, url.strip()) if "://" in source else url.strip()
+            # one urljoin refuses is kept as written: reading it fails with the reason
+            resolved = (_join(source, url.strip()) or url.strip()) if "://" in source \
+                else url.strip()
             if resolved not in urls:
                 urls.append(resolved)
     return urls
@@ -344,8 +346,17 @@ def _item_link(link: str, base: str) -> str | None:
     An empty one stays empty: urljoin would turn it into the feed's home page, and every
     link-less item would become a story pointing there."""
     link = link.strip()
-    absolute = _http_url(urljoin(base, link)) if link else None
+    absolute = _http_url(_join(base, link)) if link else None
     return normalise_url(absolute) if absolute else None
+
+
+def _join(base: str, link: str) -> str:
+    """`link` made absolute against `base`; "" for one urljoin refuses ("http://[::1",
+    whose bracket is not closed: a ValueError that crashed the import)."""
+    try:
+        return urljoin(base, link)
+    except ValueError:
+        return ""
 
 
 def _image(url: Any, width: Any, height: Any) -> ItemImage | None:

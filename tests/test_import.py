@@ -123,6 +123,25 @@ HOSTILE = """<?xml version="1.0"?>
 </channel></rss>
 """
 
+# Links urljoin refuses (an unclosed IPv6 bracket), where the import resolves links
+BRACKETS = """<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Brackets</title><link>https://brackets.example/</link>
+<item><title>A picture at a broken address</title><link>https://brackets.example/a</link>
+<description>&lt;img src="http://[::1/a.png"&gt; Text.</description>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+<item><title>A broken link</title><link>http://[::1/b</link>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+</channel></rss>
+"""
+BRACKETS_JSON = """{"version": "https://jsonfeed.org/version/1.1", "items": [
+{"url": "https://brackets.example/j", "title": "A JSON item with a broken picture",
+ "content_html": "<img src=\\"//[::1/j.png\\">", "date_published": "2020-01-31T10:00:00Z"}]}
+"""
+BRACKETS_OPML = """<?xml version="1.0"?><opml version="2.0"><body>
+<outline xmlUrl="http://[::1/feed"/><outline xmlUrl="brackets.xml"/>
+<outline xmlUrl="brackets.json"/>
+</body></opml>
+"""
 EXISTING = """---
 # A story the curator wrote; its comments and layout must survive a fold.
 title: "Facebook to Pay $550 Million to Settle Facial Recognition Suit"
@@ -164,6 +183,9 @@ class FeedHandler(http.server.BaseHTTPRequestHandler):
         "/feed.json": ("application/feed+json", JSON_FEED),
         "/dupes.xml": ("application/rss+xml", DUPLICATES),
         "/hostile.xml": ("application/rss+xml", HOSTILE),
+        "/brackets.xml": ("application/rss+xml", BRACKETS),
+        "/brackets.json": ("application/feed+json", BRACKETS_JSON),
+        "/brackets.opml": ("text/x-opml", BRACKETS_OPML),
         "/page.html": ("text/html", "<!doctype html><title>Not a feed</title><p>Hello</p>"),
     }
     requests: ClassVar[list[tuple[str, str]]] = []
@@ -316,6 +338,17 @@ def test_lone_surrogates_in_a_json_feed_become_replacement_characters(site: Mini
     assert story is not None and story.title == "Lone \ufffd one"
     assert (story.excerpt, story.provider.name) == ("x \ufffd y", "Out\ufffd")
     assert story.url == "https://lone.example/%EF%BF%BD"
+
+
+def test_links_that_cannot_be_resolved_are_left_out_not_a_crash(site: MiniSite,
+                                                                 feeds: str) -> None:
+    report = run_import(site, feeds + "brackets.opml")
+    assert report.failed == ["http://[::1/feed: malformed URL"]
+    assert sorted(a.title for a in report.actions if a.kind == "create") == [
+        "A JSON item with a broken picture", "A picture at a broken address"]
+    assert any("left out A broken link: no http(s) link" in w for w in report.warnings)
+    stories = site.build(drafts=True).site.articles
+    assert [story.images for story in stories if story.is_draft] == [(), ()]
 
 
 def test_json_feed_and_opml(site: MiniSite, feeds: str) -> None:
