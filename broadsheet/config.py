@@ -336,7 +336,17 @@ def _base_url(reader: NodeReader, node: Any) -> str | None:
         reader.error(node, "base_url", "must not have a query or fragment")
         return None
     value = normalise_url(raw)  # a real URI: every feed link and id starts with it
-    return value if value.endswith("/") else value + "/"
+    value = value if value.endswith("/") else value + "/"
+    parts = value.split("/")[3:]  # the path's: pages link each other by path alone
+    if "" in parts[:-1] or any(part.lower() in _DOT_SEGMENTS for part in parts):
+        # https://example.org// made every link //static/..., //feed.xml: another host's
+        reader.error(node, "base_url", "expected a path without empty, '.' or '..' parts, "
+                     f"like https://example.org/digest/, got {shorten(raw)!r}")
+        return None
+    return value
+
+
+_DOT_SEGMENTS = {".", "..", "%2e", "%2e%2e", ".%2e", "%2e."}  # as browsers read them
 
 
 def _timezone(reader: NodeReader, node: Any) -> str | None:

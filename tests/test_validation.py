@@ -439,6 +439,27 @@ def test_config_errors_are_reported_with_lines(make_site) -> None:
     ]
 
 
+@pytest.mark.parametrize("base_url", [
+    "https://example.org//", "https://example.org//digest/", "https://example.org/a//b/",
+    "https://example.org/a/../b/", "https://example.org/./", "https://example.org/%2E%2e/",
+])
+def test_a_base_url_whose_path_browsers_would_rewrite_is_refused(make_site, base_url) -> None:
+    """Pages link to each other by path: with https://example.org// every link was
+    //static/style.css, //feed.xml..., which browsers take for other hosts."""
+    site = make_site({"content/a.md": story()},
+                     site_yaml=f"title: T\nbase_url: {base_url}\n")
+    assert site.messages() == [
+        "site.yaml:2: base_url: expected a path without empty, '.' or '..' parts, like "
+        f"https://example.org/digest/, got {base_url!r}"]
+
+
+@pytest.mark.parametrize("base_url", ["https://example.org", "https://example.org/a/b",
+                                      "https://example.org/a.b/..c/"])
+def test_base_urls_with_plain_paths_are_taken(make_site, base_url) -> None:
+    site = make_site({"content/a.md": story()}, site_yaml=f"title: T\nbase_url: {base_url}\n")
+    assert site.build().config.base_url == base_url.rstrip("/") + "/"
+
+
 def test_output_dir_may_not_be_the_site_itself(make_site) -> None:
     site = make_site(
         {"content/a.md": story()},
