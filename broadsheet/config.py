@@ -354,6 +354,8 @@ def _timezone(reader: NodeReader, node: Any) -> str | None:
     if not name:
         return None
     try:
+        if name == "localtime":  # the machine's own setting: another machine, other issues
+            raise ZoneInfoNotFoundError(name)
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         reader.error(

@@ -460,6 +460,15 @@ def test_base_urls_with_plain_paths_are_taken(make_site, base_url) -> None:
     assert site.build().config.base_url == base_url.rstrip("/") + "/"
 
 
+def test_the_machines_own_timezone_is_not_a_timezone(make_site) -> None:
+    """zoneinfo finds `localtime` on many systems: a link to the machine's /etc/localtime,
+    so the same site grouped its issues differently on another machine."""
+    site = make_site({"content/a.md": story()},
+                     site_yaml="title: T\nbase_url: https://example.org/\ntimezone: localtime\n")
+    assert site.messages() == ["site.yaml:3: timezone: unknown timezone 'localtime'; use an "
+                               "IANA name like UTC or Europe/London"]
+
+
 def test_output_dir_may_not_be_the_site_itself(make_site) -> None:
     site = make_site(
         {"content/a.md": story()},
