@@ -84,8 +84,10 @@ def parse_xml_feed(data: bytes, source: str) -> ParsedFeed:
     try:
         parsed = feedparser.parse(_replace_bad_char_refs(data), sanitize_html=True,
                                   resolve_relative_uris=True)
-    except (UnicodeError, ValueError, OverflowError) as exc:  # what the pass above missed
-        raise NotAFeed(f"not a feed ({exc})") from None
+    except Exception as exc:  # what the pass above missed, and whatever else feedparser's
+        # lenient parser trips on in broken markup (a KeyError for
+        # '<item<category</item>x</category>'): a broken feed, not a crash
+        raise NotAFeed(f"not a feed ({type(exc).__name__}: {exc})") from None
     if not parsed.get("version") or (parsed.bozo and not parsed.entries):
         reason = parsed.get("bozo_exception") or "no RSS or Atom elements"
         raise NotAFeed(f"not a feed ({reason})")

@@ -327,6 +327,15 @@ def test_character_references_to_no_character_become_replacement_characters(
     assert len(report.failed) == 1 and "not a feed" in str(report.failed[0])
 
 
+def test_markup_that_trips_feedparser_fails_that_feed_alone(site: MiniSite) -> None:
+    broken = site.write("broken.xml", '<rss version="2.0"><channel><title>T</title>'
+                        "<item<category</item>AI</category></channel></rss>")
+    fine = site.write("fine.xml", INTERNATIONAL)
+    report = run_import(site, str(broken), str(fine))
+    assert report.failed == [f"{broken}: not a feed (KeyError: 'tags')"]
+    assert [a.kind for a in report.actions] == ["create"]
+
+
 def test_lone_surrogates_in_a_json_feed_become_replacement_characters(site: MiniSite) -> None:
     feed = (b'{"version": "https://jsonfeed.org/version/1.1", "title": "Out\\udfff",'
             b' "items": [{"url": "https://lone.example/\\ud800", "title": "Lone \xed\xa0\x80 one",'
