@@ -244,7 +244,7 @@ def _read_config(reader: NodeReader, node: Any, root: Path) -> Config | None:
     if timezone:
         settings["timezone"] = timezone
     for name in ("content_dir", "output_dir"):
-        value = reader.text(fields.get(name), name)
+        value = _folder(reader, fields.get(name), name)
         if value:
             settings[name] = Path(value)
     settings["issues"] = _issues(reader, fields.get("issues"))
@@ -272,7 +272,7 @@ def _read_config(reader: NodeReader, node: Any, root: Path) -> Config | None:
 
 
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
-_THEME_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_THEME_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 def _check_names(reader: NodeReader, fields: dict[str, Any], settings: dict[str, Any]) -> None:
@@ -288,6 +288,34 @@ def _check_names(reader: NodeReader, fields: dict[str, Any], settings: dict[str,
         reader.error(fields.get("theme"), "theme",
                      f"expected the name of a folder in themes/, got {shorten(theme)!r}")
         del settings["theme"]
+
+
+# A longer file name, or path, is one no system holds: stat() fails on it (ENAMETOOLONG)
+# instead of finding nothing, and the build crashed.
+MAX_NAME_BYTES = 255
+MAX_FOLDER_BYTES = 1024
+
+
+def _folder(reader: NodeReader, node: Any, field_name: str) -> str | None:
+    """A folder setting: text that a file system can hold as a path."""
+    value = reader.text(node, field_name)
+    problem = folder_problem(value) if value else None
+    if value and problem:
+        reader.error(node, field_name, f"{shorten(value)!r} {problem}")
+        return None
+    return value
+
+
+def folder_problem(path: str | Path) -> str | None:
+    """Why no file system can hold `path` (a name or the whole too long), or None."""
+    size = len(str(path).encode("utf-8", "surrogatepass"))
+    if size > MAX_FOLDER_BYTES:
+        return f"is {size:,} bytes long; a folder's path may be at most {MAX_FOLDER_BYTES:,}"
+    for part in Path(path).parts:
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            return (f"has a name of more than {MAX_NAME_BYTES} bytes, longer than a file "
+                    "system allows")
+    return None
 
 
 def _check_theme(reader: NodeReader, fields: dict[str, Any], config: Config) -> None:
@@ -315,7 +343,17 @@ def _base_url(reader: NodeReader, node: Any) -> str | None:
         reader.error(node, "base_url", "must not have a query or fragment")
         return None
     value = normalise_url(raw)  # a real URI: every feed link and id starts with it
-    return value if value.endswith("/") else value + "/"
+    value = value if value.endswith("/") else value + "/"
+    parts = value.split("/")[3:]  # the path's: pages link each other by path alone
+    if "" in parts[:-1] or any(part.lower() in _DOT_SEGMENTS for part in parts):
+        # https://example.org// made every link //static/..., //feed.xml: another host's
+        reader.error(node, "base_url", "expected a path without empty, '.' or '..' parts, "
+                     f"like https://example.org/digest/, got {shorten(raw)!r}")
+        return None
+    return value
+
+
+_DOT_SEGMENTS = {".", "..", "%2e", "%2e%2e", ".%2e", "%2e."}  # as browsers read them
 
 
 def _timezone(reader: NodeReader, node: Any) -> str | None:
@@ -323,6 +361,8 @@ def _timezone(reader: NodeReader, node: Any) -> str | None:
     if not name:
         return None
     try:
+        if name == "localtime":  # the machine's own setting: another machine, other issues
+            raise ZoneInfoNotFoundError(name)
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         reader.error(
@@ -429,7 +469,7 @@ def _images(reader: NodeReader, node: Any) -> ImageSettings:
     limits = {"quality": (30, 95), "max_bytes": (10_000, 500_000_000),
               "max_pixels": (10_000, 150_000_000)}
     settings.update(_limits(reader, fields, "images", limits))
-    cache_dir = reader.text(fields.get("cache_dir"), "images.cache_dir")
+    cache_dir = _folder(reader, fields.get("cache_dir"), "images.cache_dir")
     if cache_dir:
         settings["cache_dir"] = Path(cache_dir)
     return ImageSettings(**settings)
@@ -454,7 +494,7 @@ def _import(reader: NodeReader, node: Any) -> ImportSettings:
     fields = reader.fields(node, "import") or {}
     reader.unknown(fields, IMPORT_FIELDS, "import")
     settings: dict[str, Any] = {}
-    inbox = reader.text(fields.get("inbox"), "import.inbox")
+    inbox = _folder(reader, fields.get("inbox"), "import.inbox")
     if inbox:
         relative = Path(inbox)
         if (relative.is_absolute() or ".." in relative.parts
@@ -564,6 +604,8 @@ def output_problem(config: Config, cache_too: bool = False) -> str | None:
     the built site. With `cache_too`, nor hold the cache (site.yaml's checks tell that at
     images.cache_dir)."""
     root = config.root
+    if problem := folder_problem(config.output_dir):  # --output; site.yaml's is checked
+        return f"{shorten(str(config.output_dir))!r} {problem}"
     output = (root / config.output_dir).resolve()
     protected = _protected(config)
     clash = next((path for path in protected if output == path or output in path.parents), None)

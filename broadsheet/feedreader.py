@@ -22,7 +22,7 @@ import feedparser
 import nh3
 
 from .coverage import clean_url
-from .readers import clean_text, parse_datetime, url_problem
+from .readers import clean_text, normalise_url, parse_datetime, url_problem
 
 EXCERPT_LENGTH = 300
 # nh3 takes time quadratic in the markup's nesting depth (100,000 nested <div>s: 30 s), and
@@ -81,7 +81,13 @@ def parse_document(data: bytes, source: str) -> ParsedFeed | list[str]:
 # -- RSS and Atom -------------------------------------------------------------------------
 
 def parse_xml_feed(data: bytes, source: str) -> ParsedFeed:
-    parsed = feedparser.parse(data, sanitize_html=True, resolve_relative_uris=True)
+    try:
+        parsed = feedparser.parse(_replace_bad_char_refs(data), sanitize_html=True,
+                                  resolve_relative_uris=True)
+    except Exception as exc:  # what the pass above missed, and whatever else feedparser's
+        # lenient parser trips on in broken markup (a KeyError for
+        # '<item<category</item>x</category>'): a broken feed, not a crash
+        raise NotAFeed(f"not a feed ({type(exc).__name__}: {exc})") from None
     if not parsed.get("version") or (parsed.bozo and not parsed.entries):
         reason = parsed.get("bozo_exception") or "no RSS or Atom elements"
         raise NotAFeed(f"not a feed ({reason})")
@@ -97,6 +103,29 @@ def parse_xml_feed(data: bytes, source: str) -> ParsedFeed:
     return ParsedFeed(plain_text(feed.get("title", "")), link,
                       _struct_time(feed.get("updated_parsed") or feed.get("published_parsed")),
                       tuple(items), tuple(skipped))
+
+
+# A numeric character reference to no character: a surrogate, or past U+10FFFF. Python
+# cannot encode the one or make the other, and feedparser's lenient parser (taken for any
+# feed that is not well-formed XML) crashed on both.
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));?")
+
+
+def _replace_bad_char_refs(data: bytes) -> bytes:
+    """`data` with every reference to no character made U+FFFD, as HTML parsers do."""
+    if b"&#" not in data:
+        return data
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        digits, base = (match[1], 16) if match[1] is not None else (match[2], 10)
+        digits = digits.lstrip(b"0")
+        if len(digits) <= 8:  # else surely past U+10FFFF (and too long for int() maybe)
+            code = int(digits or b"0", base)
+            if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+                return match[0]
+        return b"&#xFFFD;"
+
+    return _CHAR_REF.sub(replace, data)
 
 
 def _feedparser_item(entry: Any, base: str) -> FeedItem | str:
@@ -155,7 +184,7 @@ def _first_img(body: str, base: str) -> tuple[ItemImage, ...]:
     if not finder.found or not finder.found.get("src"):
         return ()
     found = finder.found
-    image = _image(urljoin(base, found.get("src") or ""), found.get("width"), found.get("height"))
+    image = _image(_join(base, found.get("src") or ""), found.get("width"), found.get("height"))
     return (image,) if image else ()
 
 
@@ -190,7 +219,28 @@ def _json_document(data: bytes) -> dict[str, Any]:
     if not isinstance(document, dict) or not str(document.get("version", "")).startswith(
             "https://jsonfeed.org/version/"):
         raise NotAFeed("not a feed (JSON without a JSON Feed version)")
+    _replace_lone_surrogates(document)
     return document
+
+
+# JSON may escape half a UTF-16 pair ("\ud800"), and json.loads lets the bytes of one
+# through: either gives a string that holds a lone surrogate, which no encoder takes (nh3,
+# quote() and the story file crashed on it).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(document: dict[str, Any]) -> None:
+    """Every lone surrogate in the document's strings made U+FFFD, in place; without
+    recursion, as the document may be nested as deeply as json.loads allows."""
+    stack: list[dict[str, Any] | list[Any]] = [document]
+    while stack:
+        node = stack.pop()
+        pairs = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        for key, value in pairs:
+            if isinstance(value, str):
+                node[key] = _SURROGATE.sub("\ufffd", value)  # type: ignore[index]
+            elif isinstance(value, (dict, list)):
+                stack.append(value)
 
 
 def _json_list(document: dict[str, Any], key: str) -> list[Any]:
@@ -241,7 +291,9 @@ def parse_opml(data: bytes, source: str) -> list[str]:
     for outline in root.iter("outline"):
         url = outline.get("xmlUrl") or outline.get("xmlurl")
         if url:
-            resolved = urljoin(source, url.strip()) if "://" in source else url.strip()
+            # one urljoin refuses is kept as written: reading it fails with the reason
+            resolved = (_join(source, url.strip()) or url.strip()) if "://" in source \
+                else url.strip()
             if resolved not in urls:
                 urls.append(resolved)
     return urls
@@ -290,10 +342,23 @@ def _http_url(value: str) -> str | None:
 
 
 def _item_link(link: str, base: str) -> str | None:
-    """The item's link made absolute. An empty one stays empty: urljoin would turn it into
-    the feed's home page, and every link-less item would become a story pointing there."""
+    """The item's link made absolute, in the form the build reads it back in (an
+    international host in ASCII, the path percent-encoded): compared with the stories'
+    URLs, another form would not match, and importing again folded a story into itself.
+    An empty one stays empty: urljoin would turn it into the feed's home page, and every
+    link-less item would become a story pointing there."""
     link = link.strip()
-    return _http_url(urljoin(base, link)) if link else None
+    absolute = _http_url(_join(base, link)) if link else None
+    return normalise_url(absolute) if absolute else None
+
+
+def _join(base: str, link: str) -> str:
+    """`link` made absolute against `base`; "" for one urljoin refuses ("http://[::1",
+    whose bracket is not closed: a ValueError that crashed the import)."""
+    try:
+        return urljoin(base, link)
+    except ValueError:
+        return ""
 
 
 def _image(url: Any, width: Any, height: Any) -> ItemImage | None:

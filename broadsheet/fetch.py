@@ -486,7 +486,10 @@ def redirect_location(current: str, response: http.client.HTTPResponse) -> str:
     location = response.getheader("Location")
     if not location:
         raise FetchFailed(f"HTTP {response.status} redirect without a Location")
-    return urljoin(current, location.strip())
+    try:
+        return urljoin(current, location.strip())
+    except ValueError:  # "http://[::1": urljoin splits it, and refuses an unclosed bracket
+        raise FetchFailed(f"HTTP {response.status} redirect to a malformed URL") from None
 
 
 def image_content_type(response: http.client.HTTPResponse) -> str:

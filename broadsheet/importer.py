@@ -210,9 +210,13 @@ class SourceReader:
         return result, None
 
     def _load(self, source: str, result: SourceResult) -> bytes | None:
-        if urlsplit(source).scheme.lower() not in ("http", "https"):
+        try:
+            parts = urlsplit(source)
+        except ValueError:  # "http://[::1/feed": an unclosed bracket
+            raise FetchFailed("malformed URL") from None
+        if parts.scheme.lower() not in ("http", "https"):
             return read_local(Path(source), self.rules.max_bytes)
-        host = (urlsplit(source).hostname or "").lower()
+        host = (parts.hostname or "").lower()
         with self._lock:
             gate = self._hosts.setdefault(host, threading.Semaphore(PER_HOST))
         with gate:

@@ -56,7 +56,11 @@ GITIGNORE = "output/\n.cache/\n"
 
 def create_site(directory: Path, today: date | None = None) -> Path:
     """Write a new site into `directory` (which must be missing or empty)."""
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+    try:
+        taken = directory.exists() and (not directory.is_dir() or any(directory.iterdir()))
+    except OSError as exc:  # a name too long for the file system, a folder we may not list
+        raise ScaffoldError(f"cannot use {directory}: {exc.strerror or exc}") from exc
+    if taken:
         raise ScaffoldError(f"{directory} already exists and is not empty")
     today = today or date.today()
     monday = today - timedelta(days=today.weekday())

@@ -165,6 +165,13 @@ def test_new_creates_a_site_that_builds(tmp_path: Path, capsys) -> None:
     assert "already exists and is not empty" in capsys.readouterr().err
 
 
+def test_new_refuses_a_folder_name_too_long_for_the_file_system(tmp_path: Path,
+                                                                capsys) -> None:
+    target = tmp_path / ("x" * 300)
+    assert main(["new", str(target)]) == 1
+    assert f"broadsheet new: cannot use {target}: File name too long" in capsys.readouterr().err
+
+
 def test_new_site_issue_epoch_is_this_weeks_monday(tmp_path: Path) -> None:
     create_site(tmp_path / "s", today=date(2026, 11, 27))
     assert "epoch: 2026-11-23" in (tmp_path / "s" / "site.yaml").read_text()

@@ -123,6 +123,25 @@ HOSTILE = """<?xml version="1.0"?>
 </channel></rss>
 """
 
+# Links urljoin refuses (an unclosed IPv6 bracket), where the import resolves links
+BRACKETS = """<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Brackets</title><link>https://brackets.example/</link>
+<item><title>A picture at a broken address</title><link>https://brackets.example/a</link>
+<description>&lt;img src="http://[::1/a.png"&gt; Text.</description>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+<item><title>A broken link</title><link>http://[::1/b</link>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+</channel></rss>
+"""
+BRACKETS_JSON = """{"version": "https://jsonfeed.org/version/1.1", "items": [
+{"url": "https://brackets.example/j", "title": "A JSON item with a broken picture",
+ "content_html": "<img src=\\"//[::1/j.png\\">", "date_published": "2020-01-31T10:00:00Z"}]}
+"""
+BRACKETS_OPML = """<?xml version="1.0"?><opml version="2.0"><body>
+<outline xmlUrl="http://[::1/feed"/><outline xmlUrl="brackets.xml"/>
+<outline xmlUrl="brackets.json"/>
+</body></opml>
+"""
 EXISTING = """---
 # A story the curator wrote; its comments and layout must survive a fold.
 title: "Facebook to Pay $550 Million to Settle Facial Recognition Suit"
@@ -164,6 +183,9 @@ class FeedHandler(http.server.BaseHTTPRequestHandler):
         "/feed.json": ("application/feed+json", JSON_FEED),
         "/dupes.xml": ("application/rss+xml", DUPLICATES),
         "/hostile.xml": ("application/rss+xml", HOSTILE),
+        "/brackets.xml": ("application/rss+xml", BRACKETS),
+        "/brackets.json": ("application/feed+json", BRACKETS_JSON),
+        "/brackets.opml": ("text/x-opml", BRACKETS_OPML),
         "/page.html": ("text/html", "<!doctype html><title>Not a feed</title><p>Hello</p>"),
     }
     requests: ClassVar[list[tuple[str, str]]] = []
@@ -262,6 +284,80 @@ def test_importing_twice_changes_nothing(site: MiniSite, feeds: str) -> None:
     assert report.count("create") == 0 and report.count("fold") == 0
     assert {p: p.read_bytes() for p in (site.root / "content").rglob("*.md")} == before
     assert all(etag for path, etag in FeedHandler.requests)  # conditional GET was used
+
+
+INTERNATIONAL = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>Bücher</title><link>https://bücher.example/</link>
+<item><title>A story at an international address</title><link>https://bücher.example/straße</link>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+</channel></rss>
+"""
+
+
+def test_importing_an_international_address_twice_changes_nothing(site: MiniSite) -> None:
+    feed = str(site.write("international.xml", INTERNATIONAL))
+    run_import(site, feed)
+    before = inbox(site)
+    report = run_import(site, feed)
+    assert [a.kind for a in report.actions] == ["skip"]  # not folded into itself
+    assert inbox(site) == before
+    story = site.build(drafts=True).site.article("a-story-at-an-international-address")
+    assert story is not None and story.related == ()
+    assert story.url == "https://xn--bcher-kva.example/stra%C3%9Fe"
+
+
+NO_CHARACTER = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>Refs&#xD800;</title><link>https://refs.example/</link>
+<item><title>Sur&#55296;ro&#x110000;ga&#99999999999999999999999;te</title>
+<link>https://refs.example/a</link><description>a &#xdc00; b</description>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
+</channel></rss>
+"""
+
+
+def test_character_references_to_no_character_become_replacement_characters(
+        site: MiniSite) -> None:
+    report = run_import(site, str(site.write("refs.xml", NO_CHARACTER)))
+    assert report.failed == [] and [a.kind for a in report.actions] == ["create"]
+    story = site.build(drafts=True).site.article("surrogate")
+    assert story is not None and story.title == "Sur\ufffdro\ufffdga\ufffdte"
+    assert story.excerpt == "a \ufffd b"
+    feed = NO_CHARACTER.replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    report = run_import(site, str(site.write("refs16.xml", feed)))  # refused, not a crash
+    assert len(report.failed) == 1 and "not a feed" in str(report.failed[0])
+
+
+def test_markup_that_trips_feedparser_fails_that_feed_alone(site: MiniSite) -> None:
+    broken = site.write("broken.xml", '<rss version="2.0"><channel><title>T</title>'
+                        "<item<category</item>AI</category></channel></rss>")
+    fine = site.write("fine.xml", INTERNATIONAL)
+    report = run_import(site, str(broken), str(fine))
+    assert report.failed == [f"{broken}: not a feed (KeyError: 'tags')"]
+    assert [a.kind for a in report.actions] == ["create"]
+
+
+def test_lone_surrogates_in_a_json_feed_become_replacement_characters(site: MiniSite) -> None:
+    feed = (b'{"version": "https://jsonfeed.org/version/1.1", "title": "Out\\udfff",'
+            b' "items": [{"url": "https://lone.example/\\ud800", "title": "Lone \xed\xa0\x80 one",'
+            b' "summary": "x \\udc00 y", "tags": ["\\ud800"], "image": "https://lone.example/\\ud800.png",'
+            b' "date_published": "2020-01-31T10:00:00Z"}]}')
+    report = run_import(site, str(site.write("lone.json", feed)))
+    assert report.failed == [] and [a.kind for a in report.actions] == ["create"]
+    story = site.build(drafts=True).site.article("lone-one")
+    assert story is not None and story.title == "Lone \ufffd one"
+    assert (story.excerpt, story.provider.name) == ("x \ufffd y", "Out\ufffd")
+    assert story.url == "https://lone.example/%EF%BF%BD"
+
+
+def test_links_that_cannot_be_resolved_are_left_out_not_a_crash(site: MiniSite,
+                                                                 feeds: str) -> None:
+    report = run_import(site, feeds + "brackets.opml")
+    assert report.failed == ["http://[::1/feed: malformed URL"]
+    assert sorted(a.title for a in report.actions if a.kind == "create") == [
+        "A JSON item with a broken picture", "A picture at a broken address"]
+    assert any("left out A broken link: no http(s) link" in w for w in report.warnings)
+    stories = site.build(drafts=True).site.articles
+    assert [story.images for story in stories if story.is_draft] == [(), ()]
 
 
 def test_json_feed_and_opml(site: MiniSite, feeds: str) -> None:

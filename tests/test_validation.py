@@ -448,6 +448,36 @@ def test_config_errors_are_reported_with_lines(make_site) -> None:
     ]
 
 
+@pytest.mark.parametrize("base_url", [
+    "https://example.org//", "https://example.org//digest/", "https://example.org/a//b/",
+    "https://example.org/a/../b/", "https://example.org/./", "https://example.org/%2E%2e/",
+])
+def test_a_base_url_whose_path_browsers_would_rewrite_is_refused(make_site, base_url) -> None:
+    """Pages link to each other by path: with https://example.org// every link was
+    //static/style.css, //feed.xml..., which browsers take for other hosts."""
+    site = make_site({"content/a.md": story()},
+                     site_yaml=f"title: T\nbase_url: {base_url}\n")
+    assert site.messages() == [
+        "site.yaml:2: base_url: expected a path without empty, '.' or '..' parts, like "
+        f"https://example.org/digest/, got {base_url!r}"]
+
+
+@pytest.mark.parametrize("base_url", ["https://example.org", "https://example.org/a/b",
+                                      "https://example.org/a.b/..c/"])
+def test_base_urls_with_plain_paths_are_taken(make_site, base_url) -> None:
+    site = make_site({"content/a.md": story()}, site_yaml=f"title: T\nbase_url: {base_url}\n")
+    assert site.build().config.base_url == base_url.rstrip("/") + "/"
+
+
+def test_the_machines_own_timezone_is_not_a_timezone(make_site) -> None:
+    """zoneinfo finds `localtime` on many systems: a link to the machine's /etc/localtime,
+    so the same site grouped its issues differently on another machine."""
+    site = make_site({"content/a.md": story()},
+                     site_yaml="title: T\nbase_url: https://example.org/\ntimezone: localtime\n")
+    assert site.messages() == ["site.yaml:3: timezone: unknown timezone 'localtime'; use an "
+                               "IANA name like UTC or Europe/London"]
+
+
 def test_output_dir_may_not_be_the_site_itself(make_site) -> None:
     site = make_site(
         {"content/a.md": story()},
@@ -545,6 +575,43 @@ def test_an_output_folder_given_on_the_command_line_is_held_to_the_same_rules(
                 f"{site.root / folder} is a file, which the build would replace")
     assert len(messages) == 1 and messages[0].startswith(f"--output: {expected}"), messages
     assert {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()} == before
+
+
+LONG_NAME = "x" * 300
+TOO_DEEP = "ab/" * 400  # 1,200 bytes, of short names
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    (f"output_dir: {LONG_NAME}", "output_dir: 'xxx"),
+    (f"content_dir: {LONG_NAME}", "content_dir: 'xxx"),
+    (f"images: {{cache_dir: {LONG_NAME}}}", "images.cache_dir: 'xxx"),
+    (f"import: {{inbox: {LONG_NAME}}}", "import.inbox: 'xxx"),
+    (f"output_dir: {TOO_DEEP}", "output_dir: 'ab/ab/"),
+    (f"content_dir: {TOO_DEEP}", "content_dir: 'ab/ab/"),
+])
+def test_folder_names_no_file_system_holds_are_errors_not_tracebacks(
+        make_site, setting: str, message: str) -> None:
+    """stat() fails on a name over 255 bytes or a path over the system's limit
+    (ENAMETOOLONG) where it would find nothing: the build crashed with an OSError."""
+    site = make_site({"content/a.md": story()},
+                     site_yaml=f"title: T\nbase_url: https://example.org/\n{setting}\n")
+    [error] = site.messages()
+    assert error.startswith(f"site.yaml:3: {message}"), error
+    assert error.endswith(("longer than a file system allows",
+                           "a folder's path may be at most 1,024")), error
+
+
+def test_theme_names_longer_than_a_folder_name_are_refused(make_site) -> None:
+    site = make_site({"content/a.md": story()},
+                     site_yaml=f"title: T\nbase_url: https://example.org/\ntheme: {LONG_NAME}\n")
+    assert site.messages() == [f"site.yaml:3: theme: expected the name of a folder in themes/, "
+                               f"got '{LONG_NAME[:79]}…'"]
+
+
+def test_an_output_folder_too_long_to_exist_is_refused(make_site) -> None:
+    site = make_site({"content/a.md": story()})
+    [error] = site.messages(output_dir=site.root / LONG_NAME)
+    assert error.startswith("--output: ") and error.endswith("longer than a file system allows")
 
 
 def test_site_yaml_warnings_are_told_with_every_build(make_site) -> None:
