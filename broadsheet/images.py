@@ -931,7 +931,11 @@ def download(
             fetched = attempt(source, source.host)
         except HostUnreachable as failure:
             source.problem = str(failure)
-            return  # its host is remembered for the day instead (below)
+            if failure.host == source.host:
+                return  # its host is remembered for the day instead (below)
+            # a redirect's host: remembered with this URL, which the day's record of that
+            # host would not settle (asked again, the next build would look again, and so on)
+            record, data = RemoteRecord(source.key, problem=str(failure), rules=rules_text), None
         except FetchFailed as failure:
             source.problem = str(failure)
             if source.skipped:

@@ -1133,6 +1133,26 @@ def test_a_host_that_resolves_to_a_private_address_is_refused_as_a_host(make_sit
     assert not (site.root / ".cache/images/remote").exists()
 
 
+def test_a_redirect_to_a_host_that_cannot_be_reached_is_remembered_with_its_url(
+        make_site, server) -> None:
+    """The host that failed is the redirect's, not the URL's: the day's record of it does
+    not settle the URL, so the failure is kept with the URL, or every build asked again."""
+    import socket
+
+    images, base = server
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    images.routes["/moved.jpg"] = (302, {"Location": f"http://localhost:{port}/x.jpg"}, b"")
+    site = make_site({"content/a.md": image_story(base + "/moved.jpg")}, site_yaml=FETCH_YAML)
+    first = site.build(offline=False)
+    assert "cannot connect to localhost (Connection refused)" in str(first.warnings)
+    site.write("content/b.md", story(title="Another story"))  # the stage looks again
+    again = site.build(offline=False)
+    assert images.hits["/moved.jpg"] == 1
+    assert "1 image is still a placeholder" in str(again.warnings)
+
+
 def test_a_host_that_refuses_connections_is_not_asked_for_all_its_images(make_site) -> None:
     """Nothing listens at the address: every image of the host would fail the same way."""
     import socket
