@@ -22,7 +22,7 @@ import feedparser
 import nh3
 
 from .coverage import clean_url
-from .readers import clean_text, normalise_url, parse_datetime, url_problem
+from .readers import clean_text, is_visible, normalise_url, parse_datetime, url_problem
 
 EXCERPT_LENGTH = 300
 # nh3 takes time quadratic in the markup's nesting depth (100,000 nested <div>s: 30 s), and
@@ -133,7 +133,7 @@ def _feedparser_item(entry: Any, base: str) -> FeedItem | str:
     link = _item_link(str(entry.get("link") or ""), base)
     if not link:
         return f"{title or 'an untitled item'}: no http(s) link ({entry.get('link', '')!r})"
-    if not title:
+    if not is_visible(title):  # also one of zero-width spaces: the build refuses it
         return f"{link}: no title"
     body = entry.get("summary") or ""
     if not body and entry.get("content"):
@@ -259,7 +259,7 @@ def _json_item(raw: dict[str, Any], base: str) -> FeedItem | str:
     link = _item_link(str(raw.get("url") or raw.get("external_url") or ""), base)
     if not link:
         return f"{title or 'an untitled item'}: no http(s) link"
-    if not title:
+    if not is_visible(title):  # also one of zero-width spaces: the build refuses it
         return f"{link}: no title"
     when = _utc(parse_datetime(str(raw.get("date_published") or raw.get("date_modified")
                                    or "")))

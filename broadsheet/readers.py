@@ -69,6 +69,22 @@ def clean_text(text: str, *, single_line: bool = True) -> str:
     return text.replace("\r", "\n")
 
 
+# Characters that show nothing on their own: format characters (zero-width space, soft
+# hyphen, BOM), spaces, combining marks with nothing to combine with, and the Hangul
+# fillers, which are letters that are drawn blank.
+_BLANK_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc"})
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+
+
+def is_visible(text: str) -> bool:
+    """Whether `text` shows anything: a title of zero-width spaces and soft hyphens made a
+    blank headline on pages and in feeds."""
+    if text.isascii():
+        return bool(text.strip())
+    return any(unicodedata.category(char) not in _BLANK_CATEGORIES
+               and char not in _BLANK_LETTERS for char in text)
+
+
 _MINUTE = timedelta(minutes=1)
 
 
@@ -201,7 +217,7 @@ class NodeReader:
                 self.error(node, field, "is required" if node is None else "must not be empty")
             return None
         value = clean_text(raw, single_line=single_line)
-        if required and not value:
+        if required and not is_visible(value):
             self.error(node, field, "must not be empty")
             return None
         if len(value) > max_length:

@@ -120,6 +120,8 @@ HOSTILE = """<?xml version="1.0"?>
 <item><title>No link</title><pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
 <item><title>Empty link</title><link> </link><pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate>
 </item>
+<item><title>&#x200b;&#xad; &#xfeff;</title><link>https://evil.example.com/blank</link>
+<pubDate>Fri, 31 Jan 2020 10:00:00 GMT</pubDate></item>
 </channel></rss>
 """
 
@@ -405,6 +407,8 @@ def test_hostile_items_arrive_inert(site: MiniSite, feeds: str) -> None:
     assert [a.kind for a in report.actions] == ["create"]
     assert [w.split(": left out ")[1].split(":")[0] for w in report.warnings
             if "no http(s) link" in w] == ["A javascript link", "No link", "Empty link"]
+    # a title that shows nothing is none: the story would not build
+    assert any(w.endswith("https://evil.example.com/blank: no title") for w in report.warnings)
     text = next(iter(inbox(site).values()))
     assert "javascript" not in text and "<script" not in text and "onerror" not in text
     story = site.build(drafts=True).site.articles[0]

@@ -676,3 +676,19 @@ def test_story_files_are_found_in_subfolders_but_not_hidden_ones(make_site) -> N
     assert (site.output / "stories" / "nested" / "index.html").is_file()
     (site.root / "content/2020/01/nested.md").write_text(broken, encoding="utf-8")
     assert [d.path for d in site.fail() if d.is_error] == ["content/2020/01/nested.md"]
+
+
+@pytest.mark.parametrize("title", ["\u200b\u200b", "\u00ad", "\ufeff \u200b", "\u034f",
+                                   "\u3164", "\u0301\u0301"])
+def test_a_title_that_shows_nothing_is_empty(make_site, title: str) -> None:
+    """Zero-width spaces, soft hyphens, fillers: text that is there but draws nothing made
+    a blank headline on the story's page, its cards and in every feed."""
+    site = make_site({"content/blank.md": story(title=title)})
+    assert site.messages() == ["content/blank.md:2: title: must not be empty"]
+
+
+def test_a_title_of_other_scripts_and_symbols_is_not_empty(make_site) -> None:
+    site = make_site({"content/a.md": story(title="\u6f22\u5b57"),
+                      "content/b.md": story(title="\u2605", url="https://n.example/b"),
+                      "content/c.md": story(title="e\u0301", url="https://n.example/c")})
+    assert site.build().pages
