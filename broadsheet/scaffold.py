@@ -57,9 +57,12 @@ GITIGNORE = "output/\n.cache/\n"
 def create_site(directory: Path, today: date | None = None) -> Path:
     """Write a new site into `directory` (which must be missing or empty)."""
     try:
-        taken = directory.exists() and (not directory.is_dir() or any(directory.iterdir()))
+        a_file = directory.exists() and not directory.is_dir()
+        taken = not a_file and directory.exists() and any(directory.iterdir())
     except OSError as exc:  # a name too long for the file system, a folder we may not list
         raise ScaffoldError(f"cannot use {directory}: {exc.strerror or exc}") from exc
+    if a_file:
+        raise ScaffoldError(f"{directory} is a file, not a folder; choose another name")
     if taken:
         raise ScaffoldError(f"{directory} already exists and is not empty")
     today = today or date.today()

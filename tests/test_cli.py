@@ -163,6 +163,8 @@ def test_new_creates_a_site_that_builds(tmp_path: Path, capsys) -> None:
     assert (target / "output/issues/1/index.html").is_file()
     assert main(["new", str(target)]) == 1
     assert "already exists and is not empty" in capsys.readouterr().err
+    assert main(["new", str(target / "site.yaml")]) == 1  # a file: said so, not "not empty"
+    assert "site.yaml is a file, not a folder; choose another name" in capsys.readouterr().err
 
 
 def test_new_refuses_a_folder_name_too_long_for_the_file_system(tmp_path: Path,
