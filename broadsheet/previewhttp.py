@@ -179,6 +179,9 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
             if target is None or not target.is_file():
                 self.send_not_found(shown, head)
                 return
+        elif path.endswith("/"):  # a file as a folder (/stories/a/index.html/): a static host
+            self.send_not_found(shown, head)  # answers 404, and its relative links would break
+            return
         self.send_file(target, 200, shown, head)
 
     def find(self, folder: Path, relative: str) -> Path | None:

@@ -110,6 +110,15 @@ def test_missing_pages_get_the_theme_404_with_status_404(running) -> None:
     assert status == 404 and b"Page not found" in body
 
 
+def test_a_file_asked_for_as_a_folder_is_not_found(running) -> None:
+    """A static host answers /stories/a/index.html/ with 404; served, its relative links
+    pointed one folder too deep and the preview showed a page the site would not."""
+    _, dev = running
+    assert get(dev, "/stories/a/index.html")[0] == 200
+    status, _, body = get(dev, "/stories/a/index.html/")
+    assert status == 404 and b"Page not found" in body
+
+
 def test_head_requests_have_headers_and_no_body(running) -> None:
     _, dev = running
     status, headers, body = get(dev, "/", method="HEAD")
