@@ -22,7 +22,14 @@ import feedparser
 import nh3
 
 from .coverage import clean_url
-from .readers import clean_text, is_visible, normalise_url, parse_datetime, url_problem
+from .readers import (
+    clean_text,
+    is_visible,
+    normalise_url,
+    parse_datetime,
+    shorten,
+    url_problem,
+)
 
 EXCERPT_LENGTH = 300
 # nh3 takes time quadratic in the markup's nesting depth (100,000 nested <div>s: 30 s), and
@@ -132,9 +139,10 @@ def _feedparser_item(entry: Any, base: str) -> FeedItem | str:
     title = plain_text(entry.get("title", ""))
     link = _item_link(str(entry.get("link") or ""), base)
     if not link:
-        return f"{title or 'an untitled item'}: no http(s) link ({entry.get('link', '')!r})"
+        return (f"{shorten(title or 'an untitled item', 120)}: no http(s) link "
+                f"({shorten(repr(entry.get('link', '')), 120)})")
     if not is_visible(title):  # also one of zero-width spaces: the build refuses it
-        return f"{link}: no title"
+        return f"{shorten(link, 120)}: no title"
     body = entry.get("summary") or ""
     if not body and entry.get("content"):
         body = entry.content[0].get("value", "")
@@ -258,9 +266,9 @@ def _json_item(raw: dict[str, Any], base: str) -> FeedItem | str:
     title = plain_text(str(raw.get("title") or ""))
     link = _item_link(str(raw.get("url") or raw.get("external_url") or ""), base)
     if not link:
-        return f"{title or 'an untitled item'}: no http(s) link"
+        return f"{shorten(title or 'an untitled item', 120)}: no http(s) link"
     if not is_visible(title):  # also one of zero-width spaces: the build refuses it
-        return f"{link}: no title"
+        return f"{shorten(link, 120)}: no title"
     when = _utc(parse_datetime(str(raw.get("date_published") or raw.get("date_modified")
                                    or "")))
     body = str(raw.get("summary") or raw.get("content_html") or raw.get("content_text") or "")

@@ -27,7 +27,7 @@ from .diagnostics import Diagnostics
 from .feedreader import FeedItem, NotAFeed, ParsedFeed, parse_document
 from .fetch import FetchFailed, FetchRules, fetch_document
 from .model import Article
-from .readers import MAX_YEAR, MIN_YEAR
+from .readers import MAX_YEAR, MIN_YEAR, shorten
 from .stages import load_articles
 from .storyfile import Fold, FoldImpossible, Outlet, fold_into, new_story, outlet_for
 from .urls import make_slug
@@ -300,12 +300,12 @@ class Importer:
             return when
         if when is not None:
             self.report.warnings.append(
-                f"{source}: '{item.title}' has a date out of range ({MIN_YEAR} to {MAX_YEAR}), "
-                f"{when.isoformat()}; it is taken as having no date")
+                f"{source}: '{shorten(item.title, 120)}' has a date out of range "
+                f"({MIN_YEAR} to {MAX_YEAR}), {when.isoformat()}; it is taken as having no date")
         if feed.updated is None or not in_range(feed.updated, timezone):
             return None
-        self.report.warnings.append(f"{source}: '{item.title}' has no date; using the "
-                                    f"feed's ({feed.updated.isoformat()})")
+        self.report.warnings.append(f"{source}: '{shorten(item.title, 120)}' has no date; "
+                                    f"using the feed's ({feed.updated.isoformat()})")
         return feed.updated
 
     def fold(self, item: FeedItem, published: datetime, outlet: Outlet,
@@ -329,8 +329,9 @@ class Importer:
                 text = (self.config.root / path).read_text(encoding="utf-8")
             fold_into(text, [fold])
         except (OSError, UnicodeDecodeError, FoldImpossible) as exc:
-            self.report.warnings.append(f"{path}: could not fold '{fold.item.title}' into it "
-                                        f"({exc}); creating a new story instead")
+            self.report.warnings.append(
+                f"{path}: could not fold '{shorten(fold.item.title, 120)}' into it ({exc}); "
+                "creating a new story instead")
             return None
         self.edits[path] = Edit(text)
         return self.edits[path]

@@ -764,3 +764,16 @@ def test_folding_items_at_once_gives_what_folding_them_one_by_one_gave(case: str
     for fold in folds:
         one_by_one = fold_into(one_by_one, [fold])
     assert fold_into(text, folds) == one_by_one
+
+
+def test_warnings_about_items_shorten_what_the_feed_gave(site: MiniSite, capsys) -> None:
+    """A feed's item with a 10,000-character link and no title, or a title that long and
+    no link: each warning was one 10,000-character line."""
+    long_link = "https://j.example/" + "a" * 10_000
+    items = (f'[{{"url": "{long_link}", "date_published": "2020-01-31T10:00:00Z"}},'
+             f'{{"title": "{"t" * 10_000}", "date_published": "2020-01-31T10:00:00Z"}}]')
+    feed = site.write("long.json", json_feed(items))
+    main(["import", "--site", str(site.root), str(feed)])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "left out" in line]
+    assert len(lines) == 2 and all(len(line) < 400 for line in lines), [len(x) for x in lines]
