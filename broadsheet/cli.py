@@ -96,7 +96,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--output",
         type=Path,
         metavar="DIR",
-        help="build into DIR instead of site.yaml's output_dir",
+        help="build into DIR instead of site.yaml's output_dir (relative to the site folder)",
     )
     build_cmd.add_argument(
         "--explain",
