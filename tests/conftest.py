@@ -52,6 +52,19 @@ def story(
 
 
 
+def refuse_to_list(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make every folder called `name` unlistable. Root (the tests' user here) reads every
+    folder, so the refusal is simulated where os.walk lists them."""
+    real_scandir = os.scandir
+
+    def refuse(path: Any = ".") -> Any:
+        if os.fspath(path).endswith(name):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     """Whether `condition` came true within `timeout` seconds (polled): for what other
     threads and processes do, never to judge how fast anything is."""

@@ -12,7 +12,7 @@ from broadsheet.cli import main
 from broadsheet.diagnostics import Diagnostic
 from broadsheet.scaffold import create_site
 
-from .conftest import REPO, SITE_YAML, story
+from .conftest import REPO, SITE_YAML, refuse_to_list, story
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -106,17 +106,9 @@ def test_errors_in_files_and_in_options_are_counted_apart() -> None:
 def test_a_folder_that_cannot_be_listed_is_not_counted_as_a_file(
     make_site, monkeypatch, capsys
 ) -> None:
-    """Root reads every folder, so the refusal is simulated where os.walk lists them."""
     site = make_site({"content/good.md": story(), "content/locked/inner.md": story(),
                       "content/bad.md": story(url="ftp://x.example.com")})
-    real_scandir = os.scandir
-
-    def refuse(path="."):
-        if os.fspath(path).endswith("locked"):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", refuse)
+    refuse_to_list(monkeypatch, "locked")
     assert main(["check", "--site", str(site.root), "--offline"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert "content/locked: cannot be read: Permission denied" in err

@@ -15,7 +15,7 @@ import pytest
 from broadsheet import sources, stories
 from broadsheet.diagnostics import Diagnostic, Diagnostics, Severity
 
-from .conftest import REPO, story
+from .conftest import REPO, refuse_to_list, story
 
 INVALID = Path(__file__).parent / "invalid"
 CASES = sorted(INVALID.glob("*.md"))
@@ -214,16 +214,8 @@ def test_a_story_file_that_grows_past_the_limit_after_its_stat_is_refused(
 
 def test_a_folder_that_cannot_be_listed_is_an_error_not_a_silent_gap(
         make_site, monkeypatch) -> None:
-    """Root reads every folder, so the refusal is simulated where os.walk lists them."""
     site = make_site({"content/good.md": story(), "content/locked/inner.md": story()})
-    real_scandir = os.scandir
-
-    def refuse(path="."):
-        if os.fspath(path).endswith("locked"):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", refuse)
+    refuse_to_list(monkeypatch, "locked")
     assert "content/locked: cannot be read: Permission denied" in site.messages()
 
 
