@@ -8,6 +8,7 @@ character survives, nothing can be read as a YAML 1.1 boolean, a date or a tag.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,9 +127,11 @@ class FoldImpossible(Exception):
 def fold_into(text: str, folds: Sequence[Fold]) -> str:
     """`text` with more related items: appended to its block list, or a new `related:`.
 
-    Only lines are inserted; every existing line, comment and blank stays as it was. Several
-    items at once give the text that adding them one by one would, for one parse of the file
-    (2,000 copies of one story made import parse a growing file 2,000 times).
+    Only lines are inserted; every existing line, comment and blank stays as it was, but
+    for a `related:` that holds no items (`related:`, `related: []`, `related: ~`), which
+    becomes the head of the block list, its comment kept. Several items at once give the
+    text that adding them one by one would, for one parse of the file (2,000 copies of one
+    story made import parse a growing file 2,000 times).
     """
     front = parse_front_matter(text, "story")
     if isinstance(front, list) or front.problems:
@@ -136,11 +139,18 @@ def fold_into(text: str, folds: Sequence[Fold]) -> str:
         raise FoldImpossible(f"its front matter does not parse: {problem}")
     lines = text.splitlines(keepends=True)
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
-    related = next((value for key, value in front.root.value if key.value == "related"), None)
-    if related is None or (isinstance(related, yaml.ScalarNode) and related.tag.endswith("null")):
-        if related is not None:
-            raise FoldImpossible("it has an empty 'related:' key")
+    key, related = next(((k, v) for k, v in front.root.value if k.value == "related"),
+                        (None, None))
+    if related is None:
         at, indent, block = front.body_line - 2, "  ", ["related:"]  # before the closing ---
+    elif _holds_nothing(related):
+        assert key is not None
+        at = front.first_line - 1 + key.start_mark.line  # the line of `related:`
+        head = _EMPTY_RELATED.fullmatch(lines[at].rstrip("\r\n")) if at < len(lines) else None
+        if head is None:
+            raise FoldImpossible("its empty 'related:' is not on a line of its own")
+        lines[at] = "related:" + (f"  {head['comment']}" if head["comment"] else "") + newline
+        at, indent, block = at + 1, "  ", []
     else:
         indent, block = list_indent(related), []
         at = list_end(related, front.first_line, lines)
@@ -150,6 +160,17 @@ def fold_into(text: str, folds: Sequence[Fold]) -> str:
     if before and not before.endswith(("\n", "\r")):
         before += newline
     return before + newline.join(block) + newline + "".join(lines[at:])
+
+
+# A `related:` line with no items: null, ~ or [] (and maybe a comment).
+_EMPTY_RELATED = re.compile(
+    r"related:[ \t]*(?:~|null|Null|NULL|\[[ \t]*\])?[ \t]*(?P<comment>#.*)?")
+
+
+def _holds_nothing(related: yaml.Node) -> bool:
+    if isinstance(related, yaml.ScalarNode):
+        return related.tag.endswith(":null")
+    return isinstance(related, yaml.SequenceNode) and not related.value and related.flow_style
 
 
 def list_indent(related: yaml.Node) -> str:

@@ -746,6 +746,9 @@ FOLD_CASES = {  # story files written in every way a fold must respect
     "document end": 'related:\n  - title: "R1"\n    webUrl: "https://r1.example/"\n...\n',
     "kept blanks": 'related:\n  - title: "R1"\n    excerpt: |+\n      line one\n\n\n',
     "none": "topics:\n  - AI\n",
+    "empty": "related:\ntopics:\n  - AI\n",
+    "empty flow": "related: []  # none yet\ntopics:\n  - AI\n",
+    "null": "related: ~\n",
 }
 
 
@@ -777,3 +780,20 @@ def test_warnings_about_items_shorten_what_the_feed_gave(site: MiniSite, capsys)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "left out" in line]
     assert len(lines) == 2 and all(len(line) < 400 for line in lines), [len(x) for x in lines]
+
+
+@pytest.mark.parametrize("empty", ["related:", "related: []  # none yet", "related: ~",
+                                   "related: null"])
+def test_items_fold_into_a_related_key_that_holds_none(make_site, empty: str) -> None:
+    """A hand-written story with an empty `related:` could not be folded into: the import
+    made a second story of the same event instead."""
+    text = ('---\ntitle: "Chips"\npublishedDateTime: 2020-01-24T12:00:00Z\n'
+            f'webUrl: "https://c.example/"\n{empty}\ntopics:\n  - AI\n---\nBody\n')
+    fold = Fold(FeedItem("Chips again", "https://c2.example/", None, "An excerpt", (), ()),
+                datetime(2020, 1, 24, 13, tzinfo=UTC), Outlet("Outlet", "c2.example"))
+    folded = fold_into(text, [fold])
+    assert ("# none yet" in folded) == ("#" in empty)  # the curator's comment is kept
+    site = make_site({"content/chips.md": folded})
+    story = site.build().site.articles[0]
+    assert [r.url for r in story.related] == ["https://c2.example/"]
+    assert [t.name for t in story.topics] == ["AI"]
