@@ -198,16 +198,12 @@ def input_signature(
     return _signature(repr(config), repr(options), folders, skip)
 
 
-def image_index(config: Config) -> Path:
-    return config.root / config.images.cache_dir / IMAGE_CACHE_FOLDER / "index.json"
-
-
 def with_image_cache(signature: Signature, config: Config) -> Signature:
     """The signature with the image cache's files only builds write, as a build left them:
     its index, and today's list of unreachable hosts (so the first build of a new day is
     not a nothing-changed one when a host failed the day before: it tries them again)."""
     folder = config.root / config.images.cache_dir / IMAGE_CACHE_FOLDER
-    return with_file(with_file(signature, image_index(config)), unreachable_path(folder))
+    return with_file(with_file(signature, folder / "index.json"), unreachable_path(folder))
 
 
 def unchanged_since(state: CacheState, signature: Signature, output_dir: Path) -> bool:
